@@ -46,8 +46,9 @@ class Finding:
     appearance: str
 
     def render(self) -> str:
-        """The finding in the English demo grammar: ``<location>: <appearance>``."""
-        return f"{self.location}: {self.appearance}"
+        """The finding in the English demo grammar: ``<location>: <appearance>``
+        (just the appearance when the location is unknown)."""
+        return f"{self.location}: {self.appearance}" if self.location else self.appearance
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,210 @@
+"""``SelipDataModule``: the one LightningDataModule every selip task uses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from selip.data.augment import AugmentSettings
+from selip.data.cache import VolumeCache
+from selip.data.dataset import Pair, PairDataset
+from selip.data.fingerprint import FileDigests
+from selip.data.manifest import Manifest, ManifestError, read_manifest
+from selip.data.preprocess import PreprocessSettings
+from selip.data.report_table import ReportTable
+from selip.data.reports import NORMAL_REPORT_TEXT, parse_report, swap_laterality
+from selip.data.splits import assign_splits
+from selip.data.text import load_tokenizer, tokenize
+from selip.data.validation import Requirements, check_files, check_structure, resolve_sequences
+
+
+def default_cache_dir() -> Path:
+    """``$SELIP_CACHE_DIR``, else ``~/.cache/selip``."""
+    return Path(os.environ.get("SELIP_CACHE_DIR", Path.home() / ".cache" / "selip"))
+
+
+def _label_order(labels: set[str]) -> list[str]:
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+class SelipDataModule(pl.LightningDataModule):
+    """Image–report pairs from a manifest, preprocessed through an on-disk cache.
+
+    Args:
+        manifest: CSV or JSONL manifest, one row per exam (see the README).
+        cache_dir: preprocessed-volume cache (default ``$SELIP_CACHE_DIR`` or
+            ``~/.cache/selip``).
+        sequences: sequence columns to pair (default: every sequence column).
+        spacing: target voxel size in mm, (D, H, W) = (S–I, A–P, L–R) order.
+        shape: target array shape, (D, H, W) order.
+        intensity_percentiles: clip at these percentiles, then rescale to [0, 1].
+        first_volume_of_4d: use the first volume of 4D files instead of rejecting them.
+        batch_size: training batch size per device (train batches drop the incomplete last
+            one, as an all-gather of unequal shapes would hang under DDP).
+        eval_batch_size: validation/test batch size (default: ``batch_size``).
+        num_workers: loader worker processes (persistent between epochs).
+        pin_memory: pin host memory when CUDA is available.
+        val_fraction: share of exams for validation when the manifest has no split.
+        test_fraction: share of exams for test when the manifest has no split.
+        split_seed: seed of that split.
+        text_model: Hugging Face model folder or name for the tokenizer (default: the
+            packaged MiniLM).
+        max_length: maximum report length in tokens.
+        normal_report_text: the text of a normal report (paired with every sequence).
+        augment: training augmentation (None: the defaults).
+        require_label: the task needs a label on every exam.
+        require_mask: the task needs a mask on every exam.
+        check_files: open every file during ``prepare_data`` to report bad volumes up front.
+        progress: show progress bars.
+    """
+
+    def __init__(
+        self,
+        manifest: str,
+        cache_dir: str | None = None,
+        sequences: list[str] | None = None,
+        spacing: tuple[float, float, float] = (3.0, 3.0, 3.0),
+        shape: tuple[int, int, int] = (64, 64, 64),
+        intensity_percentiles: tuple[float, float] = (0.1, 99.9),
+        first_volume_of_4d: bool = False,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
+        text_model: str | None = None,
+        max_length: int = 256,
+        normal_report_text: str = NORMAL_REPORT_TEXT,
+        augment: AugmentSettings | None = None,
+        require_label: bool = False,
+        require_mask: bool = False,
+        check_files: bool = True,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.manifest_path = Path(manifest).expanduser()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.requested_sequences = [s.lower() for s in sequences] if sequences else None
+        self.preprocess = PreprocessSettings(tuple(spacing), tuple(shape),  # type: ignore[arg-type]
+                                             tuple(intensity_percentiles),  # type: ignore[arg-type]
+                                             first_volume_of_4d)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.split_seed = split_seed
+        self.text_model = text_model
+        self.max_length = max_length
+        self.normal_report_text = normal_report_text
+        self.augment = augment or AugmentSettings()
+        self.needs = Requirements(tuple(self.requested_sequences) if self.requested_sequences
+                                  else None, require_label, require_mask)
+        self.check_files = check_files
+        self.progress = progress
+        self.cache = VolumeCache(self.cache_dir, self.preprocess)
+        self.digests = FileDigests(self.cache_dir / "file_digests.json")
+        self.sequences: list[str] = []
+        self.classes: list[str] = []
+        self.pairs: list[Pair] = []
+        self.report_table = ReportTable([])
+        self.datasets: dict[str, PairDataset] = {}
+
+    # -- validation ---------------------------------------------------------------------
+    def read_and_check(self, open_files: bool) -> Manifest:
+        """Read the manifest and raise :class:`ManifestError` listing every problem."""
+        manifest, problems = read_manifest(self.manifest_path)
+        if not problems:
+            problems = check_structure(manifest, self.needs)
+        if not problems and open_files:
+            problems = check_files(manifest, self.needs, self.preprocess.first_volume_of_4d,
+                                   self.digests, self.cache_dir / "checked",
+                                   num_threads=max(1, self.num_workers), progress=self.progress)
+        if problems:
+            raise ManifestError(problems)
+        return manifest
+
+    def prepare_data(self) -> None:
+        """Validate the manifest and every file it names (runs on one process per node)."""
+        self.read_and_check(open_files=self.check_files)
+
+    # -- pairs --------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Build pairs, splits, the report table and the token tensors (once)."""
+        if self.datasets:
+            return
+        manifest = self.read_and_check(open_files=False)
+        self.sequences = resolve_sequences(manifest, self.requested_sequences)
+        labels = {e.label for e in manifest.exams if e.label is not None}
+        self.classes = _label_order(labels)
+        splits = assign_splits(manifest.exams, self.val_fraction, self.test_fraction,
+                               self.split_seed)
+        texts: list[tuple[int, str, str]] = []  # (exam index, sequence, pair text)
+        for index, exam in enumerate(manifest.exams):
+            report = parse_report(exam.report, self.normal_report_text)
+            texts += [(index, s, report.text_for(s, self.normal_report_text))
+                      for s in self.sequences if s in exam.volumes]
+        self.report_table = ReportTable((t for _, _, t in texts), with_mirrored=self.augment.flips)
+        self.pairs = [self._pair(sample_id, manifest, splits[i], i, s, t)
+                      for sample_id, (i, s, t) in enumerate(texts)]
+        self.digests.save()
+        tokenizer = load_tokenizer(self.text_model)
+        input_ids, attention_mask = tokenize(self.report_table.texts, tokenizer, self.max_length)
+        for split in ("train", "val", "test"):
+            chosen = [p for p in self.pairs if p.split == split]
+            self.datasets[split] = PairDataset(chosen, self.cache, input_ids, attention_mask,
+                                               self.augment if split == "train" else None)
+
+    def _pair(self, sample_id: int, manifest: Manifest, split: str, exam_index: int,
+              sequence: str, text: str) -> Pair:
+        exam = manifest.exams[exam_index]
+        volume = exam.volumes[sequence]
+        report_id = self.report_table.id_of(text)
+        mirrored = (self.report_table.id_of(swap_laterality(text)) if self.augment.flips
+                    else report_id)
+        mask_key = (self.cache.key(self.digests.digest(exam.mask), "mask")
+                    if exam.mask is not None else None)
+        return Pair(
+            sample_id=sample_id, exam_id=exam.exam_id, split=split,
+            sequence_index=self.sequences.index(sequence), volume=volume,
+            volume_key=self.cache.key(self.digests.digest(volume), "image"),
+            report_id=report_id, mirrored_report_id=mirrored,
+            label=self.classes.index(exam.label) if exam.label is not None else None,
+            mask=exam.mask, mask_key=mask_key,
+        )
+
+    # -- loaders ------------------------------------------------------------------------
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        dataset = self.datasets[split]
+        batch_size = self.batch_size if train else self.eval_batch_size
+        if train and len(dataset) < batch_size:
+            raise ValueError(f"the train split has {len(dataset)} pairs, fewer than "
+                             f"batch_size={batch_size}; lower data.batch_size or add exams")
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=train, drop_last=train,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

@@ -1,0 +1,91 @@
+"""Image–text pairs: one per (exam, sequence), DESIGN §2.1.
+
+Workers read preprocessed arrays from the cache (filling it on a miss), augment, and
+look up the pre-tokenised report text; nothing here parses or tokenises text per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from selip.data.augment import AugmentSettings, augment_pair
+from selip.data.cache import VolumeCache
+from selip.data.preprocess import preprocess_mask, preprocess_volume
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training pair; ``sample_id`` is its index in the datamodule's pair list."""
+
+    sample_id: int
+    exam_id: str
+    split: str
+    sequence_index: int
+    volume: Path
+    volume_key: str
+    report_id: int
+    mirrored_report_id: int
+    label: int | None = None
+    mask: Path | None = None
+    mask_key: str | None = None
+
+
+class PairDataset(Dataset[dict[str, torch.Tensor]]):
+    """Dict samples: ``image`` (1, D, H, W) float32, ``input_ids`` / ``attention_mask``
+    (L,) int64, ``report_id``, ``sample_id``, ``sequence`` int64 scalars, and ``label``
+    (int64 scalar) / ``mask`` (1, D, H, W) int64 when the pairs have them."""
+
+    def __init__(self, pairs: list[Pair], cache: VolumeCache, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor, augment: AugmentSettings | None = None) -> None:
+        self.pairs = pairs
+        self.cache = cache
+        self.input_ids = input_ids
+        self.attention_mask = attention_mask
+        self.augment = augment
+        self.with_label = bool(pairs) and all(p.label is not None for p in pairs)
+        self.with_mask = bool(pairs) and all(p.mask_key is not None for p in pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _image(self, pair: Pair) -> torch.Tensor:
+        settings = self.cache.settings
+        array = self.cache.get_or_create(pair.volume_key, "image",
+                                         lambda: preprocess_volume(pair.volume, settings))
+        return torch.from_numpy(np.asarray(array, dtype=np.float32))[None]
+
+    def _mask(self, pair: Pair) -> torch.Tensor:
+        assert pair.mask is not None and pair.mask_key is not None
+        settings = self.cache.settings
+        mask_path = pair.mask
+        array = self.cache.get_or_create(pair.mask_key, "mask",
+                                         lambda: preprocess_mask(mask_path, settings))
+        return torch.from_numpy(np.asarray(array, dtype=np.int64))[None]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        pair = self.pairs[index]
+        image = self._image(pair)
+        mask = self._mask(pair) if self.with_mask else None
+        flipped = False
+        if self.augment is not None:
+            image, mask, flipped = augment_pair(image, mask, self.augment,
+                                                self.cache.settings.spacing)
+        report_id = pair.mirrored_report_id if flipped else pair.report_id
+        sample = {
+            "image": image.float(),
+            "input_ids": self.input_ids[report_id],
+            "attention_mask": self.attention_mask[report_id],
+            "report_id": torch.tensor(report_id, dtype=torch.long),
+            "sample_id": torch.tensor(pair.sample_id, dtype=torch.long),
+            "sequence": torch.tensor(pair.sequence_index, dtype=torch.long),
+        }
+        if self.with_label:
+            sample["label"] = torch.tensor(pair.label, dtype=torch.long)
+        if mask is not None:
+            sample["mask"] = mask.long()
+        return sample

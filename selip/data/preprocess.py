@@ -1,0 +1,105 @@
+"""Deterministic preprocessing (runs once per file and settings, then cached).
+
+Canonical RAS orientation, resampling to a target spacing, percentile clipping and
+rescaling to [0, 1] (the paper's intensity handling), then crop/pad to a fixed shape.
+
+Axis convention: torchio holds RAS arrays as (X, Y, Z) = (left→right, posterior→anterior,
+inferior→superior). selip tensors are (D, H, W) = (Z, Y, X), so D is the axial slice
+axis (the one the paper's stem does not downsample) and W is the left–right axis (the
+one the laterality flip mirrors). ``spacing`` and ``shape`` are given in (D, H, W) order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchio as tio
+
+from selip.data.nifti import load_volume
+
+#: Bump when the preprocessing code changes what it writes: old cache entries go stale.
+PREPROCESS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """Everything that changes a preprocessed array (part of every cache key)."""
+
+    spacing: tuple[float, float, float] = (3.0, 3.0, 3.0)
+    shape: tuple[int, int, int] = (64, 64, 64)
+    percentiles: tuple[float, float] = (0.1, 99.9)
+    first_volume_of_4d: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.spacing) != 3 or any(s <= 0 for s in self.spacing):
+            raise ValueError(f"spacing must be three positive numbers (D, H, W) in mm, "
+                             f"got {self.spacing}")
+        if len(self.shape) != 3 or any(int(s) < 1 for s in self.shape):
+            raise ValueError(f"shape must be three positive integers (D, H, W), got {self.shape}")
+        low, high = self.percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, "
+                             f"got {self.percentiles}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings as JSON-able data, with the code version."""
+        return {**asdict(self), "version": PREPROCESS_VERSION}
+
+
+def _to_torchio_order(values: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+    return values[2], values[1], values[0]
+
+
+def _geometry(settings: PreprocessSettings) -> list[tio.Transform]:
+    return [tio.ToCanonical(), tio.Resample(_to_torchio_order(settings.spacing))]
+
+
+def _crop_or_pad(settings: PreprocessSettings) -> tio.Transform:
+    shape = tuple(int(s) for s in _to_torchio_order(settings.shape))
+    return tio.CropOrPad(shape, padding_mode=0)
+
+
+def _to_dhw(tensor: torch.Tensor) -> np.ndarray:
+    """(1, X, Y, Z) torchio tensor → (D, H, W) = (Z, Y, X) contiguous array."""
+    return np.ascontiguousarray(tensor[0].numpy().transpose(2, 1, 0))
+
+
+def preprocess_volume(path: str | Path, settings: PreprocessSettings) -> np.ndarray:
+    """Load and preprocess one image volume.
+
+    Returns:
+        (D, H, W) float16 array with values in [0, 1].
+    """
+    data, affine = load_volume(path, settings.first_volume_of_4d)
+    image = tio.ScalarImage(tensor=torch.from_numpy(data)[None], affine=affine)
+    for transform in _geometry(settings):
+        image = transform(image)
+    tensor = image.data.float()
+    low, high = np.percentile(tensor.numpy(), settings.percentiles)
+    if high > low:
+        tensor = ((tensor.clamp(float(low), float(high)) - low) / (high - low))
+    else:  # a constant volume carries no contrast; map it to zeros instead of dividing by 0
+        tensor = torch.zeros_like(tensor)
+    image = tio.ScalarImage(tensor=tensor, affine=image.affine)
+    image = _crop_or_pad(settings)(image)
+    return _to_dhw(image.data).astype(np.float16)
+
+
+def preprocess_mask(path: str | Path, settings: PreprocessSettings) -> np.ndarray:
+    """Load a label mask and bring it to the same grid as the images (nearest neighbour).
+
+    Returns:
+        (D, H, W) uint8 array of label values.
+    """
+    data, affine = load_volume(path, settings.first_volume_of_4d)
+    if np.any(data < 0) or np.any(data > 255) or np.any(data != np.round(data)):
+        raise ValueError(f"mask must hold integer labels 0..255: {path}")
+    mask = tio.LabelMap(tensor=torch.from_numpy(data.astype(np.int16))[None], affine=affine)
+    for transform in _geometry(settings):
+        mask = transform(mask)
+    mask = _crop_or_pad(settings)(mask)
+    return _to_dhw(mask.data).astype(np.uint8)

@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny NIfTI volumes and manifests written per test."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+ANATOMICAL = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def head_volume(shape: tuple[int, int, int] = (12, 14, 10), seed: int = 0) -> np.ndarray:
+    """(X, Y, Z) float32: a noisy bright ellipsoid with a left-sided blob (a toy head)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    inside = (grid**2).sum(0) < 0.8
+    volume = 100.0 * inside + rng.normal(0, 5, shape)
+    volume[: shape[0] // 3, shape[1] // 2, shape[2] // 2] += 300.0  # left side (low x in RAS)
+    return volume.astype(np.float32)
+
+
+def write_nifti(path: Path, data: np.ndarray, spacing: float = 2.0,
+                affine: np.ndarray | None = None) -> Path:
+    """Save ``data`` as NIfTI with an isotropic RAS affine unless one is given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if affine is None:
+        affine = np.diag([spacing, spacing, spacing, 1.0])
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]],
+                   columns: list[str] | None = None) -> Path:
+    """Write ``rows`` as a CSV manifest (columns from the first row unless given)."""
+    columns = columns or list(rows[0])
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+REPORTS = [
+    "FLAIR: left frontal lobe: hyperintense signal.\nT1: left frontal lobe: hypointense signal.",
+    "No abnormality detected.",
+    "FLAIR: right thalamus: hyperintense signal.\nT1: right thalamus: isointense signal.",
+    '{"FLAIR": [{"location": "left parietal lobe", "appearance": "hyperintense signal"}]}',
+]
+
+
+@pytest.fixture
+def tiny_cohort(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: a manifest of ``n`` exams with t1 + flair volumes, labels and masks."""
+
+    def make(n: int = 8, with_mask: bool = True, shape: tuple[int, int, int] = (12, 14, 10)
+             ) -> Path:
+        rows = []
+        for i in range(n):
+            exam = tmp_path / "exams" / f"e{i:02d}"
+            t1 = write_nifti(exam / "t1.nii.gz", head_volume(shape, seed=i))
+            flair = write_nifti(exam / "flair.nii.gz", head_volume(shape, seed=100 + i))
+            row = {"exam_id": f"e{i:02d}", "t1": str(t1.relative_to(tmp_path)),
+                   "flair": str(flair.relative_to(tmp_path)), "report": REPORTS[i % len(REPORTS)],
+                   "label": ["infarct", "normal"][int(i % 4 == 1)]}
+            if with_mask:
+                mask = (head_volume(shape, seed=i) > 200).astype(np.uint8)
+                row["mask"] = str(write_nifti(exam / "mask.nii.gz", mask).relative_to(tmp_path))
+            rows.append(row)
+        return write_manifest(tmp_path / "manifest.csv", rows)
+
+    return make

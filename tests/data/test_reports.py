@@ -1,0 +1,96 @@
+import json
+
+import pytest
+
+from selip.data.report_table import ReportTable
+from selip.data.reports import (
+    NORMAL_REPORT_TEXT,
+    Finding,
+    ReportError,
+    parse_report,
+    render_report,
+    swap_laterality,
+)
+
+
+def test_free_text_grammar_gives_findings_per_sequence():
+    report = parse_report("T1: left frontal lobe: hypointense signal.\n"
+                          "FLAIR: left frontal lobe: hyperintense signal; right thalamus: "
+                          "hyperintense signal.")
+    assert report.text_for("flair") == ("left frontal lobe: hyperintense signal; "
+                                        "right thalamus: hyperintense signal")
+    assert report.text_for("T1") == "left frontal lobe: hypointense signal"
+    # a sequence without findings in an abnormal exam is paired with the normal text
+    assert report.text_for("dwi") == NORMAL_REPORT_TEXT
+
+
+def test_structured_report_and_json_string_agree():
+    data = {"FLAIR": [{"location": "left frontal lobe", "appearance": "hyperintense signal"}]}
+    assert parse_report(data) == parse_report(json.dumps(data))
+    assert parse_report(data).text_for("flair") == "left frontal lobe: hyperintense signal"
+
+
+def test_normal_reports_pair_every_sequence_with_the_normal_text():
+    for given in ({"normal": True}, '{"normal": true}', NORMAL_REPORT_TEXT,
+                  "  no abnormality   detected "):
+        report = parse_report(given)
+        assert report.normal
+        assert report.text_for("t2") == NORMAL_REPORT_TEXT
+    assert parse_report("Normal study", normal_text="Normal study.").normal
+
+
+def test_prose_without_headers_is_paired_unchanged():
+    text = "Large mass in the left temporal lobe, with oedema."
+    report = parse_report(text)
+    assert report.text_for("t1") == text == report.text_for("adc")
+
+
+def test_chinese_headers_and_punctuation():
+    report = parse_report("FLAIR：在左侧基底节区表现为高信号。")
+    assert report.text_for("flair") == "在左侧基底节区表现为高信号"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("{not json", "does not parse"),
+    ('{"FLAIR": "bright"}', "must be a list"),
+    ('{"FLAIR": [{"location": "x"}]}', "appearance"),
+    ('{"FLAIR": []}', "no findings"),
+    ("[1, 2]", None),
+])
+def test_bad_reports_raise_report_error(bad, message):
+    if message is None:  # a JSON list is prose to the grammar, not structured findings
+        assert parse_report(bad).free_text == "[1, 2]"
+        return
+    with pytest.raises(ReportError, match=message):
+        parse_report(bad)
+
+
+def test_render_then_parse_round_trips():
+    findings = {"t1": [Finding("left frontal lobe", "hypointense signal")],
+                "flair": [Finding("left frontal lobe", "hyperintense signal"),
+                          Finding("right thalamus", "hyperintense signal")]}
+    text = render_report(findings, {"t1": "T1", "flair": "FLAIR"})
+    assert text.splitlines()[0] == "T1: left frontal lobe: hypointense signal."
+    parsed = parse_report(text)
+    assert parsed.text_for("flair") == "; ".join(f.render() for f in findings["flair"])
+    assert render_report(None) == NORMAL_REPORT_TEXT
+    assert render_report({"t1": []}) == NORMAL_REPORT_TEXT
+
+
+def test_swap_laterality_keeps_case_and_handles_chinese():
+    assert swap_laterality("Left frontal; right thalamus; LEFT") == \
+        "Right frontal; left thalamus; RIGHT"
+    assert swap_laterality("在左侧基底节区，右侧丘脑") == "在右侧基底节区，左侧丘脑"
+    assert swap_laterality("leftover rightmost") == "leftover rightmost"  # whole words only
+    assert swap_laterality(swap_laterality("left and right")) == "left and right"
+
+
+def test_report_table_ids_are_sorted_and_include_mirrored_texts():
+    table = ReportTable(["b left", "a", "b left"], with_mirrored=True)
+    assert table.texts == ["a", "b left", "b right"]
+    assert table.id_of("b right") == 2
+    assert len(ReportTable(["b left", "a"])) == 2
+    with pytest.raises(KeyError, match="not in the table"):
+        table.id_of("zzz")
