@@ -34,9 +34,9 @@ class Requirements:
 
 
 def resolve_sequences(manifest: Manifest, requested: Iterable[str] | None) -> list[str]:
-    """The sequence columns to use: the requested ones, or every sequence column."""
+    """The sequence columns to use: the requested ones, or every known sequence column."""
     if requested is None:
-        return [c for c in manifest.sequence_columns]
+        return [c for c in manifest.sequence_columns if c in KNOWN_SEQUENCES]
     return [s.lower() for s in requested]
 
 

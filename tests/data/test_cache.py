@@ -1,0 +1,88 @@
+"""Volume cache: hit, miss, invalidation, truncation and atomic writes."""
+
+import os
+
+import numpy as np
+import pytest
+
+from selip.data.cache import VolumeCache
+from selip.data.fingerprint import FileDigests
+from selip.data.preprocess import PreprocessSettings, preprocess_volume
+from tests.conftest import head_volume, write_nifti
+
+SETTINGS = PreprocessSettings((2.0, 2.0, 2.0), (10, 14, 12))
+
+
+def _builder(path, calls):
+    def build():
+        calls.append(path)
+        return preprocess_volume(path, SETTINGS)
+    return build
+
+
+def test_miss_then_hit_returns_a_memory_map(tmp_path):
+    volume = write_nifti(tmp_path / "v.nii.gz", head_volume())
+    cache = VolumeCache(tmp_path / "cache", SETTINGS)
+    key = cache.key(FileDigests().digest(volume), "image")
+    calls: list = []
+    first = cache.get_or_create(key, "image", _builder(volume, calls))
+    second = cache.get_or_create(key, "image", _builder(volume, calls))
+    assert len(calls) == 1
+    assert isinstance(second, np.memmap)
+    np.testing.assert_array_equal(first, second)
+    assert not [p for p in cache.root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_keys_change_with_content_settings_and_kind(tmp_path):
+    volume = write_nifti(tmp_path / "v.nii.gz", head_volume())
+    digests = FileDigests(tmp_path / "memo.json")
+    before = digests.digest(volume)
+    cache = VolumeCache(tmp_path / "cache", SETTINGS)
+    other = VolumeCache(tmp_path / "cache", PreprocessSettings((2.0, 2.0, 2.0), (10, 14, 14)))
+    assert cache.key(before, "image") != other.key(before, "image")
+    assert cache.key(before, "image") != cache.key(before, "mask")
+    write_nifti(volume, head_volume(seed=5))
+    os.utime(volume, ns=(1, 1))  # even a forged mtime changes the stamp, so it is re-hashed
+    assert digests.digest(volume) != before
+
+
+def test_truncated_or_foreign_entries_are_rebuilt_never_served(tmp_path):
+    volume = write_nifti(tmp_path / "v.nii.gz", head_volume())
+    cache = VolumeCache(tmp_path / "cache", SETTINGS)
+    key = cache.key("digest", "image")
+    calls: list = []
+    good = np.array(cache.get_or_create(key, "image", _builder(volume, calls)))
+    entry = cache.path(key)
+    entry.write_bytes(entry.read_bytes()[:-100])  # truncated
+    assert cache.load(key, "image") is None and not entry.exists()
+    rebuilt = cache.get_or_create(key, "image", _builder(volume, calls))
+    np.testing.assert_array_equal(rebuilt, good)
+    np.save(entry, np.zeros((3, 3, 3), np.float16))  # wrong shape under the right name
+    assert cache.load(key, "image") is None
+    entry.write_bytes(b"garbage")
+    assert cache.load(key, "image") is None
+    assert len(calls) == 2
+
+
+def test_a_failed_write_leaves_the_old_entry_and_no_temporary_file(tmp_path, monkeypatch):
+    cache = VolumeCache(tmp_path / "cache", SETTINGS)
+    key = cache.key("digest", "image")
+    old = np.full(SETTINGS.shape, 0.5, np.float16)
+    cache.store(key, old, "image")
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np.lib.format, "write_array", explode)
+    with pytest.raises(OSError, match="disk full"):
+        cache.store(key, np.zeros(SETTINGS.shape, np.float16), "image")
+    np.testing.assert_array_equal(cache.load(key, "image"), old)
+    assert [p.name for p in cache.path(key).parent.iterdir()] == [f"{key}.npy"]
+
+
+def test_store_rejects_arrays_of_the_wrong_shape_or_dtype(tmp_path):
+    cache = VolumeCache(tmp_path, SETTINGS)
+    with pytest.raises(ValueError, match=r"\(10, 14, 12\) float16"):
+        cache.store("k", np.zeros((2, 2, 2), np.float16), "image")
+    with pytest.raises(ValueError, match="uint8"):
+        cache.store("k", np.zeros(SETTINGS.shape, np.float32), "mask")

@@ -1,0 +1,169 @@
+"""Every bad input of the manifest gives its own error, with row and column."""
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from selip.data.datamodule import SelipDataModule
+from selip.data.fingerprint import FileDigests
+from selip.data.manifest import ManifestError, read_manifest
+from selip.data.validation import Requirements, check_files, check_structure
+from tests.conftest import head_volume, write_manifest, write_nifti
+
+
+def _problems(manifest_path: Path, needs: Requirements = Requirements(), files: bool = True,
+              first_volume_of_4d: bool = False) -> list[str]:
+    manifest, problems = read_manifest(manifest_path)
+    problems += check_structure(manifest, needs)
+    if files:
+        problems += check_files(manifest, needs, first_volume_of_4d, progress=False)
+    return [str(p) for p in problems]
+
+
+def _row(exam_id: str, t1: str, report: str = "No abnormality detected.", **extra: str):
+    return {"exam_id": exam_id, "t1": t1, "report": report, **extra}
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> str:
+    write_nifti(tmp_path / "good.nii.gz", head_volume())
+    return "good.nii.gz"
+
+
+def test_a_good_manifest_has_no_problems(tmp_path, good):
+    path = write_manifest(tmp_path / "m.csv", [_row("a", good), _row("b", good)])
+    assert _problems(path) == []
+
+
+def test_missing_file(tmp_path, good):
+    path = write_manifest(tmp_path / "m.csv", [_row("a", good), _row("b", "nope.nii.gz")])
+    [problem] = _problems(path)
+    assert "row 2 (exam b), column 't1': file not found" in problem
+    assert str(tmp_path / "nope.nii.gz") in problem
+
+
+def test_unreadable_and_truncated_nifti(tmp_path, good):
+    (tmp_path / "garbage.nii").write_bytes(b"this is not a nifti file" * 20)
+    whole = gzip.compress((tmp_path / good).read_bytes() and
+                          gzip.decompress((tmp_path / good).read_bytes()))
+    (tmp_path / "cut.nii.gz").write_bytes(whole[: len(whole) // 2])
+    path = write_manifest(tmp_path / "m.csv", [_row("a", "garbage.nii"), _row("b", "cut.nii.gz")])
+    problems = _problems(path)
+    assert len(problems) == 2
+    assert "row 1 (exam a), column 't1': not a readable NIfTI file" in problems[0]
+    assert "row 2 (exam b), column 't1': corrupt or truncated" in problems[1]
+
+
+def test_4d_volume_is_an_error_unless_first_volume_is_configured(tmp_path):
+    write_nifti(tmp_path / "dwi4d.nii.gz", np.stack([head_volume()] * 3, axis=-1))
+    path = write_manifest(tmp_path / "m.csv", [_row("a", "dwi4d.nii.gz")])
+    [problem] = _problems(path)
+    assert "4D volume of shape (12, 14, 10, 3)" in problem and "first_volume_of_4d" in problem
+    assert _problems(path, first_volume_of_4d=True) == []
+
+
+def test_nan_and_inf_voxels(tmp_path):
+    bad = head_volume()
+    bad[1, 2, 3] = np.nan
+    bad[2, 2, 2] = np.inf
+    write_nifti(tmp_path / "nan.nii.gz", bad)
+    path = write_manifest(tmp_path / "m.csv", [_row("a", "nan.nii.gz")])
+    [problem] = _problems(path)
+    assert "2 NaN/Inf voxels" in problem and "column 't1'" in problem
+
+
+def test_empty_report_and_malformed_structured_report(tmp_path, good):
+    rows = [_row("a", good, report="  "), _row("b", good, report='{"FLAIR": "bright"}')]
+    problems = _problems(write_manifest(tmp_path / "m.csv", rows))
+    assert problems[0].endswith("row 1 (exam a), column 'report': report is empty")
+    assert "row 2 (exam b), column 'report'" in problems[1] and "must be a list" in problems[1]
+
+
+def test_unknown_sequence_column(tmp_path, good):
+    rows = [{**_row("a", good), "t1_weird": good}]
+    [problem] = _problems(write_manifest(tmp_path / "m.csv", rows))
+    assert "unknown sequence column 't1_weird'" in problem and "data.sequences" in problem
+    # declaring it as a sequence makes it legal
+    assert _problems(write_manifest(tmp_path / "m.csv", rows),
+                     Requirements(sequences=("t1", "t1_weird"))) == []
+
+
+def test_duplicate_exam_id(tmp_path, good):
+    path = write_manifest(tmp_path / "m.csv", [_row("a", good), _row("a", good), _row("b", good)])
+    problems = _problems(path)
+    assert len(problems) == 2
+    assert all("duplicate exam_id 'a' (2 rows)" in p for p in problems)
+
+
+def test_label_and_mask_missing_where_the_task_needs_them(tmp_path, good):
+    rows = [_row("a", good, label="x", mask=good), _row("b", good, label="", mask="")]
+    path = write_manifest(tmp_path / "m.csv", rows)
+    assert _problems(path) == []
+    problems = _problems(path, Requirements(require_label=True, require_mask=True))
+    assert any("row 2 (exam b), column 'label': label is missing" in p for p in problems)
+    assert any("row 2 (exam b), column 'mask': mask is missing" in p for p in problems)
+
+
+def test_missing_columns_bad_split_and_requested_sequence(tmp_path, good):
+    path = write_manifest(tmp_path / "m.csv", [{"t1": good, "split": "holdout"}])
+    manifest, problems = read_manifest(path)
+    assert {"required column 'exam_id' is missing", "required column 'report' is missing"} <= {
+        p.message.split(" (")[0] for p in problems}
+    rows = [_row("a", good, split="holdout"), _row("b", good, split="")]
+    problems2 = _problems(write_manifest(tmp_path / "m2.csv", rows),
+                          Requirements(sequences=("t1", "flair")))
+    assert any("sequence 'flair' was requested" in p for p in problems2)
+    assert any("split 'holdout' is not one of train, val, test" in p for p in problems2)
+    assert any("split is empty in 1 of 2 rows" in p for p in problems2)
+
+
+def test_every_problem_is_reported_at_once(tmp_path, good):
+    bad = head_volume()
+    bad[0, 0, 0] = np.nan
+    write_nifti(tmp_path / "nan.nii.gz", bad)
+    rows = [_row("a", "missing.nii"), _row("a", good, report=""), _row("c", "nan.nii.gz")]
+    path = write_manifest(tmp_path / "m.csv", rows)
+    datamodule = SelipDataModule(str(path), cache_dir=str(tmp_path / "cache"), progress=False)
+    # structural problems come first: the duplicate id and the empty report
+    with pytest.raises(ManifestError) as caught:
+        datamodule.prepare_data()
+    assert len(caught.value.problems) == 3  # duplicate twice + empty report
+    rows[1]["exam_id"], rows[1]["report"] = "b", "ok text"
+    write_manifest(path, rows)
+    with pytest.raises(ManifestError) as caught:
+        datamodule.prepare_data()
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "2 problems in the data:"
+    assert "row 1 (exam a)" in lines[1] and "file not found" in lines[1]
+    assert "row 3 (exam c)" in lines[2] and "NaN/Inf" in lines[2]
+
+
+def test_jsonl_manifest_with_structured_report(tmp_path, good):
+    report = {"FLAIR": [{"location": "left frontal lobe", "appearance": "hyperintense signal"}]}
+    lines = [json.dumps(_row("a", good, report=report)), "{broken", json.dumps([1])]  # type: ignore[arg-type]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    manifest, problems = read_manifest(path)
+    assert json.loads(manifest.exams[0].report) == report
+    assert [p.row for p in problems] == [2, 3]
+    assert "not valid JSON" in str(problems[0]) and "JSON object" in str(problems[1])
+
+
+def test_file_checks_are_memoised_by_content(tmp_path, good):
+    path = write_manifest(tmp_path / "m.csv", [_row("a", good)])
+    manifest, _ = read_manifest(path)
+    digests = FileDigests(tmp_path / "digests.json")
+    checked = tmp_path / "checked"
+    assert check_files(manifest, Requirements(), digests=digests, checked_dir=checked,
+                       progress=False) == []
+    assert len(list(checked.rglob("*"))) == 2  # one fan-out folder, one marker
+    # the file changes: same path, new content, so it is read (and rejected) again
+    bad = head_volume()
+    bad[0, 0, 0] = np.inf
+    write_nifti(tmp_path / good, bad)
+    problems = check_files(manifest, Requirements(), digests=digests, checked_dir=checked,
+                           progress=False)
+    assert len(problems) == 1 and "NaN/Inf" in str(problems[0])
