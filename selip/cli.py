@@ -73,20 +73,15 @@ def _prepare_parser() -> Any:
 def prepare(argv: Sequence[str]) -> int:
     """``selip prepare --config CONFIG``: validate, then fill the cache."""
     from selip.data.datamodule import SelipDataModule
-    from selip.data.manifest import ManifestError
     from selip.data.prepare import fill_cache
 
     parser = _prepare_parser()
     config = parser.parse_args(list(argv))
-    if not config.data.get("manifest"):
-        return _fail("prepare needs data.manifest (in --config or as --data.manifest PATH)")
     try:
         datamodule: SelipDataModule = parser.instantiate_classes(config).data
         datamodule.prepare_data()
         datamodule.setup()
-    except ManifestError as err:
-        return _fail(str(err))
-    except ValueError as err:
+    except ValueError as err:  # ManifestError included: one line per problem
         return _fail(str(err))
     splits = {k: len(v) for k, v in datamodule.datasets.items()}
     print(f"manifest {datamodule.manifest_path}: OK — {len(datamodule.pairs)} pairs "
@@ -98,7 +93,7 @@ def prepare(argv: Sequence[str]) -> int:
     workers = config.workers or max(1, datamodule.num_workers)
     summary = fill_cache(datamodule.cache, datamodule.pairs, workers=workers,
                          progress=datamodule.progress)
-    print(f"cache {datamodule.cache_dir}: {summary.entries} entries, {summary.hits} already "
+    print(f"cache {datamodule.cache_dir}: entries {summary.entries}, {summary.hits} already "
           f"cached, {summary.built} built in {summary.seconds:.1f} s")
     if summary.failures:
         return _fail("preprocessing failed for:\n  " + "\n  ".join(summary.failures))

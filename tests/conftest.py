@@ -72,6 +72,7 @@ def tiny_cohort(tmp_path: Path) -> Callable[..., Path]:
                    "label": ["infarct", "normal"][int(i % 4 == 1)]}
             if with_mask:
                 mask = (head_volume(shape, seed=i) > 200).astype(np.uint8)
+                mask[i % shape[0], 0, 0] = 1  # every exam's mask differs (content-keyed cache)
                 row["mask"] = str(write_nifti(exam / "mask.nii.gz", mask).relative_to(tmp_path))
             rows.append(row)
         return write_manifest(tmp_path / "manifest.csv", rows)

@@ -11,11 +11,11 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:  # type: ignore[type-arg]
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +32,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:  # type: ig
         raise
 
 
-def atomic_write(path: str | Path, writer: Callable[[IO], None], mode: str = "wb") -> None:  # type: ignore[type-arg]
+def atomic_write(path: str | Path, writer: Callable[[IO[Any]], None], mode: str = "wb") -> None:
     """Call ``writer(handle)`` on a temporary file and rename it to ``path``."""
     with atomic_open(path, mode) as handle:
         writer(handle)

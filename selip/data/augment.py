@@ -58,8 +58,11 @@ def _random_affine(image: torch.Tensor, mask: torch.Tensor | None, settings: Aug
     transform = tio.RandomAffine(scales=settings.scales, degrees=settings.degrees,
                                  translation=settings.translation_mm, default_pad_value=0.0)
     out = transform(subject)
-    new_image = out["image"].data.permute(0, 3, 2, 1).contiguous()
-    new_mask = out["mask"].data.permute(0, 3, 2, 1).contiguous() if mask is not None else None
+    assert isinstance(out, tio.Subject)
+    new_image = out.get_image("image").data.permute(0, 3, 2, 1).contiguous()
+    new_mask = None
+    if mask is not None:
+        new_mask = out.get_image("mask").data.permute(0, 3, 2, 1).contiguous()
     return new_image, new_mask
 
 

@@ -37,7 +37,7 @@ def load_volume(path: str | Path, first_volume_of_4d: bool = False,
     if not path.is_file():
         raise VolumeError(f"file not found: {path}")
     try:
-        image = nib.load(path)
+        image: nib.Nifti1Image = nib.load(path)  # type: ignore[assignment]
     except Exception as err:  # nibabel raises many types for a bad header
         raise VolumeError(f"not a readable NIfTI file: {path} ({err})") from None
     shape = image.shape
@@ -51,7 +51,7 @@ def load_volume(path: str | Path, first_volume_of_4d: bool = False,
         raise VolumeError(f"volume has {len(image.shape)} dimensions {tuple(image.shape)}, "
                           f"expected 3: {path}")
     try:
-        proxy = image.dataobj  # type: ignore[attr-defined]
+        proxy = image.dataobj
         data = np.asarray(proxy[..., 0] if len(image.shape) == 4 else proxy, dtype=np.float32)
     except (EOFError, OSError, zlib.error, ValueError) as err:
         raise VolumeError(f"corrupt or truncated NIfTI data: {path} ({err})") from None
@@ -59,7 +59,7 @@ def load_volume(path: str | Path, first_volume_of_4d: bool = False,
     if check_finite and not np.isfinite(data).all():
         bad = int(data.size - np.isfinite(data).sum())
         raise VolumeError(f"{bad} NaN/Inf voxels: {path}")
-    affine = np.asarray(image.affine, dtype=np.float64)  # type: ignore[attr-defined]
+    affine = np.asarray(image.affine, dtype=np.float64)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise VolumeError(f"invalid (singular or non-finite) affine: {path}")
     return data, affine

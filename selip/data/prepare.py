@@ -70,7 +70,7 @@ def fill_cache(cache: VolumeCache, pairs: list[Pair], workers: int = 2,
             futures = {pool.submit(_fill_one, cache.root, cache.settings, *job): job
                        for job in missing}
             for future in as_completed(futures):
-                key, kind, path = futures[future]
+                path = futures[future][2]
                 try:
                     summary.built += int(future.result())
                 except Exception as err:  # report every failing file, keep going

@@ -14,8 +14,9 @@ from selip.data.validation import Requirements, check_files, check_structure
 from tests.conftest import head_volume, write_manifest, write_nifti
 
 
-def _problems(manifest_path: Path, needs: Requirements = Requirements(), files: bool = True,
+def _problems(manifest_path: Path, needs: Requirements | None = None, files: bool = True,
               first_volume_of_4d: bool = False) -> list[str]:
+    needs = needs or Requirements()
     manifest, problems = read_manifest(manifest_path)
     problems += check_structure(manifest, needs)
     if files:
@@ -109,7 +110,7 @@ def test_label_and_mask_missing_where_the_task_needs_them(tmp_path, good):
 
 def test_missing_columns_bad_split_and_requested_sequence(tmp_path, good):
     path = write_manifest(tmp_path / "m.csv", [{"t1": good, "split": "holdout"}])
-    manifest, problems = read_manifest(path)
+    _, problems = read_manifest(path)
     assert {"required column 'exam_id' is missing", "required column 'report' is missing"} <= {
         p.message.split(" (")[0] for p in problems}
     rows = [_row("a", good, split="holdout"), _row("b", good, split="")]

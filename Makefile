@@ -1,0 +1,43 @@
+# selip: every target installs what it needs first, so each works on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build on machines without a GPU; on a GPU cluster: make install TORCH=torch
+TORCH ?= torch==2.13.0
+DEMO_DIR ?= demo_data
+DEMO_EXAMS ?= 200
+
+# Nothing is ever fetched from a model hub: models load from local folders.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test lint bench clean clean-demo
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: install
+	test -f $(DEMO_DIR)/manifest.csv || $(BIN)/selip demo-data --out $(DEMO_DIR) --num-exams $(DEMO_EXAMS)
+	$(BIN)/selip prepare --config configs/demo.yaml --data.manifest $(DEMO_DIR)/manifest.csv
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check selip tests benchmarks
+	$(BIN)/mypy selip benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/data_loading.py
+
+clean-demo:
+	rm -rf $(DEMO_DIR) .cache/selip
+
+clean: clean-demo
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,106 @@
+"""SelipDataModule: pairs, splits, batch keys, shapes and dtypes, mirrored texts."""
+
+import pytest
+import torch
+
+from selip.data.augment import AugmentSettings
+from selip.data.datamodule import SelipDataModule
+from selip.data.reports import NORMAL_REPORT_TEXT, swap_laterality
+
+SHAPE = (8, 12, 10)
+
+
+def _datamodule(manifest, tmp_path, **kwargs):
+    options = dict(cache_dir=str(tmp_path / "cache"), spacing=(2.0, 2.0, 2.0), shape=SHAPE,
+                   batch_size=4, num_workers=0, max_length=32, progress=False)
+    options.update(kwargs)
+    datamodule = SelipDataModule(str(manifest), **options)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_one_pair_per_exam_and_sequence_and_splits_by_exam(tiny_cohort, tmp_path):
+    dm = _datamodule(tiny_cohort(n=10), tmp_path, val_fraction=0.2, test_fraction=0.2)
+    assert dm.sequences == ["t1", "flair"]
+    assert len(dm.pairs) == 20
+    exams_per_split = {s: {p.exam_id for p in dm.pairs if p.split == s}
+                       for s in ("train", "val", "test")}
+    assert [len(exams_per_split[s]) for s in ("train", "val", "test")] == [6, 2, 2]
+    assert not exams_per_split["val"] & exams_per_split["train"]
+    again = _datamodule(tiny_cohort(n=10), tmp_path, val_fraction=0.2, test_fraction=0.2)
+    assert [p.split for p in again.pairs] == [p.split for p in dm.pairs]
+    other = _datamodule(tiny_cohort(n=10), tmp_path, val_fraction=0.2, test_fraction=0.2,
+                        split_seed=1)
+    assert [p.split for p in other.pairs] != [p.split for p in dm.pairs]
+
+
+def test_pair_texts_follow_the_report_per_sequence(tiny_cohort, tmp_path):
+    dm = _datamodule(tiny_cohort(n=4), tmp_path)
+    text = {(p.exam_id, p.sequence_index): dm.report_table.texts[p.report_id] for p in dm.pairs}
+    assert text[("e00", 0)] == "left frontal lobe: hypointense signal"
+    assert text[("e00", 1)] == "left frontal lobe: hyperintense signal"
+    assert text[("e01", 0)] == text[("e01", 1)] == NORMAL_REPORT_TEXT
+    assert text[("e03", 0)] == NORMAL_REPORT_TEXT  # structured report with FLAIR findings only
+    for pair in dm.pairs:  # the mirrored id points at the mirrored text
+        assert dm.report_table.texts[pair.mirrored_report_id] == swap_laterality(
+            dm.report_table.texts[pair.report_id])
+
+
+def test_train_batch_keys_shapes_and_dtypes(tiny_cohort, tmp_path):
+    dm = _datamodule(tiny_cohort(n=8), tmp_path, val_fraction=0.25, test_fraction=0.0)
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"image", "input_ids", "attention_mask", "report_id", "sample_id",
+                          "sequence", "label", "mask"}
+    assert batch["image"].shape == (4, 1, *SHAPE) and batch["image"].dtype == torch.float32
+    assert batch["mask"].shape == (4, 1, *SHAPE) and batch["mask"].dtype == torch.int64
+    assert batch["input_ids"].dtype == torch.int64 and batch["input_ids"].shape[0] == 4
+    assert batch["attention_mask"].shape == batch["input_ids"].shape
+    for key in ("report_id", "sample_id", "sequence", "label"):
+        assert batch[key].shape == (4,) and batch[key].dtype == torch.int64
+    assert dm.classes == ["infarct", "normal"]
+    # every batch has the full size: the last incomplete one is dropped (DDP all-gather)
+    sizes = [len(b["sample_id"]) for b in dm.train_dataloader()]
+    assert sizes == [4] * (len(dm.datasets["train"]) // 4)
+
+
+def test_tokens_match_the_report_table(tiny_cohort, tmp_path):
+    dm = _datamodule(tiny_cohort(n=4), tmp_path, augment=AugmentSettings(enabled=False))
+    sample = dm.datasets["train"][0]
+    from selip.data.text import load_tokenizer
+
+    decoded = load_tokenizer(None).decode(sample["input_ids"][sample["attention_mask"] == 1],
+                                          skip_special_tokens=True)
+    expected = dm.report_table.texts[int(sample["report_id"])]
+    assert decoded == expected.lower()
+
+
+def test_a_flipped_sample_carries_the_mirrored_report(tiny_cohort, tmp_path):
+    always = AugmentSettings(flip_probability=1.0, affine_probability=0.0, gamma_probability=0.0,
+                             intensity_scale=0.0)
+    dm = _datamodule(tiny_cohort(n=4), tmp_path, augment=always, val_fraction=0.0,
+                     test_fraction=0.0)
+    plain = _datamodule(tiny_cohort(n=4), tmp_path, augment=AugmentSettings(enabled=False),
+                        val_fraction=0.0, test_fraction=0.0)
+    flipped, unflipped = dm.datasets["train"][0], plain.datasets["train"][0]
+    torch.testing.assert_close(flipped["image"], unflipped["image"].flip(-1))
+    assert dm.report_table.texts[int(flipped["report_id"])] == swap_laterality(
+        plain.report_table.texts[int(unflipped["report_id"])])
+    assert dm.report_table.texts[int(flipped["report_id"])].startswith("right frontal lobe")
+
+
+def test_eval_loaders_keep_every_pair_without_augmentation(tiny_cohort, tmp_path):
+    dm = _datamodule(tiny_cohort(n=10), tmp_path, val_fraction=0.3, test_fraction=0.2,
+                     eval_batch_size=4)
+    ids = torch.cat([b["sample_id"] for b in dm.val_dataloader()])
+    assert sorted(ids.tolist()) == sorted(p.sample_id for p in dm.pairs if p.split == "val")
+    a, b = dm.datasets["val"][0], dm.datasets["val"][0]
+    torch.testing.assert_close(a["image"], b["image"])  # deterministic
+
+
+def test_helpful_errors(tiny_cohort, tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        SelipDataModule("m.csv", batch_size=0)
+    dm = _datamodule(tiny_cohort(n=4), tmp_path, batch_size=64)
+    with pytest.raises(ValueError, match="fewer than batch_size=64"):
+        dm.train_dataloader()

@@ -1,0 +1,73 @@
+"""The selip command: prepare on every config, clear errors without tracebacks."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from selip.cli import main
+from tests.conftest import write_manifest
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+def test_there_are_configs():
+    assert any(c.name == "demo.yaml" for c in CONFIGS)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_prepare_runs_on_every_config(config, tiny_cohort, tmp_path, capsys):
+    manifest = tiny_cohort(n=6)
+    data = yaml.safe_load(config.read_text()).get("data", {})
+    overrides = ["--data.manifest", str(manifest), "--data.cache_dir", str(tmp_path / "cache"),
+                 "--data.shape", "[8, 12, 10]", "--data.spacing", "[2, 2, 2]",
+                 "--data.progress", "false", "--workers", "1"]
+    if data.get("sequences"):  # the tiny cohort has t1 and flair only
+        overrides += ["--data.sequences", "[t1, flair]"]
+    assert main(["prepare", "--config", str(config), *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "OK — 12 pairs" in out and "built" in out
+    assert len(list((tmp_path / "cache" / "volumes").rglob("*.npy"))) == 18  # 12 volumes + 6 masks
+    assert main(["prepare", "--config", str(config), *overrides]) == 0
+    assert "18 already cached, 0 built" in capsys.readouterr().out
+
+
+def test_prepare_reports_every_problem_and_exits_non_zero(tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"exam_id": "a", "t1": "missing.nii.gz", "report": ""},
+        {"exam_id": "a", "t1": "", "report": "x"},
+    ])
+    code = main(["prepare", "--data.manifest", str(manifest), "--data.cache_dir",
+                 str(tmp_path / "c"), "--data.progress", "false"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("selip: 4 problems in the data:")
+    assert "row 1 (exam a), column 'report': report is empty" in err
+    assert "no volume for any of the sequences t1" in err
+    assert "Traceback" not in err
+
+
+def test_check_only_reads_every_file_without_filling_the_cache(tiny_cohort, tmp_path, capsys):
+    manifest = tiny_cohort(n=4)
+    assert main(["prepare", "--data.manifest", str(manifest), "--data.cache_dir",
+                 str(tmp_path / "c"), "--check_only", "true", "--data.progress", "false"]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert not (tmp_path / "c" / "volumes").exists()
+
+
+def test_usage_unknown_command_and_missing_manifest(capsys):
+    assert main([]) == 0 and "demo-data" in capsys.readouterr().out
+    assert main(["frobnicate"]) == 2 and "unknown command 'frobnicate'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:  # jsonargparse's own usage error
+        main(["prepare"])
+    assert caught.value.code == 2 and "data.manifest" in capsys.readouterr().err
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "selip.cli", "prepare", "--data.manifest",
+                             str(tmp_path / "absent.csv")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "manifest file not found" in result.stderr and "Traceback" not in result.stderr
