@@ -1,22 +1,33 @@
-"""The data path: manifest, validation, preprocessing cache, pairs, datamodule."""
+"""The data path: manifest, validation, preprocessing cache, pairs, datamodule.
 
-from selip.data.augment import AugmentSettings
-from selip.data.datamodule import SelipDataModule
-from selip.data.manifest import ManifestError, Problem, read_manifest
-from selip.data.preprocess import PreprocessSettings, preprocess_mask, preprocess_volume
-from selip.data.reports import Finding, parse_report, render_report, swap_laterality
+Names are imported on first use, so light commands (``selip demo-data``) do not pay for
+importing Lightning.
+"""
 
-__all__ = [
-    "AugmentSettings",
-    "Finding",
-    "ManifestError",
-    "PreprocessSettings",
-    "Problem",
-    "SelipDataModule",
-    "parse_report",
-    "preprocess_mask",
-    "preprocess_volume",
-    "read_manifest",
-    "render_report",
-    "swap_laterality",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AugmentSettings": "selip.data.augment",
+    "SelipDataModule": "selip.data.datamodule",
+    "ManifestError": "selip.data.manifest",
+    "Problem": "selip.data.manifest",
+    "read_manifest": "selip.data.manifest",
+    "PreprocessSettings": "selip.data.preprocess",
+    "preprocess_mask": "selip.data.preprocess",
+    "preprocess_volume": "selip.data.preprocess",
+    "Finding": "selip.data.reports",
+    "parse_report": "selip.data.reports",
+    "render_report": "selip.data.reports",
+    "swap_laterality": "selip.data.reports",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'selip.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -145,6 +145,8 @@ class SelipDataModule(pl.LightningDataModule):
         """Build pairs, splits, the report table and the token tensors (once)."""
         if self.datasets:
             return
+        # Re-read the digest memo: under DDP, rank 0 filled it in prepare_data.
+        self.digests = FileDigests(self.cache_dir / "file_digests.json")
         manifest = self.read_and_check(open_files=False)
         self.sequences = resolve_sequences(manifest, self.requested_sequences)
         labels = {e.label for e in manifest.exams if e.label is not None}
