@@ -71,3 +71,22 @@ def test_console_script_prints_no_traceback(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert "manifest file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_data_then_prepare_with_the_demo_config(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo-data", "--out", str(out), "--num-exams", "3", "--seed", "1",
+                 "--quiet"]) == 0
+    assert (out / "manifest.csv").is_file()
+    assert "demo cohort: 3 exams" in capsys.readouterr().out
+    demo_config = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    assert main(["prepare", "--config", str(demo_config), "--data.manifest",
+                 str(out / "manifest.csv"), "--data.cache_dir", str(tmp_path / "cache"),
+                 "--data.progress", "false", "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "OK — 15 pairs" in printed and "sequences t1, t2, flair, dwi, adc" in printed
+
+
+def test_demo_data_rejects_a_bad_count(tmp_path, capsys):
+    assert main(["demo-data", "--out", str(tmp_path), "--num-exams", "0", "--quiet"]) == 2
+    assert "num_exams must be >= 1" in capsys.readouterr().err
