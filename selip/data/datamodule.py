@@ -155,7 +155,7 @@ class SelipDataModule(pl.LightningDataModule):
                                self.split_seed)
         texts: list[tuple[int, str, str]] = []  # (exam index, sequence, pair text)
         for index, exam in enumerate(manifest.exams):
-            report = parse_report(exam.report, self.normal_report_text)
+            report = parse_report(exam.report, self.normal_report_text, self.sequences)
             texts += [(index, s, report.text_for(s, self.normal_report_text))
                       for s in self.sequences if s in exam.volumes]
         self.report_table = ReportTable((t for _, _, t in texts), with_mirrored=self.augment.flips)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from selip.data.manifest import KNOWN_SEQUENCES
 
 #: The normal-report text of the English demo grammar.
 NORMAL_REPORT_TEXT = "No abnormality detected."
@@ -107,20 +109,26 @@ def _split_finding(text: str) -> Finding:
     return Finding(location.strip(), appearance.strip())
 
 
-def _free_text(text: str) -> Report:
+def _free_text(text: str, sequences: Iterable[str]) -> Report:
+    headers = set(KNOWN_SEQUENCES) | {s.lower() for s in sequences}
     sections: dict[str, tuple[Finding, ...]] = {}
     lines = [line for line in text.splitlines() if line.strip()]
     for line in lines:
         match = _SECTION.match(line)
-        if match is None:
+        if match is None or match.group(1).lower() not in headers:
             return Report(findings={}, free_text=text.strip())
         parts = [p.strip() for p in re.split(r"[;；]", match.group(2)) if p.strip()]
         sections[match.group(1).lower()] = tuple(_split_finding(p) for p in parts)
     return Report(findings=sections)
 
 
-def parse_report(report: str | Mapping[str, Any], normal_text: str = NORMAL_REPORT_TEXT) -> Report:
+def parse_report(report: str | Mapping[str, Any], normal_text: str = NORMAL_REPORT_TEXT,
+                 sequences: Iterable[str] = ()) -> Report:
     """Parse a report given as a structured mapping, a JSON string or free text.
+
+    A free-text line is a section only when its header is a known sequence name
+    (``KNOWN_SEQUENCES``) or one of ``sequences``, so a finding such as
+    ``thalamus: hyperintense signal`` is not mistaken for a header.
 
     Raises:
         ReportError: for an empty report or malformed structured findings.
@@ -140,7 +148,7 @@ def parse_report(report: str | Mapping[str, Any], normal_text: str = NORMAL_REPO
         return _structured(data)
     if _normalise(text) == _normalise(normal_text):
         return Report(findings={}, normal=True)
-    return _free_text(text)
+    return _free_text(text, sequences)
 
 
 def render_report(findings: Mapping[str, list[Finding]] | None,

@@ -85,7 +85,7 @@ def _check_row(source: str, exam: ExamRecord, sequences: list[str], needs: Requi
         problem("report is empty", "report")
     else:
         try:
-            parse_report(exam.report)
+            parse_report(exam.report, sequences=sequences)
         except ReportError as err:
             problem(str(err), "report")
     if sequences and not any(s in exam.volumes for s in sequences):

@@ -94,3 +94,9 @@ def test_report_table_ids_are_sorted_and_include_mirrored_texts():
     assert len(ReportTable(["b left", "a"])) == 2
     with pytest.raises(KeyError, match="not in the table"):
         table.id_of("zzz")
+
+
+def test_only_sequence_names_are_section_headers():
+    assert parse_report("thalamus: hyperintense signal").free_text == "thalamus: hyperintense signal"
+    custom = parse_report("MYSEQ: left frontal lobe: hyperintense signal.", sequences=["myseq"])
+    assert custom.text_for("myseq") == "left frontal lobe: hyperintense signal"
