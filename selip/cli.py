@@ -16,7 +16,8 @@ _USAGE = """usage: selip COMMAND [options]
 
 commands:
   demo-data   write the synthetic demo cohort (real MNI152 anatomy, reports, labels, masks)
-  prepare     validate a manifest and fill the preprocessing cache (--config CONFIG)
+  prepare     validate a manifest, build the similarity table, fill the preprocessing cache
+  similarity  build or load the report-similarity table and print its key, path and size
 
 Run 'selip COMMAND --help' for the options of a command."""
 
@@ -48,25 +49,31 @@ def demo_data(argv: Sequence[str]) -> int:
     return 0
 
 
-def _prepare_parser() -> Any:
+def _data_parser(prog: str, description: str) -> Any:
+    """A parser for the ``data`` section of a selip config (other sections accepted)."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     from selip.data.datamodule import SelipDataModule
 
-    parser = ArgumentParser(prog="selip prepare", description=(
-        "Validate the manifest of a config's data section (every problem at once) and "
-        "fill the preprocessing cache in parallel."), exit_on_error=True)
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=True)
     parser.add_argument("--config", action=ActionConfigFile, help="a selip YAML config")
     parser.add_class_arguments(SelipDataModule, "data")
-    parser.add_argument("--workers", type=int | None, default=None,
-                        help="preprocessing processes (default: data.num_workers, at least 1)")
-    parser.add_argument("--check_only", type=bool, default=False,
-                        help="validate only, do not fill the cache")
     # Sections a training config also holds; prepare reads only `data`.
     for section in ("model", "trainer", "optimizer", "lr_scheduler"):
         parser.add_argument(f"--{section}", type=dict | None, default=None)
     parser.add_argument("--seed_everything", type=int | bool | None, default=None)
     parser.add_argument("--ckpt_path", type=str | None, default=None)
+    return parser
+
+
+def _prepare_parser() -> Any:
+    parser = _data_parser("selip prepare", (
+        "Validate the manifest of a config's data section (every problem at once), build "
+        "the report-similarity table and fill the preprocessing cache in parallel."))
+    parser.add_argument("--workers", type=int | None, default=None,
+                        help="preprocessing processes (default: data.num_workers, at least 1)")
+    parser.add_argument("--check_only", type=bool, default=False,
+                        help="validate only, do not fill the preprocessing cache")
     return parser
 
 
@@ -100,9 +107,44 @@ def prepare(argv: Sequence[str]) -> int:
     return 0
 
 
+def similarity(argv: Sequence[str]) -> int:
+    """``selip similarity --config CONFIG``: build or load the report-similarity table."""
+    import numpy as np
+
+    from selip.data.datamodule import SelipDataModule
+
+    parser = _data_parser("selip similarity", (
+        "Build (or load, when its key matches) the table of report similarity S over the "
+        "unique pair texts of a config's manifest, and print its key, path, size and time."))
+    parser.add_argument("--show", type=int, default=0,
+                        help="also print the K most similar pairs of distinct texts")
+    config = parser.parse_args(list(argv))
+    try:
+        datamodule: SelipDataModule = parser.instantiate_classes(config).data
+        if datamodule.similarity is None:
+            return _fail("data.similarity is null: this config uses no similarity table")
+        report_table = datamodule.build_report_table(datamodule.read_and_check(open_files=False))
+        table = datamodule.load_similarity_table(report_table)
+    except ValueError as err:
+        return _fail(str(err))
+    assert table is not None
+    off_diagonal = np.asarray(table.matrix, dtype=np.float32)[~np.eye(len(table), dtype=bool)]
+    print(f"key      {table.key}\npath     {table.path}\nreports  {len(table)} unique texts\n"
+          f"seconds  {table.info.build_seconds} (build)\n"
+          f"S        off-diagonal mean {off_diagonal.mean() if off_diagonal.size else 0:.3f}, "
+          f"zero {np.mean(off_diagonal == 0) if off_diagonal.size else 0:.1%}")
+    if config.show > 0 and len(table) > 1:
+        upper = np.triu(np.asarray(table.matrix, dtype=np.float32), k=1)
+        for flat in np.argsort(upper, axis=None)[::-1][: config.show]:
+            i, j = np.unravel_index(flat, upper.shape)
+            print(f"{upper[i, j]:.3f}  {report_table.texts[i]!r}  ~  {report_table.texts[j]!r}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo-data": demo_data,
     "prepare": prepare,
+    "similarity": similarity,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -20,6 +21,8 @@ from selip.data.reports import NORMAL_REPORT_TEXT, parse_report, swap_laterality
 from selip.data.splits import assign_splits
 from selip.data.text import load_tokenizer, tokenize
 from selip.data.validation import Requirements, check_files, check_structure, resolve_sequences
+from selip.similarity.config import SimilarityConfig, resolve_config
+from selip.similarity.table import SimilarityTable, load_or_build
 
 
 def default_cache_dir() -> Path:
@@ -60,6 +63,9 @@ class SelipDataModule(pl.LightningDataModule):
         augment: training augmentation (None: the defaults).
         require_label: the task needs a label on every exam.
         require_mask: the task needs a mask on every exam.
+        similarity: report-similarity preset (``english``, ``paper``) or settings for the
+            table S over the unique pair texts; None: no table (tasks that do not use S).
+        similarity_block_rows: rows per block when building the table.
         check_files: open every file during ``prepare_data`` to report bad volumes up front.
         progress: show progress bars.
     """
@@ -86,6 +92,8 @@ class SelipDataModule(pl.LightningDataModule):
         augment: AugmentSettings | None = None,
         require_label: bool = False,
         require_mask: bool = False,
+        similarity: str | SimilarityConfig | None = "english",
+        similarity_block_rows: int = 512,
         check_files: bool = True,
         progress: bool = True,
     ) -> None:
@@ -112,6 +120,8 @@ class SelipDataModule(pl.LightningDataModule):
         self.augment = augment or AugmentSettings()
         self.needs = Requirements(tuple(self.requested_sequences) if self.requested_sequences
                                   else None, require_label, require_mask)
+        self.similarity = resolve_config(similarity) if similarity is not None else None
+        self.similarity_block_rows = similarity_block_rows
         self.check_files = check_files
         self.progress = progress
         self.cache = VolumeCache(self.cache_dir, self.preprocess)
@@ -120,6 +130,7 @@ class SelipDataModule(pl.LightningDataModule):
         self.classes: list[str] = []
         self.pairs: list[Pair] = []
         self.report_table = ReportTable([])
+        self.similarity_table: SimilarityTable | None = None
         self.datasets: dict[str, PairDataset] = {}
 
     # -- validation ---------------------------------------------------------------------
@@ -137,8 +148,46 @@ class SelipDataModule(pl.LightningDataModule):
         return manifest
 
     def prepare_data(self) -> None:
-        """Validate the manifest and every file it names (runs on one process per node)."""
-        self.read_and_check(open_files=self.check_files)
+        """Validate the manifest and every file it names, and build the similarity table
+        (runs on one process per node; the others load the table in ``setup``)."""
+        manifest = self.read_and_check(open_files=self.check_files)
+        self.load_similarity_table(self.build_report_table(manifest))
+
+    # -- report texts and their similarity ------------------------------------------------
+    def pair_texts(self, manifest: Manifest) -> list[tuple[int, str, str]]:
+        """(exam index, sequence, pair text) of every pair, in manifest order."""
+        sequences = resolve_sequences(manifest, self.requested_sequences)
+        texts: list[tuple[int, str, str]] = []
+        for index, exam in enumerate(manifest.exams):
+            report = parse_report(exam.report, self.normal_report_text, sequences)
+            texts += [(index, s, report.text_for(s, self.normal_report_text))
+                      for s in sequences if s in exam.volumes]
+        return texts
+
+    def build_report_table(self, manifest: Manifest) -> ReportTable:
+        """Unique pair texts (with their mirrored versions when the flip is on)."""
+        return ReportTable((t for _, _, t in self.pair_texts(manifest)),
+                           with_mirrored=self.augment.flips)
+
+    def similarity_config(self) -> SimilarityConfig | None:
+        """The resolved similarity settings; this datamodule's normal text counts as normal."""
+        if self.similarity is None:
+            return None
+        config = resolve_config(self.similarity)
+        if self.normal_report_text not in config.normal_texts:
+            config = replace(config, normal_texts=(*config.normal_texts,
+                                                   self.normal_report_text))
+        return config
+
+    def load_similarity_table(self, report_table: ReportTable) -> SimilarityTable | None:
+        """Load the table of S over ``report_table`` from the cache, building it if needed."""
+        config = self.similarity_config()
+        if config is None:
+            return None
+        table, _ = load_or_build(self.cache_dir, report_table.texts, config,
+                                 block_rows=self.similarity_block_rows,
+                                 threads=max(1, self.num_workers), progress=self.progress)
+        return table
 
     # -- pairs --------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -153,12 +202,9 @@ class SelipDataModule(pl.LightningDataModule):
         self.classes = _label_order(labels)
         splits = assign_splits(manifest.exams, self.val_fraction, self.test_fraction,
                                self.split_seed)
-        texts: list[tuple[int, str, str]] = []  # (exam index, sequence, pair text)
-        for index, exam in enumerate(manifest.exams):
-            report = parse_report(exam.report, self.normal_report_text, self.sequences)
-            texts += [(index, s, report.text_for(s, self.normal_report_text))
-                      for s in self.sequences if s in exam.volumes]
-        self.report_table = ReportTable((t for _, _, t in texts), with_mirrored=self.augment.flips)
+        texts = self.pair_texts(manifest)
+        self.report_table = self.build_report_table(manifest)
+        self.similarity_table = self.load_similarity_table(self.report_table)
         self.pairs = [self._pair(sample_id, manifest, splits[i], i, s, t)
                       for sample_id, (i, s, t) in enumerate(texts)]
         self.digests.save()
