@@ -35,6 +35,8 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/data_loading.py
+	$(BIN)/python benchmarks/similarity.py
+	$(BIN)/python benchmarks/similarity_presets.py
 
 clean-demo:
 	rm -rf $(DEMO_DIR) .cache/selip

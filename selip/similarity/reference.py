@@ -13,7 +13,7 @@ from rapidfuzz import distance
 
 from selip.data.reports import Finding
 from selip.similarity.config import SimilarityConfig
-from selip.similarity.findings import report_findings, signal_tag, syntax_text
+from selip.similarity.findings import ScoredReport, report_findings, signal_tag, syntax_text
 
 
 def charset_dice(a: str, b: str) -> float:
@@ -47,13 +47,19 @@ def finding_similarity(f: Finding, g: Finding, config: SimilarityConfig,
     return config.alpha * syn + (1 - config.alpha) * sem
 
 
+def parsed_similarity(a: ScoredReport, b: ScoredReport, config: SimilarityConfig,
+                      embed: Any = None) -> float:
+    """S(a, b) for two different, already parsed reports."""
+    if a.normal or b.normal:
+        return 0.0
+    total = sum(finding_similarity(f, g, config, embed) for f in a.findings for g in b.findings)
+    return min(1.0, total / (len(a.findings) * len(b.findings)))
+
+
 def pair_similarity(report_a: str | Mapping[str, Any], report_b: str | Mapping[str, Any],
                     config: SimilarityConfig, embed: Any = None) -> float:
     """S(a, b) by the definition, one pair at a time."""
     if report_a == report_b:
         return 1.0
     a, b = report_findings(report_a, config), report_findings(report_b, config)
-    if a.normal or b.normal:
-        return 0.0
-    total = sum(finding_similarity(f, g, config, embed) for f in a.findings for g in b.findings)
-    return min(1.0, total / (len(a.findings) * len(b.findings)))
+    return parsed_similarity(a, b, config, embed)

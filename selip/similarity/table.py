@@ -84,7 +84,7 @@ class SimilarityTable:
         if self.matrix.nbytes > budget_bytes:
             self._placed = None
             return False
-        self._placed = torch.from_numpy(np.ascontiguousarray(self.matrix)).to(device)
+        self._placed = torch.from_numpy(np.array(self.matrix)).to(device)  # a writable copy
         return True
 
     def lookup(self, report_ids: torch.Tensor, column_ids: torch.Tensor | None = None
