@@ -91,7 +91,10 @@ def bench_lookup(table: SimilarityTable, texts: list[str], batch_sizes: list[int
     print(f"lookup (U = {len(table)}, table in memory)   lookup        per-batch Python     ratio")
     for batch in batch_sizes:
         ids = torch.from_numpy(rng.integers(0, len(table), batch))
-        fast = _median(lambda ids=ids: table.lookup(ids), 200)
+        def lookup(ids: torch.Tensor = ids) -> torch.Tensor:
+            return table.lookup(ids)
+
+        fast = _median(lookup, 200)
         index = ids.tolist()
 
         def python_batch(index: list[int] = index) -> None:
