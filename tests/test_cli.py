@@ -90,3 +90,21 @@ def test_demo_data_then_prepare_with_the_demo_config(tmp_path, capsys):
 def test_demo_data_rejects_a_bad_count(tmp_path, capsys):
     assert main(["demo-data", "--out", str(tmp_path), "--num-exams", "0", "--quiet"]) == 2
     assert "num_exams must be >= 1" in capsys.readouterr().err
+
+
+def test_similarity_builds_then_reuses_the_table(tiny_cohort, tmp_path, capsys):
+    manifest = tiny_cohort(n=6)
+    args = ["similarity", "--data.manifest", str(manifest), "--data.cache_dir",
+            str(tmp_path / "c"), "--data.progress", "false", "--data.similarity", "paper"]
+    assert main([*args, "--show", "2"]) == 0
+    first = capsys.readouterr().out
+    key = first.split()[1]
+    assert len(key) == 64 and "unique texts" in first
+    assert (tmp_path / "c" / "similarity" / f"{key}.f16").is_file()
+    assert len([line for line in first.splitlines() if "  ~  " in line]) == 2
+    assert main(args) == 0
+    assert capsys.readouterr().out.split()[1] == key  # same key, loaded not rebuilt
+    assert main([*args[:-1], "english"]) == 0
+    assert capsys.readouterr().out.split()[1] != key
+    assert main([*args[:-2], "--data.similarity", "null"]) == 2
+    assert "no similarity table" in capsys.readouterr().err

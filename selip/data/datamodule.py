@@ -66,6 +66,8 @@ class SelipDataModule(pl.LightningDataModule):
         similarity: report-similarity preset (``english``, ``paper``) or settings for the
             table S over the unique pair texts; None: no table (tasks that do not use S).
         similarity_block_rows: rows per block when building the table.
+        similarity_device_budget_mb: keep the whole table on the training device when it
+            is at most this big; otherwise rows are gathered from the memory map.
         check_files: open every file during ``prepare_data`` to report bad volumes up front.
         progress: show progress bars.
     """
@@ -94,6 +96,7 @@ class SelipDataModule(pl.LightningDataModule):
         require_mask: bool = False,
         similarity: str | SimilarityConfig | None = "english",
         similarity_block_rows: int = 512,
+        similarity_device_budget_mb: float = 2048.0,
         check_files: bool = True,
         progress: bool = True,
     ) -> None:
@@ -122,6 +125,7 @@ class SelipDataModule(pl.LightningDataModule):
                                   else None, require_label, require_mask)
         self.similarity = resolve_config(similarity) if similarity is not None else None
         self.similarity_block_rows = similarity_block_rows
+        self.similarity_device_budget_mb = similarity_device_budget_mb
         self.check_files = check_files
         self.progress = progress
         self.cache = VolumeCache(self.cache_dir, self.preprocess)
@@ -188,6 +192,14 @@ class SelipDataModule(pl.LightningDataModule):
                                  block_rows=self.similarity_block_rows,
                                  threads=max(1, self.num_workers), progress=self.progress)
         return table
+
+    def place_similarity_table(self, device: torch.device | str) -> bool:
+        """Move the table to ``device`` if it fits the budget (tasks call this at fit start);
+        True when placed, False when lookups read the memory map."""
+        if self.similarity_table is None:
+            return False
+        budget = int(self.similarity_device_budget_mb * 2**20)
+        return self.similarity_table.place(device, budget)
 
     # -- pairs --------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:

@@ -104,3 +104,26 @@ def test_helpful_errors(tiny_cohort, tmp_path):
     dm = _datamodule(tiny_cohort(n=4), tmp_path, batch_size=64)
     with pytest.raises(ValueError, match="fewer than batch_size=64"):
         dm.train_dataloader()
+
+
+def test_the_similarity_table_covers_every_report_id(tiny_cohort, tmp_path):
+    dm = _datamodule(tiny_cohort(n=6), tmp_path, similarity="paper")
+    table = dm.similarity_table
+    assert table is not None and len(table) == len(dm.report_table)
+    batch = next(iter(dm.train_dataloader()))
+    block = table.lookup(batch["report_id"])
+    assert block.shape == (4, 4) and block.dtype == torch.float32
+    assert torch.all(block.diagonal() == 1)
+    from selip.similarity import report_similarity
+
+    texts = [dm.report_table.texts[i] for i in batch["report_id"].tolist()]
+    expected = torch.from_numpy(report_similarity(texts, preset=dm.similarity_config()))
+    torch.testing.assert_close(block, expected, atol=1e-3, rtol=0)
+    assert dm.place_similarity_table("cpu") is True
+    torch.testing.assert_close(table.lookup(batch["report_id"]), block)
+    # the same data and settings reuse the table; another preset builds another one
+    again = _datamodule(tiny_cohort(n=6), tmp_path, similarity="paper")
+    assert again.similarity_table is not None and again.similarity_table.key == table.key
+    english = _datamodule(tiny_cohort(n=6), tmp_path, similarity="english")
+    assert english.similarity_table is not None and english.similarity_table.key != table.key
+    assert _datamodule(tiny_cohort(n=6), tmp_path, similarity=None).similarity_table is None
