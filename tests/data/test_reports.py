@@ -97,6 +97,7 @@ def test_report_table_ids_are_sorted_and_include_mirrored_texts():
 
 
 def test_only_sequence_names_are_section_headers():
-    assert parse_report("thalamus: hyperintense signal").free_text == "thalamus: hyperintense signal"
+    finding = "thalamus: hyperintense signal"
+    assert parse_report(finding).free_text == finding
     custom = parse_report("MYSEQ: left frontal lobe: hyperintense signal.", sequences=["myseq"])
     assert custom.text_for("myseq") == "left frontal lobe: hyperintense signal"
