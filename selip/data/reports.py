@@ -109,7 +109,7 @@ def _split_finding(text: str) -> Finding:
     return Finding(location.strip(), appearance.strip())
 
 
-def _free_text(text: str, sequences: Iterable[str]) -> Report:
+def _free_text(text: str, sequences: Iterable[str], normal_text: str) -> Report:
     headers = set(KNOWN_SEQUENCES) | {s.lower() for s in sequences}
     sections: dict[str, tuple[Finding, ...]] = {}
     lines = [line for line in text.splitlines() if line.strip()]
@@ -117,8 +117,14 @@ def _free_text(text: str, sequences: Iterable[str]) -> Report:
         match = _SECTION.match(line)
         if match is None or match.group(1).lower() not in headers:
             return Report(findings={}, free_text=text.strip())
-        parts = [p.strip() for p in re.split(r"[;；]", match.group(2)) if p.strip()]
+        body = match.group(2)
+        if _normalise(body) == _normalise(normal_text):  # "FLAIR: No abnormality detected."
+            sections[match.group(1).lower()] = ()
+            continue
+        parts = [p.strip() for p in re.split(r"[;；]", body) if p.strip()]
         sections[match.group(1).lower()] = tuple(_split_finding(p) for p in parts)
+    if not any(sections.values()):
+        return Report(findings={}, normal=True)
     return Report(findings=sections)
 
 
@@ -148,7 +154,7 @@ def parse_report(report: str | Mapping[str, Any], normal_text: str = NORMAL_REPO
         return _structured(data)
     if _normalise(text) == _normalise(normal_text):
         return Report(findings={}, normal=True)
-    return _free_text(text, sequences)
+    return _free_text(text, sequences, normal_text)
 
 
 def render_report(findings: Mapping[str, list[Finding]] | None,

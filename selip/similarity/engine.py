@@ -9,7 +9,6 @@ Memory per block is O(block × U), never U².
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +20,7 @@ import scipy.sparse as sp
 
 from selip.similarity.config import SimilarityConfig, resolve_config
 from selip.similarity.embedding import embed_texts
-from selip.similarity.findings import report_findings, signal_tag, syntax_text
+from selip.similarity.findings import canonical_key, report_findings, signal_tag, syntax_text
 from selip.similarity.scorers import (
     combine,
     cosine_matrix,
@@ -30,13 +29,6 @@ from selip.similarity.scorers import (
 )
 
 Report = str | Mapping[str, Any]
-
-
-def canonical_key(report: Report) -> str:
-    """Identity of a report: its stripped text, or sorted JSON for a mapping."""
-    if isinstance(report, Mapping):
-        return json.dumps(report, sort_keys=True, ensure_ascii=False)
-    return str(report).strip()
 
 
 @dataclass
@@ -81,7 +73,7 @@ class SimilarityEngine:
                 scored = report_findings(report, self.config)
                 normal.append(scored.normal)
                 for finding in scored.findings:
-                    ident = (finding.location.strip().lower(), finding.appearance.strip())
+                    ident = (finding.location.strip(), finding.appearance.strip())
                     rows.append(row)
                     cols.append(finding_ids.setdefault(ident, len(finding_ids)))
                     vals.append(1.0 / len(scored.findings))

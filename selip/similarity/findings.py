@@ -10,6 +10,7 @@ its appearance.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,13 @@ class ScoredReport:
 
     findings: tuple[Finding, ...]
     normal: bool = False
+
+
+def canonical_key(report: str | Mapping[str, Any]) -> str:
+    """Identity of a report: its stripped text, or sorted JSON for a mapping."""
+    if isinstance(report, Mapping):
+        return json.dumps(report, sort_keys=True, ensure_ascii=False)
+    return str(report).strip()
 
 
 def _normalise(text: str) -> str:

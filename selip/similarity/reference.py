@@ -13,7 +13,13 @@ from rapidfuzz import distance
 
 from selip.data.reports import Finding
 from selip.similarity.config import SimilarityConfig
-from selip.similarity.findings import ScoredReport, report_findings, signal_tag, syntax_text
+from selip.similarity.findings import (
+    ScoredReport,
+    canonical_key,
+    report_findings,
+    signal_tag,
+    syntax_text,
+)
 
 
 def charset_dice(a: str, b: str) -> float:
@@ -59,7 +65,7 @@ def parsed_similarity(a: ScoredReport, b: ScoredReport, config: SimilarityConfig
 def pair_similarity(report_a: str | Mapping[str, Any], report_b: str | Mapping[str, Any],
                     config: SimilarityConfig, embed: Any = None) -> float:
     """S(a, b) by the definition, one pair at a time."""
-    if report_a == report_b:
+    if canonical_key(report_a) == canonical_key(report_b):
         return 1.0
     a, b = report_findings(report_a, config), report_findings(report_b, config)
     return parsed_similarity(a, b, config, embed)

@@ -38,7 +38,8 @@ _DIGEST_CHUNK_ROWS = 4096
 
 def table_key(texts: list[str], config: SimilarityConfig) -> str:
     """sha256 over the texts (in id order), the settings and the text-model identity."""
-    texts_digest = hashlib.sha256("\x1e".join(t.strip() for t in texts).encode()).hexdigest()
+    encoded = json.dumps([t.strip() for t in texts], ensure_ascii=False)  # unambiguous
+    texts_digest = hashlib.sha256(encoded.encode()).hexdigest()
     model = model_identity(config.text_model) if config.semantic == "embedding" else None
     return settings_digest({"texts": texts_digest, "count": len(texts),
                             "settings": config.fingerprint(), "model": model})
@@ -120,6 +121,9 @@ def open_table(root: str | Path, key: str, verify: bool = True) -> SimilarityTab
     try:
         info = TableInfo(**json.loads(sidecar_path.read_text()))
     except (OSError, ValueError, TypeError):
+        return None
+    if not (type(info.size) is int and info.size >= 0 and isinstance(info.key, str)
+            and isinstance(info.digest, str)):
         return None
     expected_bytes = info.size * info.size * _DTYPE.itemsize
     if info.key != key or not matrix_path.is_file() or \

@@ -101,3 +101,11 @@ def test_only_sequence_names_are_section_headers():
     assert parse_report(finding).free_text == finding
     custom = parse_report("MYSEQ: left frontal lobe: hyperintense signal.", sequences=["myseq"])
     assert custom.text_for("myseq") == "left frontal lobe: hyperintense signal"
+
+
+def test_a_section_with_the_normal_text_has_no_findings():
+    report = parse_report("FLAIR: No abnormality detected.\n"
+                          "DWI: left thalamus: restricted diffusion.")
+    assert report.text_for("flair") == NORMAL_REPORT_TEXT
+    assert report.text_for("dwi") == "left thalamus: restricted diffusion"
+    assert parse_report("FLAIR: No abnormality detected.\nT1: no abnormality detected").normal
