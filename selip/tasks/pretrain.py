@@ -1,0 +1,258 @@
+"""``PretrainTask``: SeLIP contrastive pretraining (DESIGN §2.2–2.6).
+
+The module only orchestrates: the math lives in :mod:`selip.losses` (pure functions),
+the similarity lookup in :mod:`selip.similarity.table`, the retrieval metrics in
+:mod:`selip.metrics`, the figures in :mod:`selip.tasks.visuals`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+
+from selip.distributed import gather_no_grad, gather_with_grad, world
+from selip.losses import LossParts, positives_from_ids, selip_loss_local, soft_targets
+from selip.metrics import retrieval_metrics
+from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
+from selip.similarity.table import SimilarityTable
+from selip.tasks.checkpointing import add_reproducibility_record
+from selip.tasks.schedule import resolve_warmup, warmup_then_decay
+from selip.tasks.visuals import log_validation_figures
+
+
+def _config(value: Any, kind: type) -> Any:
+    # Checkpoints store the encoder settings as plain dicts (weights_only-safe).
+    if value is None:
+        return kind()
+    return kind(**value) if isinstance(value, Mapping) else value
+
+
+class PretrainTask(pl.LightningModule):
+    """SeLIP pretraining; ``kl_weight=0`` is the plain CLIP baseline.
+
+    Args:
+        image_encoder: the 3D ResNet (default: ResNet-50, width 64, anisotropic stem).
+        text_encoder: the Hugging Face encoder (default: the packaged MiniLM, CLS pooling).
+        embed_dim: shared embedding size.
+        temperature: initial temperature of the logits (scale 1/0.07).
+        max_logit_scale: the scale is clamped at this value.
+        learn_logit_scale: learn the scale (False freezes it, as the authors' code did).
+        sequence_embedding: add a learned per-sequence vector on the image side.
+        max_sequences: size of that embedding table.
+        kl_weight: λ, the weight of the soft-target KL term (0 = CLIP).
+        soft_target_eps: ε, the clamp of Q and of both softmaxes.
+        soft_target_norm: ``linear`` (S / rowsum, the authors) or ``softmax`` (S / τ).
+        soft_target_temperature: τ of the softmax normalisation.
+        include_diagonal: keep each sample's own pair in its soft targets.
+        symmetric_kl: use ½[KL(Q‖p) + KL(p‖Q)].
+        lr_image: learning rate of the image tower and its projection (and the scale).
+        lr_text: learning rate of the text tower and its projection.
+        weight_decay: AdamW weight decay (not applied to biases, norms or the scale).
+        warmup: warmup length, a fraction of all steps when below 1, else steps.
+        schedule: ``cosine``, ``poly`` or ``constant`` after warmup.
+        min_lr_ratio: final learning rate as a fraction of the peak.
+        semantic_threshold: S ≥ this counts as a semantic hit in retrieval.
+        figures_every_n_val_epochs: log similarity images, input slices and the embedding
+            projector every N validation epochs (0: never).
+        log_report_texts: put report texts in the projector metadata (off: patient data).
+    """
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoderConfig | None = None,
+        text_encoder: TextEncoderConfig | None = None,
+        embed_dim: int = 512,
+        temperature: float = 0.07,
+        max_logit_scale: float = 100.0,
+        learn_logit_scale: bool = True,
+        sequence_embedding: bool = False,
+        max_sequences: int = 16,
+        kl_weight: float = 1.0,
+        soft_target_eps: float = 1e-3,
+        soft_target_norm: Literal["linear", "softmax"] = "linear",
+        soft_target_temperature: float = 0.1,
+        include_diagonal: bool = True,
+        symmetric_kl: bool = False,
+        lr_image: float = 1e-4,
+        lr_text: float = 1e-5,
+        weight_decay: float = 0.05,
+        warmup: float = 0.05,
+        schedule: Literal["cosine", "poly", "constant"] = "cosine",
+        min_lr_ratio: float = 0.0,
+        semantic_threshold: float = 0.5,
+        figures_every_n_val_epochs: int = 5,
+        log_report_texts: bool = False,
+    ) -> None:
+        super().__init__()
+        image_config = _config(image_encoder, ImageEncoderConfig)
+        text_config = _config(text_encoder, TextEncoderConfig)
+        if kl_weight < 0:
+            raise ValueError(f"kl_weight must be >= 0, got {kl_weight}")
+        self.save_hyperparameters(ignore=["image_encoder", "text_encoder"])
+        self.hparams["image_encoder"] = asdict(image_config)
+        self.hparams["text_encoder"] = asdict(text_config)
+        self.model = SelipModel(image_config, text_config, embed_dim, temperature,
+                                max_logit_scale, learn_logit_scale, max_sequences,
+                                sequence_embedding)
+        self.run_config: str | None = None  # the resolved CLI config, set by selip's CLI
+        self._val_outputs: list[dict[str, torch.Tensor]] = []
+        self._figure_batch: dict[str, torch.Tensor] | None = None
+
+    # -- data-dependent pieces -----------------------------------------------------------
+    @property
+    def similarity_table(self) -> SimilarityTable | None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return getattr(datamodule, "similarity_table", None)
+
+    def on_fit_start(self) -> None:
+        if self.hparams["kl_weight"] > 0 and self.similarity_table is None:
+            raise ValueError("kl_weight > 0 needs the report-similarity table: set "
+                             "data.similarity (e.g. 'paper' or 'english'), or set "
+                             "model.init_args.kl_weight 0 for the CLIP baseline")
+        place = getattr(getattr(self.trainer, "datamodule", None), "place_similarity_table", None)
+        if place is not None:
+            place(self.device)
+
+    # -- the loss ------------------------------------------------------------------------
+    def _forward_loss(self, batch: dict[str, torch.Tensor]
+                      ) -> tuple[LossParts, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Local rows against the gathered batch (DESIGN §2.5).
+
+        Returns the loss parts, this rank's image/text embeddings (b, E) and its (b, N)
+        image→text logits.
+        """
+        hp = self.hparams
+        image = self.model.encode_image(batch["image"], batch["sequence"])
+        text = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
+        rank, _ = world()
+        all_image, all_text = gather_with_grad(image), gather_with_grad(text)
+        ids, all_ids = batch["report_id"], gather_no_grad(batch["report_id"])
+        scale = self.model.logit_scale()
+        image_logits = scale * image @ all_text.T
+        text_logits = scale * text @ all_image.T
+        table = self.similarity_table
+        if hp["kl_weight"] > 0 and table is not None:
+            similarity = table.lookup(ids, all_ids)
+        else:
+            similarity = torch.zeros_like(image_logits)
+        parts = selip_loss_local(
+            image_logits.float(), text_logits.float(), similarity,
+            positives_from_ids(ids, all_ids), row_offset=rank * ids.shape[0],
+            kl_weight=hp["kl_weight"], eps=hp["soft_target_eps"], norm=hp["soft_target_norm"],
+            temperature=hp["soft_target_temperature"], include_diagonal=hp["include_diagonal"],
+            symmetric_kl=hp["symmetric_kl"])
+        return parts, image, text, image_logits
+
+    def _log_parts(self, stage: str, parts: LossParts, batch_size: int) -> None:
+        on_step = stage == "train"
+        values = {f"{stage}/loss": parts.total, f"{stage}/loss_ce": parts.ce,
+                  f"{stage}/loss_kl": parts.kl}
+        if stage == "train":
+            values["train/logit_scale"] = self.model.logit_scale().detach()
+            values["train/soft_target_entropy"] = parts.soft_target_entropy
+        self.log_dict(values, on_step=on_step, on_epoch=not on_step, batch_size=batch_size,
+                      sync_dist=not on_step, prog_bar=False)
+        if stage == "train":
+            self.log("loss", parts.total, prog_bar=True, logger=False, batch_size=batch_size)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        parts, _, _, _ = self._forward_loss(batch)
+        self._log_parts("train", parts, batch["image"].shape[0])
+        return parts.total
+
+    # -- validation: loss per batch, retrieval over the whole split ---------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = []
+        self._figure_batch = None
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        parts, image, text, logits = self._forward_loss(batch)
+        self._log_parts("val", parts, batch["image"].shape[0])
+        keep: dict[str, torch.Tensor] = {k: batch[k] for k in ("report_id", "sample_id", "sequence",
+                                                                 "label") if k in batch}
+        self._val_outputs.append({"image_emb": image.float(), "text_emb": text.float(), **keep})
+        if batch_idx == 0:
+            self._figure_batch = {"logits": logits.detach().float(),
+                                  "image": batch["image"][:4].detach().float(),
+                                  "report_id": batch["report_id"]}
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs or self.trainer.sanity_checking:
+            return
+        merged = {k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]}
+        gathered = {k: gather_no_grad(v) for k, v in merged.items()}
+        table = self.similarity_table
+        result = retrieval_metrics(
+            gathered["image_emb"], gathered["text_emb"], gathered["report_id"],
+            gathered["sample_id"], similarity=table.lookup if table is not None else None,
+            semantic_threshold=self.hparams["semantic_threshold"])
+        metrics = {f"val/{k}": float(v) for k, v in result.metrics.items()
+                   if not k.startswith("num_")}
+        self.log_dict(metrics, sync_dist=False, rank_zero_only=False)
+        self.log("val_R5", metrics["val/i2t_R@5"], prog_bar=True, logger=False)
+        every = self.hparams["figures_every_n_val_epochs"]
+        if every > 0 and self.trainer.is_global_zero and self._figure_batch is not None and \
+                self.current_epoch % every == 0:
+            self._log_figures(gathered)
+
+    def _log_figures(self, gathered: dict[str, torch.Tensor]) -> None:
+        batch = self._figure_batch
+        assert batch is not None
+        table = self.similarity_table
+        ids = batch["report_id"]
+        similarity = table.lookup(ids) if table is not None else torch.eye(len(ids))
+        targets = soft_targets(similarity.to(batch["logits"].device),
+                               self.hparams["soft_target_norm"],
+                               self.hparams["soft_target_temperature"],
+                               self.hparams["include_diagonal"])
+        datamodule: Any = getattr(self.trainer, "datamodule", None)
+        log_validation_figures(
+            self.logger, self.global_step, predicted=batch["logits"][:, : len(ids)].softmax(-1),
+            target=targets, volumes=batch["image"], embeddings=gathered,
+            sequence_names=getattr(datamodule, "sequences", []),
+            class_names=getattr(datamodule, "classes", []),
+            report_texts=(datamodule.report_table.texts if self.hparams["log_report_texts"]
+                          else None))
+
+    # -- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        model = self.model
+        groups: dict[str, dict[str, list[torch.nn.Parameter]]] = {
+            "image": {"decay": [], "no_decay": []}, "text": {"decay": [], "no_decay": []}}
+        for name, parameter in model.named_parameters():
+            if not parameter.requires_grad or name.startswith("logit_scale"):
+                continue
+            tower = "text" if name.startswith(("text_encoder", "text_projection")) else "image"
+            decay = parameter.ndim >= 2 and "norm" not in name.lower()
+            groups[tower]["decay" if decay else "no_decay"].append(parameter)
+        param_groups = []
+        for tower, lr in (("image", hp["lr_image"]), ("text", hp["lr_text"])):
+            for kind, params in groups[tower].items():
+                if params:
+                    param_groups.append({"params": params, "lr": lr, "name": f"{tower}_{kind}",
+                                         "weight_decay": hp["weight_decay"] if kind == "decay"
+                                         else 0.0})
+        if model.logit_scale.log_scale.requires_grad:
+            param_groups.append({"params": [model.logit_scale.log_scale], "lr": hp["lr_image"],
+                                 "name": "logit_scale", "weight_decay": 0.0})
+        optimizer = torch.optim.AdamW(param_groups)
+        total = int(self.trainer.estimated_stepping_batches)
+        factor = warmup_then_decay(total, resolve_warmup(hp["warmup"], total), hp["schedule"],
+                                   hp["min_lr_ratio"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        table = self.similarity_table
+        datamodule = getattr(self.trainer, "datamodule", None)
+        add_reproducibility_record(
+            checkpoint, run_config=self.run_config,
+            similarity_key=table.key if table is not None else None,
+            manifest=getattr(datamodule, "manifest_path", None))

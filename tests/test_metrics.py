@@ -1,0 +1,285 @@
+"""Retrieval metrics: hand-built embeddings with known ranks, de-duplication, semantic R@K."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selip.metrics import deduplicate, retrieval_metrics, write_retrieval_outputs
+
+# Images scored against one-hot texts: image i's score for text j is SCORES[i, j] after
+# row normalisation (the order within a row is unchanged).
+SCORES = F.normalize(torch.tensor([[0.1, 0.9, 0.5],
+                                   [0.2, 0.8, 0.3],
+                                   [0.7, 0.1, 0.4]]), dim=1)
+# i2t: image 0's text is 3rd, image 1's 1st, image 2's 2nd  → ranks [3, 1, 2].
+# t2i (columns): [.097 .228 .862] → 3; [.870 .912 .123] → 1; [.483 .342 .492] → 1.
+REPORTS = torch.tensor([10, 11, 12])
+SAMPLES = torch.tensor([100, 101, 102])
+
+
+def permuted(**kwargs):
+    return retrieval_metrics(SCORES, torch.eye(3), REPORTS, SAMPLES, **kwargs)
+
+
+def matrix_lookup(matrix: torch.Tensor, offset: int = 0):
+    """S lookup over report ids ``offset + row index`` of ``matrix``."""
+    def lookup(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return matrix[(rows - offset)[:, None], (cols - offset)[None, :]]
+    return lookup
+
+
+def random_case(n: int = 40, reports: int = 15, dim: int = 8, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    report_ids = torch.randint(0, reports, (n,), generator=gen)
+    text_by_report = F.normalize(torch.randn(reports, dim, generator=gen), dim=1)
+    text = text_by_report[report_ids]
+    image = F.normalize(text + 0.8 * torch.randn(n, dim, generator=gen), dim=1)
+    sample_ids = torch.randperm(n, generator=gen) + 1000
+    s = torch.rand(reports, reports, generator=gen)
+    s = (s + s.T) / 2
+    s.fill_diagonal_(1.0)
+    return image, text, report_ids, sample_ids, matrix_lookup(s)
+
+
+def reference_ranks(image, text, report_ids, lookup, tau):
+    """Loop-by-loop reference: (i2t, t2i, i2t semantic, t2i semantic) rank lists."""
+    pool_ids = list(dict.fromkeys(report_ids.tolist()))
+    pool = torch.stack([text[report_ids.tolist().index(r)] for r in pool_ids])
+    rel = lookup(torch.tensor(pool_ids), torch.tensor(pool_ids)) >= tau
+    slot = {r: i for i, r in enumerate(pool_ids)}
+    i2t, i2t_sem, t2i, t2i_sem = [], [], [], []
+    for q in range(image.shape[0]):
+        scores = pool @ image[q]
+        true = slot[int(report_ids[q])]
+        i2t.append(1 + int((scores > scores[true]).sum()))
+        best = max(scores[j] for j in range(len(pool_ids)) if rel[true, j] or j == true)
+        i2t_sem.append(1 + int((scores > best).sum()))
+    for q in range(len(pool_ids)):
+        scores = image @ pool[q]
+        best = max(scores[i] for i in range(image.shape[0]) if report_ids[i] == pool_ids[q])
+        t2i.append(1 + int((scores > best).sum()))
+        best = max(scores[i] for i in range(image.shape[0]) if rel[q, slot[int(report_ids[i])]])
+        t2i_sem.append(1 + int((scores > best).sum()))
+    return i2t, t2i, i2t_sem, t2i_sem
+
+
+def test_perfect_retrieval():
+    emb = torch.eye(4)
+    result = retrieval_metrics(emb, emb, torch.arange(4), torch.arange(4))
+    for key in ("i2t", "t2i"):
+        assert all(result.metrics[f"{key}_R@{k}"] == 1.0 for k in (1, 5, 10))
+        assert result.metrics[f"{key}_median_rank"] == 1.0
+    assert not any("semantic" in key for key in result.metrics)
+
+
+def test_permuted_known_ranks():
+    result = permuted(ks=(1, 2, 5))
+    assert result.image_to_text_ranks.tolist() == [3, 1, 2]
+    assert result.text_to_image_ranks.tolist() == [3, 1, 1]
+    m = result.metrics
+    assert m["i2t_R@1"] == pytest.approx(1 / 3)
+    assert m["i2t_R@2"] == pytest.approx(2 / 3)
+    assert m["i2t_R@5"] == 1.0
+    assert m["i2t_median_rank"] == 2.0
+    assert m["t2i_R@1"] == pytest.approx(2 / 3)
+    assert m["t2i_median_rank"] == 1.0
+
+
+def test_median_is_lower_middle_for_even_counts():
+    # Ranks [2, 1, 2, 1] over 2 texts: the lower middle value is 1.
+    image = F.normalize(torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.1], [0.9, 1.0]]), dim=1)
+    text = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    result = retrieval_metrics(image, text, torch.tensor([0, 0, 1, 1]), torch.arange(4))
+    assert result.image_to_text_ranks.tolist() == [2, 1, 2, 1]
+    assert result.metrics["i2t_median_rank"] == 1.0
+
+
+def test_ties_count_in_the_query_favour():
+    # Reports 0 and 1 have identical embeddings: each image ties its true text with the
+    # other one, so both rank 1 (only strictly higher scores push a rank down).
+    text = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    result = retrieval_metrics(text, text, torch.tensor([0, 1, 2]), torch.arange(3))
+    assert result.image_to_text_ranks.tolist() == [1, 1, 1]
+    assert result.text_to_image_ranks.tolist() == [1, 1, 1]
+    assert result.image_to_text_topk[:, 0].tolist() == [0, 0, 2]  # lists: pool order
+
+
+def test_topk_shapes_and_content():
+    result = permuted(ks=(1, 2))
+    assert result.image_to_text_topk.tolist() == [[11, 12], [11, 12], [10, 12]]
+    assert torch.allclose(result.image_to_text_scores, SCORES.sort(dim=1, descending=True)
+                          .values[:, :2])
+    assert result.text_to_image_topk.tolist() == [[102, 101], [101, 100], [102, 100]]
+    assert result.text_query_ids.tolist() == [10, 11, 12]
+    assert result.image_query_ids.tolist() == [100, 101, 102]
+    wide = permuted(ks=(1, 50))  # k is capped at the candidate count
+    assert wide.image_to_text_topk.shape == (3, 3)
+    assert wide.text_to_image_scores.shape == (3, 3)
+    assert wide.image_to_text_topk.device.type == "cpu"
+
+
+def test_duplicate_report_ids_share_one_pool_entry():
+    # Pairs 0 and 1 carry report 7, pair 2 report 8. Pair 1's text embedding differs
+    # (noise): the pool must take the first one (e0).
+    image = F.normalize(torch.tensor([[1.0, 2.0], [1.0, 0.0], [0.0, 1.0]]), dim=1)
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    result = retrieval_metrics(image, text, torch.tensor([7, 7, 8]), torch.tensor([0, 1, 2]))
+    assert result.metrics["num_texts"] == 2
+    assert result.text_query_ids.tolist() == [7, 8]
+    # image 0 scores report 8 (.894) above report 7 (.447); images 1 and 2 rank 1.
+    assert result.image_to_text_ranks.tolist() == [2, 1, 1]
+    # query 7: image 1 (score 1) is the best of its two correct images → rank 1.
+    assert result.text_to_image_ranks.tolist() == [1, 1]
+    assert result.text_to_image_topk[0, 0].item() == 1
+    assert result.image_to_text_topk.tolist() == [[8, 7], [7, 8], [8, 7]]
+
+
+def test_duplicate_sample_ids_counted_once():
+    image, text, report_ids, sample_ids, lookup = random_case()
+    clean = retrieval_metrics(image, text, report_ids, sample_ids, similarity=lookup)
+    pad = torch.tensor([3, 0, 17])  # DDP padding repeats the first samples at the end
+    padded = retrieval_metrics(torch.cat([image, image[pad]]), torch.cat([text, text[pad]]),
+                               torch.cat([report_ids, report_ids[pad]]),
+                               torch.cat([sample_ids, sample_ids[pad]]), similarity=lookup)
+    assert padded.metrics == clean.metrics
+    assert torch.equal(padded.image_to_text_topk, clean.image_to_text_topk)
+    assert torch.equal(padded.text_to_image_topk, clean.text_to_image_topk)
+    assert padded.metrics["num_queries_i2t"] == 40
+
+
+def test_matches_loop_reference():
+    image, text, report_ids, sample_ids, lookup = random_case(seed=1)
+    result = retrieval_metrics(image, text, report_ids, sample_ids, similarity=lookup,
+                               semantic_threshold=0.7)
+    i2t, t2i, i2t_sem, t2i_sem = reference_ranks(image, text, report_ids, lookup, 0.7)
+    assert result.image_to_text_ranks.tolist() == i2t
+    assert result.text_to_image_ranks.tolist() == t2i
+    for key, ranks in (("i2t_", i2t), ("t2i_", t2i), ("i2t_semantic_", i2t_sem),
+                       ("t2i_semantic_", t2i_sem)):
+        for k in (1, 5, 10):
+            expected = sum(r <= k for r in ranks) / len(ranks)
+            assert result.metrics[f"{key}R@{k}"] == pytest.approx(expected)
+    assert result.metrics["i2t_median_rank"] == float(torch.tensor(i2t).median())
+    assert result.metrics["i2t_semantic_R@1"] > result.metrics["i2t_R@1"]  # case is useful
+
+
+def test_semantic_recall():
+    # Each image lies on the other report's text; S(0, 1) = 0.8.
+    image = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    text = torch.eye(2)
+    lookup = matrix_lookup(torch.tensor([[1.0, 0.8], [0.8, 1.0]]), offset=5)
+    args = (image, text, torch.tensor([5, 6]), torch.tensor([0, 1]))
+    result = retrieval_metrics(*args, similarity=lookup)
+    for key in ("i2t", "t2i"):
+        assert result.metrics[f"{key}_R@1"] == 0.0
+        assert result.metrics[f"{key}_semantic_R@1"] == 1.0
+    strict = retrieval_metrics(*args, similarity=lookup, semantic_threshold=0.9)
+    assert strict.metrics["i2t_semantic_R@1"] == 0.0
+    assert strict.metrics["t2i_semantic_R@1"] == 0.0
+
+
+def test_exact_match_always_counts_as_semantic_hit():
+    # A lookup that (wrongly) gives S = 0 everywhere, diagonal included.
+    zero = matrix_lookup(torch.zeros(3, 3), offset=10)
+    result = permuted(similarity=zero)
+    for key in ("i2t", "t2i"):
+        for k in (1, 5, 10):
+            assert result.metrics[f"{key}_semantic_R@{k}"] == result.metrics[f"{key}_R@{k}"]
+
+
+def test_chance_values():
+    m = permuted(ks=(1, 2, 5)).metrics
+    assert m["chance_i2t_R@1"] == pytest.approx(1 / 3)
+    assert m["chance_i2t_R@2"] == pytest.approx(2 / 3)
+    assert m["chance_i2t_R@5"] == 1.0
+    assert m["num_texts"] == 3 and m["num_queries_i2t"] == 3
+    # Text→image with report 7 on 2 of 3 images: P(hit@1) = 2/3 and 1/3 → mean 1/2.
+    emb = torch.eye(3)
+    dup = retrieval_metrics(emb, emb, torch.tensor([7, 7, 8]), torch.arange(3), ks=(1, 2))
+    assert dup.metrics["chance_t2i_R@1"] == pytest.approx(0.5)
+    assert dup.metrics["chance_t2i_R@2"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert dup.metrics["chance_i2t_R@1"] == pytest.approx(0.5)
+
+
+def test_chunk_size_does_not_change_results():
+    image, text, report_ids, sample_ids, lookup = random_case(seed=2)
+    small = retrieval_metrics(image, text, report_ids, sample_ids, similarity=lookup,
+                              chunk_size=1)
+    large = retrieval_metrics(image, text, report_ids, sample_ids, similarity=lookup,
+                              chunk_size=1024)
+    assert small.metrics == large.metrics
+    assert torch.equal(small.image_to_text_topk, large.image_to_text_topk)
+    assert torch.equal(small.text_to_image_topk, large.text_to_image_topk)
+    assert torch.allclose(small.image_to_text_scores, large.image_to_text_scores, atol=1e-6)
+
+
+def test_deduplicate_keeps_first_occurrence_in_order():
+    ids = torch.tensor([5, 3, 5, 9, 3])
+    values = torch.tensor([[0.0], [1.0], [2.0], [3.0], [4.0]])
+    kept_ids, kept_values = deduplicate(ids, values)
+    assert kept_ids.tolist() == [5, 3, 9]
+    assert kept_values.flatten().tolist() == [0.0, 1.0, 3.0]
+    with pytest.raises(ValueError, match="tensor 0"):
+        deduplicate(ids, torch.zeros(4))
+
+
+def test_write_outputs(tmp_path):
+    result = permuted(ks=(1, 2))
+    paths = write_retrieval_outputs(result, tmp_path / "eval", prefix="val")
+    assert [p.name for p in paths] == ["val_metrics.json", "val_i2t_topk.csv",
+                                       "val_t2i_topk.csv"]
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == sorted(p.name for p in paths)
+    assert json.loads(paths[0].read_text()) == result.metrics
+    with paths[1].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["query_sample_id", "position", "report_id", "score"]
+    assert len(rows) == 3 * 2
+    assert rows[0]["query_sample_id"] == "100" and rows[0]["report_id"] == "11"
+    assert math.isclose(float(rows[0]["score"]), SCORES[0, 1].item(), rel_tol=1e-6)
+    with paths[2].open() as handle:
+        header = next(csv.reader(handle))
+    assert header == ["query_report_id", "position", "sample_id", "score"]
+    assert not any("text" in column for column in header + list(rows[0]))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"image_emb": torch.zeros(3, 4)}, "image_emb and text_emb"),
+    ({"report_ids": torch.tensor([1, 2])}, "report_ids"),
+    ({"sample_ids": torch.tensor([0.0, 1.0, 2.0])}, "sample_ids"),
+    ({"ks": ()}, "ks"),
+    ({"ks": (0, 5)}, "ks"),
+    ({"chunk_size": 0}, "chunk_size"),
+    ({"image_emb": torch.full((3, 3), math.nan)}, "finite"),
+    ({"similarity": lambda rows, cols: torch.ones(1, 1)}, "similarity returned"),
+])
+def test_invalid_inputs(change, message):
+    kwargs = {"image_emb": SCORES, "text_emb": torch.eye(3), "report_ids": REPORTS,
+              "sample_ids": SAMPLES} | change
+    with pytest.raises(ValueError, match=message):
+        retrieval_metrics(**kwargs)
+
+
+def test_empty_input():
+    empty = torch.zeros(0, 3)
+    ids = torch.zeros(0, dtype=torch.long)
+    with pytest.raises(ValueError, match="N = 0"):
+        retrieval_metrics(empty, empty, ids, ids)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    image, text, report_ids, sample_ids, lookup = random_case(n=64, seed=3)
+    cpu = retrieval_metrics(image, text, report_ids, sample_ids, chunk_size=7)
+    gpu = retrieval_metrics(image.cuda(), text.cuda(), report_ids.cuda(), sample_ids.cuda(),
+                            chunk_size=7)
+    assert gpu.metrics == pytest.approx(cpu.metrics)
+    assert gpu.image_to_text_topk.device.type == "cpu"
+    s = lookup(torch.arange(15), torch.arange(15)).cuda()
+    gpu_sem = retrieval_metrics(image.cuda(), text.cuda(), report_ids.cuda(), sample_ids.cuda(),
+                                similarity=matrix_lookup(s))
+    assert "t2i_semantic_R@5" in gpu_sem.metrics
