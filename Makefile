@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 DEMO_DIR ?= demo_data
 DEMO_EXAMS ?= 200
+# Extra `selip fit` options for the demo, e.g. DEMO_ARGS="--model.init_args.kl_weight 0"
+DEMO_ARGS ?=
 
 # Nothing is ever fetched from a model hub: models load from local folders.
 export HF_HUB_OFFLINE := 1
@@ -25,6 +27,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	test -f $(DEMO_DIR)/manifest.csv || $(BIN)/selip demo-data --out $(DEMO_DIR) --num-exams $(DEMO_EXAMS)
 	$(BIN)/selip prepare --config configs/demo.yaml --data.manifest $(DEMO_DIR)/manifest.csv
+	$(BIN)/selip fit --config configs/demo.yaml --data.manifest $(DEMO_DIR)/manifest.csv $(DEMO_ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q

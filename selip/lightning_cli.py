@@ -54,9 +54,14 @@ class SelipCLI(LightningCLI):
 
 def run_training_cli(argv: list[str]) -> int:
     """Run a LightningCLI subcommand; returns the exit code."""
-    SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
-             subclass_mode_model=True, args=argv,
-             save_config_kwargs={"overwrite": True})
+    program = sys.argv[:1]
+    saved, sys.argv = sys.argv, program  # args are passed explicitly, not read from argv
+    try:
+        SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
+                 subclass_mode_model=True, args=argv,
+                 save_config_kwargs={"overwrite": True})
+    finally:
+        sys.argv = saved
     return 0
 
 

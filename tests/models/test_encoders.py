@@ -1,0 +1,95 @@
+import math
+
+import pytest
+import torch
+
+from selip.models import (
+    ImageEncoder,
+    ImageEncoderConfig,
+    LogitScale,
+    SelipModel,
+    TextEncoder,
+    TextEncoderConfig,
+)
+from tests.tasks.conftest import TINY_TEXT
+
+
+@pytest.mark.parametrize("depth, features", [(10, 32), (18, 32), (34, 32), (50, 128)])
+def test_resnet_depths_and_widths(depth, features):
+    encoder = ImageEncoder(ImageEncoderConfig(depth=depth, width=4))
+    out = encoder(torch.randn(2, 1, 8, 16, 16))
+    assert out.shape == (2, features) == (2, encoder.out_features)
+
+
+def test_the_anisotropic_stem_keeps_the_slice_axis():
+    x = torch.randn(2, 1, 8, 32, 32)
+    paper = ImageEncoder(ImageEncoderConfig(depth=10, width=4, anisotropic_stem=True)).eval()
+    plain = ImageEncoder(ImageEncoderConfig(depth=10, width=4, anisotropic_stem=False)).eval()
+    paper_maps, plain_maps = paper.stages(x), plain.stages(x)
+    assert paper_maps[0].shape[2:] == (8, 16, 16)  # stem: D kept, H and W halved
+    assert paper_maps[1].shape[2:] == (8, 8, 8)  # max-pool (1, 2, 2)
+    assert plain_maps[1].shape[2:] == (2, 8, 8)
+    assert [m.shape[1] for m in paper_maps] == paper.stage_channels
+    torch.testing.assert_close(paper.resnet.avgpool(paper_maps[-1]).flatten(1), paper(x))
+
+
+def test_bad_image_config_is_named():
+    with pytest.raises(ValueError, match="depth"):
+        ImageEncoderConfig(depth=12)
+
+
+def test_tiny_text_encoder_from_config_pools_cls_or_mean():
+    ids = torch.randint(0, 1000, (3, 7))
+    mask = torch.ones_like(ids)
+    mask[0, 4:] = 0
+    cls = TextEncoder(TextEncoderConfig(**TINY_TEXT))
+    assert cls.out_features == 32 and cls(ids, mask).shape == (3, 32)
+    mean_config = TextEncoderConfig(**{**TINY_TEXT, "pooling": "mean"})
+    mean = TextEncoder(mean_config)
+    mean.load_state_dict(cls.state_dict())
+    mean.eval()
+    hidden = mean.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(mean(ids, mask)[0], hidden[0, :4].mean(0))
+    assert cls.model.training  # fine-tuning keeps dropout on
+
+
+def test_frozen_text_encoder_has_no_trainable_weights():
+    frozen = TextEncoder(TextEncoderConfig(**{**TINY_TEXT, "freeze": True}))
+    assert not any(p.requires_grad for p in frozen.parameters())
+    with pytest.raises(ValueError, match="pretrained: false"):
+        TextEncoderConfig(config_overrides={"hidden_size": 8})
+    with pytest.raises(ValueError, match="pooling"):
+        TextEncoderConfig(pooling="max")  # type: ignore[arg-type]
+
+
+def test_the_packaged_minilm_loads_offline():
+    encoder = TextEncoder(TextEncoderConfig(pooling="mean"))
+    assert encoder.out_features == 384
+
+
+def test_logit_scale_starts_at_one_over_temperature_and_is_capped():
+    scale = LogitScale(temperature=0.07)
+    assert math.isclose(float(scale()), 1 / 0.07, rel_tol=1e-5)
+    with torch.no_grad():
+        scale.log_scale.fill_(10.0)
+    value = scale()
+    assert math.isclose(float(value), 100.0, rel_tol=1e-5)
+    value.backward()
+    assert scale.log_scale.grad is not None and float(scale.log_scale.grad) == 0.0
+    assert not LogitScale(learnable=False).log_scale.requires_grad
+
+
+def test_dual_encoder_embeddings_are_unit_vectors_and_sequence_embedding_starts_neutral():
+    model = SelipModel(ImageEncoderConfig(depth=10, width=4), TextEncoderConfig(**TINY_TEXT),
+                       embed_dim=8, num_sequences=3, sequence_embedding=True)
+    image = torch.randn(2, 1, 8, 16, 16)
+    sequence = torch.tensor([0, 2])
+    model.eval()
+    with_seq = model.encode_image(image, sequence)
+    torch.testing.assert_close(with_seq.norm(dim=-1), torch.ones(2))
+    torch.testing.assert_close(with_seq, model.encode_image(image))  # zero-initialised
+    text = model.encode_text(torch.randint(0, 100, (2, 5)), torch.ones(2, 5, dtype=torch.long))
+    assert text.shape == (2, 8)
+    with pytest.raises(ValueError, match="num_sequences"):
+        SelipModel(ImageEncoderConfig(depth=10, width=4), TextEncoderConfig(**TINY_TEXT),
+                   sequence_embedding=True)

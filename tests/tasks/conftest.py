@@ -1,0 +1,31 @@
+"""Helpers for running `selip fit` in-process on the tiny cohort with tiny networks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TINY_TEXT = {"pretrained": False, "pooling": "cls",
+             "config_overrides": {"num_hidden_layers": 1, "hidden_size": 32,
+                                  "num_attention_heads": 2, "intermediate_size": 64}}
+TINY_IMAGE = {"depth": 10, "width": 4, "anisotropic_stem": True}
+
+
+def tiny_overrides(manifest: Path, root: Path, **extra: object) -> list[str]:
+    """Command-line overrides that make any selip config run on CPU in seconds."""
+    args = {
+        "--trainer.accelerator": "cpu", "--trainer.devices": "1", "--trainer.strategy": "auto",
+        "--trainer.precision": "32", "--trainer.num_nodes": "1",
+        "--trainer.default_root_dir": str(root),
+        "--trainer.logger.init_args.save_dir": str(root / "runs"),
+        "--model.init_args.image_encoder": json.dumps(TINY_IMAGE),
+        "--model.init_args.text_encoder": json.dumps(TINY_TEXT),
+        "--model.init_args.embed_dim": "16",
+        "--data.manifest": str(manifest), "--data.cache_dir": str(root / "cache"),
+        "--data.shape": "[16, 16, 16]", "--data.spacing": "[2, 2, 2]",
+        "--data.sequences": "[t1, flair]", "--data.batch_size": "4",
+        "--data.eval_batch_size": "4", "--data.num_workers": "0", "--data.max_length": "32",
+        "--data.progress": "false", "--data.val_fraction": "0.25", "--data.test_fraction": "0.0",
+    }
+    args.update({k: str(v) for k, v in extra.items()})
+    return [item for pair in args.items() for item in pair]

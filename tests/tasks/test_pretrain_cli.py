@@ -1,0 +1,117 @@
+"""`selip fit` end to end: every config smoke-run, TensorBoard tags, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from selip.cli import main
+from selip.data.fingerprint import sha256_file
+from selip.tasks.checkpointing import CheckpointError, load_checkpoint
+from tests.tasks.conftest import tiny_overrides
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+FIT_CONFIGS = [c for c in CONFIGS if "model" in yaml.safe_load(c.read_text())]
+
+
+def test_every_training_config_is_smoke_tested():
+    assert {c.name for c in FIT_CONFIGS} >= {"demo.yaml", "pretrain.yaml"}
+
+
+@pytest.mark.parametrize("config", FIT_CONFIGS, ids=lambda p: p.name)
+def test_fast_dev_run_of_every_config(config, tiny_cohort, tmp_path, capsys):
+    manifest = tiny_cohort(n=8)
+    code = main(["fit", "--config", str(config), *tiny_overrides(manifest, tmp_path),
+                 "--trainer.fast_dev_run", "1"])
+    assert code == 0
+    assert "final validation metrics" in capsys.readouterr().out
+
+
+def _fit(manifest: Path, root: Path, **extra: object) -> Path:
+    demo = Path(__file__).parents[2] / "configs" / "demo.yaml"
+    code = main(["fit", "--config", str(demo), *tiny_overrides(manifest, root, **extra),
+                 "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1",
+                 "--model.init_args.figures_every_n_val_epochs", "1"])
+    assert code == 0
+    [version] = (root / "runs" / "demo").iterdir()
+    return version
+
+
+def test_tensorboard_holds_the_documented_tags_and_no_report_text(tiny_cohort, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    manifest = tiny_cohort(n=8)
+    log_dir = _fit(manifest, tmp_path)
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    expected = {"train/loss", "train/loss_ce", "train/loss_kl", "train/logit_scale",
+                "train/soft_target_entropy", "val/loss", "val/loss_ce", "val/loss_kl",
+                "val/i2t_R@1", "val/i2t_R@5", "val/i2t_R@10", "val/i2t_median_rank",
+                "val/t2i_R@5", "val/t2i_median_rank", "val/i2t_semantic_R@5",
+                "val/t2i_semantic_R@5", "perf/samples_per_second", "perf/data_time",
+                "perf/step_time", "perf/data_fraction"}
+    assert expected <= scalars, expected - scalars
+    assert any(t.startswith("lr-AdamW/image") for t in scalars)
+    assert any(t.startswith("lr-AdamW/text") for t in scalars)
+    assert {"val/similarity_predicted_vs_target", "val/input_mid_slices"} <= set(
+        events.Tags()["images"])
+    assert (log_dir / "projector_config.pbtxt").is_file()
+    # the logs never contain report text unless asked for (patient data)
+    logged = b"".join(p.read_bytes() for p in log_dir.rglob("*") if p.is_file())
+    assert b"frontal lobe" not in logged and b"thalamus" not in logged
+
+
+def test_checkpoints_carry_a_reproducibility_record_and_load_weights_only(tiny_cohort,
+                                                                          tmp_path):
+    manifest = tiny_cohort(n=8)
+    log_dir = _fit(manifest, tmp_path)
+    last = log_dir / "checkpoints" / "last.ckpt"
+    checkpoint = load_checkpoint(last)
+    record = checkpoint["selip"]
+    assert record["version"]
+    assert record["manifest_sha256"] == sha256_file(manifest)
+    assert len(record["similarity_key"]) == 64
+    config = yaml.safe_load(record["config"])
+    assert config["model"]["init_args"]["kl_weight"] == 1.0
+    assert config["data"]["manifest"] == str(manifest)
+    assert any(k.startswith("model.image_encoder") for k in checkpoint["state_dict"])
+    assert list(log_dir.glob("checkpoints/best-*.ckpt"))
+    assert not list(log_dir.rglob("*.tmp"))
+
+
+def test_non_selip_and_corrupt_checkpoints_give_clear_errors(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
+    with pytest.raises(CheckpointError, match="not a selip checkpoint"):
+        load_checkpoint(tmp_path / "plain.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.ckpt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_clip_baseline_and_a_missing_similarity_table(tiny_cohort, tmp_path, capsys):
+    manifest = tiny_cohort(n=8)
+    demo = Path(__file__).parents[2] / "configs" / "demo.yaml"
+    base = ["fit", "--config", str(demo), "--trainer.fast_dev_run", "1"]
+    clip = tiny_overrides(manifest, tmp_path, **{"--model.init_args.kl_weight": 0,
+                                                 "--data.similarity": "null"})
+    assert main([*base, *clip]) == 0
+    capsys.readouterr()
+    broken = tiny_overrides(manifest, tmp_path, **{"--data.similarity": "null"})
+    assert main([*base, *broken]) == 2
+    err = capsys.readouterr().err
+    assert "kl_weight > 0 needs the report-similarity table" in err and "Traceback" not in err
+
+
+def test_a_bad_manifest_stops_fit_with_every_problem(tmp_path, capsys):
+    bad = tmp_path / "m.csv"
+    bad.write_text("exam_id,t1,report\na,missing.nii.gz,\n")
+    demo = Path(__file__).parents[2] / "configs" / "demo.yaml"
+    assert main(["fit", "--config", str(demo), *tiny_overrides(bad, tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "2 problems in the data" in err and "Traceback" not in err
