@@ -49,8 +49,10 @@ class PretrainTask(pl.LightningModule):
         soft_target_temperature: τ of the softmax normalisation.
         include_diagonal: keep each sample's own pair in its soft targets.
         symmetric_kl: use ½[KL(Q‖p) + KL(p‖Q)].
-        lr_image: learning rate of the image tower and its projection (and the scale).
-        lr_text: learning rate of the text tower and its projection.
+        lr_image: learning rate of the image encoder.
+        lr_text: learning rate of the text encoder (pretrained: usually much lower).
+        lr_head: learning rate of both projections and the logit scale, which start from
+            scratch even when the text encoder is pretrained (default: ``lr_image``).
         weight_decay: AdamW weight decay (not applied to biases, norms or the scale).
         warmup: warmup length, a fraction of all steps when below 1, else steps.
         schedule: ``cosine``, ``poly`` or ``constant`` after warmup.
@@ -79,6 +81,7 @@ class PretrainTask(pl.LightningModule):
         symmetric_kl: bool = False,
         lr_image: float = 1e-4,
         lr_text: float = 1e-5,
+        lr_head: float | None = None,
         weight_decay: float = 0.05,
         warmup: float = 0.05,
         schedule: Literal["cosine", "poly", "constant"] = "cosine",
@@ -222,23 +225,27 @@ class PretrainTask(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         model = self.model
+        towers = ("image", "text", "head")
         groups: dict[str, dict[str, list[torch.nn.Parameter]]] = {
-            "image": {"decay": [], "no_decay": []}, "text": {"decay": [], "no_decay": []}}
+            tower: {"decay": [], "no_decay": []} for tower in towers}
         for name, parameter in model.named_parameters():
             if not parameter.requires_grad or name.startswith("logit_scale"):
                 continue
-            tower = "text" if name.startswith(("text_encoder", "text_projection")) else "image"
+            tower = ("head" if "projection" in name.split(".")[0] or
+                     name.startswith("sequence_embedding") else
+                     "text" if name.startswith("text_encoder") else "image")
             decay = parameter.ndim >= 2 and "norm" not in name.lower()
             groups[tower]["decay" if decay else "no_decay"].append(parameter)
+        lr_head = hp["lr_head"] if hp["lr_head"] is not None else hp["lr_image"]
         param_groups = []
-        for tower, lr in (("image", hp["lr_image"]), ("text", hp["lr_text"])):
+        for tower, lr in zip(towers, (hp["lr_image"], hp["lr_text"], lr_head), strict=True):
             for kind, params in groups[tower].items():
                 if params:
                     param_groups.append({"params": params, "lr": lr, "name": f"{tower}_{kind}",
                                          "weight_decay": hp["weight_decay"] if kind == "decay"
                                          else 0.0})
         if model.logit_scale.log_scale.requires_grad:
-            param_groups.append({"params": [model.logit_scale.log_scale], "lr": hp["lr_image"],
+            param_groups.append({"params": [model.logit_scale.log_scale], "lr": lr_head,
                                  "name": "logit_scale", "weight_decay": 0.0})
         optimizer = torch.optim.AdamW(param_groups)
         total = int(self.trainer.estimated_stepping_batches)

@@ -30,6 +30,12 @@ def test_fast_dev_run_of_every_config(config, tiny_cohort, tmp_path, capsys):
     assert "final validation metrics" in capsys.readouterr().out
 
 
+def test_bf16_mixed_precision_on_cpu(tiny_cohort, tmp_path):
+    demo = Path(__file__).parents[2] / "configs" / "demo.yaml"
+    overrides = tiny_overrides(tiny_cohort(n=8), tmp_path, **{"--trainer.precision": "bf16-mixed"})
+    assert main(["fit", "--config", str(demo), *overrides, "--trainer.fast_dev_run", "1"]) == 0
+
+
 def _fit(manifest: Path, root: Path, **extra: object) -> Path:
     demo = Path(__file__).parents[2] / "configs" / "demo.yaml"
     code = main(["fit", "--config", str(demo), *tiny_overrides(manifest, root, **extra),
@@ -57,6 +63,7 @@ def test_tensorboard_holds_the_documented_tags_and_no_report_text(tiny_cohort, t
     assert expected <= scalars, expected - scalars
     assert any(t.startswith("lr-AdamW/image") for t in scalars)
     assert any(t.startswith("lr-AdamW/text") for t in scalars)
+    assert any(t.startswith("lr-AdamW/head") for t in scalars)
     assert {"val/similarity_predicted_vs_target", "val/input_mid_slices"} <= set(
         events.Tags()["images"])
     assert (log_dir / "projector_config.pbtxt").is_file()
