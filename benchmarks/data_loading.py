@@ -10,28 +10,19 @@ loader throughput (augmentation on) with 0 and 2 workers.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_seconds
 
 from selip.data.cache import VolumeCache
 from selip.data.datamodule import SelipDataModule
 from selip.data.demo import generate_demo_cohort
 from selip.data.fingerprint import FileDigests
 from selip.data.preprocess import PreprocessSettings, preprocess_volume
-
-
-def _median_seconds(action, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_cache(manifest: Path, cache_dir: Path, repeats: int) -> tuple[float, float]:
@@ -54,8 +45,8 @@ def bench_cache(manifest: Path, cache_dir: Path, repeats: int) -> tuple[float, f
 
     for volume, key in zip(volumes, keys, strict=True):
         cache.store(key, preprocess_volume(volume, settings), "image")
-    fresh = _median_seconds(preprocess_all, repeats) / len(volumes)
-    cached = _median_seconds(load_all, repeats) / len(volumes)
+    fresh = median_seconds(preprocess_all, repeats) / len(volumes)
+    cached = median_seconds(load_all, repeats) / len(volumes)
     return fresh, cached
 
 

@@ -16,13 +16,12 @@ vocabulary of locations and appearances) under the ``english`` preset:
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from timing import median_seconds
 
 from selip.similarity.config import resolve_config
 from selip.similarity.findings import report_findings
@@ -51,15 +50,6 @@ def synthetic_reports(count: int, seed: int = 0) -> list[str]:
                     for _ in range(int(rng.integers(1, 4)))]
         texts.add("; ".join(findings))
     return sorted(texts)
-
-
-def _median(action: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_build(sizes: list[int], naive_pairs: int, root: str) -> dict[int, SimilarityTable]:
@@ -94,18 +84,18 @@ def bench_lookup(table: SimilarityTable, texts: list[str], batch_sizes: list[int
         def lookup(ids: torch.Tensor = ids) -> torch.Tensor:
             return table.lookup(ids)
 
-        fast = _median(lookup, 200)
+        fast = median_seconds(lookup, 200)
         index = ids.tolist()
 
         def python_batch(index: list[int] = index) -> None:
             [[parsed_similarity(parsed[i], parsed[j], config) for j in index] for i in index]
 
-        slow = _median(python_batch, 3)
+        slow = median_seconds(python_batch, 3)
         print(f"B = {batch:4d}                       {fast * 1e3:7.3f} ms   {slow * 1e3:12.1f} ms"
               f"       {slow / fast:7.0f}x")
     table._placed = None
     ids = torch.from_numpy(rng.integers(0, len(table), 256))
-    mapped = _median(lambda: table.lookup(ids), 50)
+    mapped = median_seconds(lambda: table.lookup(ids), 50)
     print(f"B =  256, from the memory map        {mapped * 1e3:7.3f} ms")
 
 
