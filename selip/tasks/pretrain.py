@@ -7,16 +7,19 @@ the similarity lookup in :mod:`selip.similarity.table`, the retrieval metrics in
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 
+from selip.data.atomic import atomic_open
 from selip.distributed import gather_no_grad, gather_with_grad, world
 from selip.losses import LossParts, positives_from_ids, selip_loss_local, soft_targets
-from selip.metrics import retrieval_metrics
+from selip.metrics import RetrievalResult, retrieval_metrics, write_retrieval_outputs
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
 from selip.similarity.table import SimilarityTable
 from selip.tasks.checkpointing import add_reproducibility_record
@@ -168,16 +171,35 @@ class PretrainTask(pl.LightningModule):
         return parts.total
 
     # -- validation: loss per batch, retrieval over the whole split ---------------------------
+    def _evaluate_batch(self, stage: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Log the batch loss and keep its embeddings; returns its (b, N) logits."""
+        parts, image, text, logits = self._forward_loss(batch)
+        self._log_parts(stage, parts, batch["image"].shape[0])
+        kept = ("report_id", "sample_id", "sequence", "label")
+        keep: dict[str, torch.Tensor] = {k: batch[k] for k in kept if k in batch}
+        self._val_outputs.append({"image_emb": image.float(), "text_emb": text.float(), **keep})
+        return logits
+
+    def _retrieval(self, stage: str) -> tuple[RetrievalResult, dict[str, torch.Tensor]]:
+        """Retrieval over the whole split, gathered from every rank (duplicates removed)."""
+        merged = {k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]}
+        gathered = {k: gather_no_grad(v) for k, v in merged.items()}
+        table = self.similarity_table
+        result = retrieval_metrics(
+            gathered["image_emb"], gathered["text_emb"], gathered["report_id"],
+            gathered["sample_id"], similarity=table.lookup if table is not None else None,
+            semantic_threshold=self.hparams["semantic_threshold"])
+        metrics = {f"{stage}/{k}": float(v) for k, v in result.metrics.items()
+                   if not k.startswith("num_")}
+        self.log_dict(metrics, sync_dist=False, rank_zero_only=False)
+        return result, gathered
+
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = []
         self._figure_batch = None
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        parts, image, text, logits = self._forward_loss(batch)
-        self._log_parts("val", parts, batch["image"].shape[0])
-        keep: dict[str, torch.Tensor] = {k: batch[k] for k in ("report_id", "sample_id", "sequence",
-                                                                 "label") if k in batch}
-        self._val_outputs.append({"image_emb": image.float(), "text_emb": text.float(), **keep})
+        logits = self._evaluate_batch("val", batch)
         if batch_idx == 0:
             self._figure_batch = {"logits": logits.detach().float(),
                                   "image": batch["image"][:4].detach().float(),
@@ -186,17 +208,8 @@ class PretrainTask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs or self.trainer.sanity_checking:
             return
-        merged = {k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]}
-        gathered = {k: gather_no_grad(v) for k, v in merged.items()}
-        table = self.similarity_table
-        result = retrieval_metrics(
-            gathered["image_emb"], gathered["text_emb"], gathered["report_id"],
-            gathered["sample_id"], similarity=table.lookup if table is not None else None,
-            semantic_threshold=self.hparams["semantic_threshold"])
-        metrics = {f"val/{k}": float(v) for k, v in result.metrics.items()
-                   if not k.startswith("num_")}
-        self.log_dict(metrics, sync_dist=False, rank_zero_only=False)
-        self.log("val_R5", metrics["val/i2t_R@5"], prog_bar=True, logger=False)
+        result, gathered = self._retrieval("val")
+        self.log("val_R5", result.metrics["i2t_R@5"], prog_bar=True, logger=False)
         every = self.hparams["figures_every_n_val_epochs"]
         if every > 0 and self.trainer.is_global_zero and self._figure_batch is not None and \
                 self.current_epoch % every == 0:
@@ -220,6 +233,32 @@ class PretrainTask(pl.LightningModule):
             class_names=getattr(datamodule, "classes", []),
             report_texts=(datamodule.report_table.texts if self.hparams["log_report_texts"]
                           else None))
+
+    # -- test: retrieval on the test split, written to the run folder ---------------------
+    def on_test_epoch_start(self) -> None:
+        self._val_outputs = []
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate_batch("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        result, _ = self._retrieval("test")
+        if not self.trainer.is_global_zero:
+            return
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "test_retrieval"
+        written = write_retrieval_outputs(result, folder, prefix="retrieval")
+        if self.hparams["log_report_texts"]:  # opt-in only: report texts are patient data
+            datamodule: Any = getattr(self.trainer, "datamodule", None)
+            texts = datamodule.report_table.texts if datamodule is not None else []
+            path = folder / "report_texts.csv"
+            with atomic_open(path, "w", durable=False) as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["report_id", "text"])
+                writer.writerows(enumerate(texts))
+            written.append(path)
+        print("test retrieval written to:\n  " + "\n  ".join(str(p) for p in written))
 
     # -- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,24 @@ def test_a_bad_manifest_stops_fit_with_every_problem(tmp_path, capsys):
     assert main(["fit", "--config", str(demo), *tiny_overrides(bad, tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "2 problems in the data" in err and "Traceback" not in err
+
+
+def test_selip_test_writes_retrieval_metrics_and_topk_ids(tiny_cohort, tmp_path, capsys):
+    manifest = tiny_cohort(n=10)
+    split = {"--data.val_fraction": 0.2, "--data.test_fraction": 0.3}
+    log_dir = _fit(manifest, tmp_path, **split)
+    capsys.readouterr()
+    demo = Path(__file__).parents[2] / "configs" / "demo.yaml"
+    code = main(["test", "--config", str(demo), *tiny_overrides(manifest, tmp_path, **split),
+                 "--ckpt_path", str(log_dir / "checkpoints" / "last.ckpt")])
+    assert code == 0
+    assert "test retrieval written to" in capsys.readouterr().out
+    [folder] = (tmp_path / "runs" / "demo").glob("version_*/test_retrieval")
+    metrics = json.loads((folder / "retrieval_metrics.json").read_text())
+    assert metrics["num_queries_i2t"] == 6  # 3 test exams x 2 sequences
+    assert 0.0 <= metrics["i2t_R@5"] <= 1.0 and "t2i_semantic_R@5" in metrics
+    header = (folder / "retrieval_i2t_topk.csv").read_text().splitlines()[0]
+    assert header == "query_sample_id,position,report_id,score"
+    assert not (folder / "report_texts.csv").exists()  # texts only when opted in
+    written = b"".join(p.read_bytes() for p in folder.iterdir())
+    assert b"frontal lobe" not in written
