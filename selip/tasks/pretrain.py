@@ -107,6 +107,7 @@ class PretrainTask(pl.LightningModule):
         self.run_config: str | None = None  # the resolved CLI config, set by selip's CLI
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._figure_batch: dict[str, torch.Tensor] | None = None
+        self._skipped_steps = 0
 
     # -- data-dependent pieces -----------------------------------------------------------
     @property
@@ -259,6 +260,21 @@ class PretrainTask(pl.LightningModule):
                 writer.writerows(enumerate(texts))
             written.append(path)
         print("test retrieval written to:\n  " + "\n  ".join(str(p) for p in written))
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip a step whose gradients are not finite instead of poisoning the weights.
+
+        16-mixed on CUDA has a gradient scaler that does this; bf16 and 32 have none. All
+        gradients are dropped (AdamW then leaves every weight and moment as it was) and
+        ``train/skipped_steps`` counts the skips.
+        """
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        if not finite:
+            self._skipped_steps += 1
+            for parameter in self.parameters():
+                parameter.grad = None
+        self.log("train/skipped_steps", float(self._skipped_steps), on_step=True, on_epoch=False)
 
     # -- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

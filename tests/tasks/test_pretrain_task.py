@@ -72,3 +72,22 @@ def test_the_loss_path_without_a_trainer_is_clip_when_kl_weight_is_zero():
 
     expected = clip_loss(logits, positives_from_ids(batch["report_id"], batch["report_id"]))
     torch.testing.assert_close(parts.total, expected)
+
+
+def test_a_step_with_non_finite_gradients_is_skipped(monkeypatch):
+    task = _task()
+    monkeypatch.setattr(task, "log", lambda *args, **kwargs: None)
+    weight = task.model.image_projection.linear.weight
+    before = weight.detach().clone()
+    optimizer = torch.optim.AdamW(task.parameters(), lr=0.1)
+    for parameter in task.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    weight.grad = torch.full_like(weight, float("nan"))
+    task.on_before_optimizer_step(optimizer)
+    optimizer.step()
+    assert torch.equal(weight, before) and task._skipped_steps == 1
+    for parameter in task.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    task.on_before_optimizer_step(optimizer)
+    optimizer.step()
+    assert not torch.equal(weight, before) and task._skipped_steps == 1
