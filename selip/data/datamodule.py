@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from selip.data.augment import AugmentSettings
 from selip.data.cache import VolumeCache
@@ -18,7 +18,7 @@ from selip.data.manifest import Manifest, ManifestError, read_manifest
 from selip.data.preprocess import PreprocessSettings
 from selip.data.report_table import ReportTable
 from selip.data.reports import NORMAL_REPORT_TEXT, parse_report, swap_laterality
-from selip.data.splits import assign_splits
+from selip.data.splits import assign_splits, labelled_subset
 from selip.data.text import load_tokenizer, tokenize
 from selip.data.validation import Requirements, check_files, check_structure, resolve_sequences
 from selip.similarity.config import SimilarityConfig, resolve_config
@@ -63,6 +63,9 @@ class SelipDataModule(pl.LightningDataModule):
         augment: training augmentation (None: the defaults).
         require_label: the task needs a label on every exam.
         require_mask: the task needs a mask on every exam.
+        label_fraction: use only this share of the training exams (stratified by label,
+            seeded by ``split_seed``), for data-efficiency curves; val and test stay whole.
+        class_balanced: sample training pairs with weights 1 / (pairs of their class).
         similarity: report-similarity preset (``english``, ``paper``) or settings for the
             table S over the unique pair texts; None: no table (tasks that do not use S).
         similarity_block_rows: rows per block when building the table.
@@ -93,6 +96,8 @@ class SelipDataModule(pl.LightningDataModule):
         normal_report_text: str = NORMAL_REPORT_TEXT,
         augment: AugmentSettings | None = None,
         require_label: bool = False,
+        label_fraction: float = 1.0,
+        class_balanced: bool = False,
         require_mask: bool = False,
         similarity: str | SimilarityConfig | None = "english",
         similarity_block_rows: int = 512,
@@ -126,6 +131,10 @@ class SelipDataModule(pl.LightningDataModule):
         self.similarity = resolve_config(similarity) if similarity is not None else None
         self.similarity_block_rows = similarity_block_rows
         self.similarity_device_budget_mb = similarity_device_budget_mb
+        if not 0 < label_fraction <= 1:
+            raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
+        self.label_fraction = label_fraction
+        self.class_balanced = class_balanced
         self.check_files = check_files
         self.progress = progress
         self.cache = VolumeCache(self.cache_dir, self.preprocess)
@@ -217,6 +226,10 @@ class SelipDataModule(pl.LightningDataModule):
         texts = self.pair_texts(manifest)
         self.report_table = self.build_report_table(manifest)
         self.similarity_table = self.load_similarity_table(self.report_table)
+        if self.label_fraction < 1:
+            train = {i: e.label for i, e in enumerate(manifest.exams) if splits[i] == "train"}
+            kept = labelled_subset(train, self.label_fraction, self.split_seed)
+            splits = [s if s != "train" or i in kept else "unused" for i, s in enumerate(splits)]
         self.pairs = [self._pair(sample_id, manifest, splits[i], i, s, t)
                       for sample_id, (i, s, t) in enumerate(texts)]
         self.digests.save()
@@ -254,8 +267,14 @@ class SelipDataModule(pl.LightningDataModule):
         if train and len(dataset) < batch_size:
             raise ValueError(f"the train split has {len(dataset)} pairs, fewer than "
                              f"batch_size={batch_size}; lower data.batch_size or add exams")
+        sampler = None
+        if train and self.class_balanced and dataset.with_label:
+            labels = torch.tensor([p.label for p in dataset.pairs])
+            weights = 1.0 / torch.bincount(labels).float()[labels]
+            sampler = WeightedRandomSampler(weights.double().tolist(), num_samples=len(dataset))
         return DataLoader(
-            dataset, batch_size=batch_size, shuffle=train, drop_last=train,
+            dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+            drop_last=train,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
         )

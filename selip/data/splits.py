@@ -43,3 +43,22 @@ def _share(count: int, fraction: float) -> int:
     if fraction <= 0 or count < 3:
         return 0
     return min(max(1, round(count * fraction)), count - 1)
+
+
+def labelled_subset(labels: dict[int, str | None], fraction: float, seed: int) -> set[int]:
+    """Exam indices kept when only ``fraction`` of the training labels may be used.
+
+    Stratified: each class keeps ``round(fraction · count)`` of its exams (at least one),
+    chosen with ``seed``; exams without a label are dropped when ``fraction < 1``.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return set(labels)
+    rng = np.random.default_rng(seed)
+    kept: set[int] = set()
+    for label in sorted({v for v in labels.values() if v is not None}):
+        members = sorted(i for i, v in labels.items() if v == label)
+        count = max(1, round(fraction * len(members)))
+        kept |= {members[j] for j in rng.permutation(len(members))[:count]}
+    return kept

@@ -1,5 +1,6 @@
 """LightningModules (the only place besides the datamodule and the CLI that uses Lightning)."""
 
+from selip.tasks.classify import ClassificationTask
 from selip.tasks.pretrain import PretrainTask
 
-__all__ = ["PretrainTask"]
+__all__ = ["ClassificationTask", "PretrainTask"]

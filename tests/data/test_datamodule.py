@@ -127,3 +127,22 @@ def test_the_similarity_table_covers_every_report_id(tiny_cohort, tmp_path):
     english = _datamodule(tiny_cohort(n=6), tmp_path, similarity="english")
     assert english.similarity_table is not None and english.similarity_table.key != table.key
     assert _datamodule(tiny_cohort(n=6), tmp_path, similarity=None).similarity_table is None
+
+
+def test_label_fraction_keeps_val_and_test_whole_and_balanced_sampling(tiny_cohort, tmp_path):
+    full = _datamodule(tiny_cohort(n=12), tmp_path, val_fraction=0.25, test_fraction=0.25)
+    half = _datamodule(tiny_cohort(n=12), tmp_path, val_fraction=0.25, test_fraction=0.25,
+                       label_fraction=0.5)
+    for split in ("val", "test"):
+        assert len(half.datasets[split]) == len(full.datasets[split])
+    assert len(half.datasets["train"]) < len(full.datasets["train"])
+    train_exams = {p.exam_id for p in half.datasets["train"].pairs}
+    assert {full.classes[p.label] for p in half.datasets["train"].pairs} == {"infarct", "normal"}
+    assert train_exams < {p.exam_id for p in full.datasets["train"].pairs}
+    balanced = _datamodule(tiny_cohort(n=12), tmp_path, class_balanced=True,
+                           val_fraction=0.25, test_fraction=0.25)
+    from torch.utils.data import WeightedRandomSampler
+
+    assert isinstance(balanced.train_dataloader().sampler, WeightedRandomSampler)
+    with pytest.raises(ValueError, match="label_fraction"):
+        SelipDataModule("m.csv", label_fraction=0.0)

@@ -12,15 +12,20 @@ TINY_IMAGE = {"depth": 10, "width": 4, "anisotropic_stem": True}
 
 
 def tiny_overrides(manifest: Path, root: Path, **extra: object) -> list[str]:
-    """Command-line overrides that make any selip config run on CPU in seconds."""
+    """Command-line overrides that make any pretraining config run on CPU in seconds."""
+    model = {"--model.init_args.image_encoder": json.dumps(TINY_IMAGE),
+             "--model.init_args.text_encoder": json.dumps(TINY_TEXT),
+             "--model.init_args.embed_dim": "16"}
+    return tiny_data_overrides(manifest, root, **{**model, **extra})
+
+
+def tiny_data_overrides(manifest: Path, root: Path, **extra: object) -> list[str]:
+    """Trainer and data overrides for any selip config: CPU, tiny volumes, no workers."""
     args = {
         "--trainer.accelerator": "cpu", "--trainer.devices": "1", "--trainer.strategy": "auto",
         "--trainer.precision": "32", "--trainer.num_nodes": "1",
         "--trainer.default_root_dir": str(root),
         "--trainer.logger.init_args.save_dir": str(root / "runs"),
-        "--model.init_args.image_encoder": json.dumps(TINY_IMAGE),
-        "--model.init_args.text_encoder": json.dumps(TINY_TEXT),
-        "--model.init_args.embed_dim": "16",
         "--data.manifest": str(manifest), "--data.cache_dir": str(root / "cache"),
         "--data.shape": "[16, 16, 16]", "--data.spacing": "[2, 2, 2]",
         "--data.sequences": "[t1, flair]", "--data.batch_size": "4",

@@ -1,0 +1,177 @@
+"""``ClassificationTask``: a pretrained (or fresh) image encoder under a linear head.
+
+Modes (DESIGN §2.6): ``linear`` — the encoder from a SeLIP checkpoint, frozen (a linear
+probe); ``finetune`` — the same encoder, trained with a lower learning rate; ``scratch`` —
+a freshly initialised encoder. Metrics are torchmetrics' accuracy, precision, recall, F1
+(macro) and AUROC; model selection happens on validation, never on test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torchmetrics
+from torch import nn
+
+from selip.models import ImageEncoder, ImageEncoderConfig
+from selip.tasks.checkpointing import CheckpointError, load_checkpoint
+from selip.tasks.schedule import resolve_warmup, warmup_then_decay
+
+_ENCODER_PREFIX = "model.image_encoder."
+
+
+def load_pretrained_encoder(path: str) -> ImageEncoder:
+    """The image encoder of a SeLIP pretraining checkpoint (read with ``weights_only``).
+
+    Raises:
+        CheckpointError: not a selip pretraining checkpoint, or corrupt.
+    """
+    checkpoint = load_checkpoint(path)
+    settings = checkpoint.get("hyper_parameters", {}).get("image_encoder")
+    weights = {k[len(_ENCODER_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
+               if k.startswith(_ENCODER_PREFIX)}
+    if not isinstance(settings, Mapping) or not weights:
+        raise CheckpointError(f"{path} holds no SeLIP image encoder (is it a pretraining "
+                              "checkpoint?)")
+    encoder = ImageEncoder(ImageEncoderConfig(**settings))
+    encoder.load_state_dict(weights)
+    return encoder
+
+
+def _metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
+    common: dict[str, Any] = {"task": "multiclass", "num_classes": num_classes}
+    return torchmetrics.MetricCollection({
+        "accuracy": torchmetrics.Accuracy(**common),
+        "precision": torchmetrics.Precision(**common, average="macro"),
+        "recall": torchmetrics.Recall(**common, average="macro"),
+        "f1": torchmetrics.F1Score(**common, average="macro"),
+        "auroc": torchmetrics.AUROC(**common),
+    }, prefix=prefix)
+
+
+class ClassificationTask(pl.LightningModule):
+    """Exam-level labels from one sequence volume per sample.
+
+    Args:
+        mode: ``linear``, ``finetune`` or ``scratch``.
+        encoder_ckpt: SeLIP pretraining checkpoint (required for linear and finetune).
+        image_encoder: the architecture for ``scratch`` (with a checkpoint, the
+            checkpoint's own settings are used).
+        num_classes: classes (default: the datamodule's label set).
+        lr: learning rate of the head (and of a scratch encoder).
+        lr_encoder: learning rate of a fine-tuned encoder (default: lr / 10).
+        weight_decay: AdamW weight decay.
+        warmup: warmup steps, or a fraction of all steps when below 1.
+        schedule: ``cosine``, ``poly`` or ``constant``.
+    """
+
+    def __init__(self, mode: Literal["linear", "finetune", "scratch"] = "finetune",
+                 encoder_ckpt: str | None = None, image_encoder: ImageEncoderConfig | None = None,
+                 num_classes: int | None = None, lr: float = 1e-3,
+                 lr_encoder: float | None = None, weight_decay: float = 0.01,
+                 warmup: float = 0.05, schedule: Literal["cosine", "poly", "constant"] = "cosine"
+                 ) -> None:
+        super().__init__()
+        if mode not in ("linear", "finetune", "scratch"):
+            raise ValueError(f"mode must be linear, finetune or scratch, got {mode!r}")
+        if mode != "scratch" and not encoder_ckpt:
+            raise ValueError(f"mode '{mode}' needs model.init_args.encoder_ckpt: a SeLIP "
+                             "pretraining checkpoint (or use mode: scratch)")
+        if mode == "scratch":
+            config = image_encoder if image_encoder is not None else ImageEncoderConfig()
+            if isinstance(config, Mapping):  # from a checkpoint's hyper-parameters
+                config = ImageEncoderConfig(**config)
+            self.encoder = ImageEncoder(config)
+        else:
+            self.encoder = load_pretrained_encoder(str(encoder_ckpt))
+        self.save_hyperparameters(ignore=["image_encoder"])
+        self.hparams["image_encoder"] = asdict(self.encoder.config)
+        if mode == "linear":
+            self.encoder.requires_grad_(False)
+        self.head: nn.Linear | None = None
+        if num_classes is not None:
+            self._build_head(num_classes)
+
+    def _build_head(self, num_classes: int) -> None:
+        if num_classes < 2:
+            raise ValueError(f"classification needs at least 2 classes, got {num_classes}")
+        self.head = nn.Linear(self.encoder.out_features, num_classes)
+        self.val_metrics = _metrics(num_classes, "val/")
+        self.test_metrics = _metrics(num_classes, "test/")
+        self.val_confusion = torchmetrics.ConfusionMatrix(task="multiclass",
+                                                          num_classes=num_classes)
+
+    def setup(self, stage: str) -> None:
+        if self.head is None:
+            classes = getattr(getattr(self.trainer, "datamodule", None), "classes", [])
+            self.hparams["num_classes"] = len(classes)
+            self._build_head(len(classes))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) → (B, classes) logits."""
+        assert self.head is not None, "the head is built in setup() or from num_classes"
+        if self.hparams["mode"] == "linear":
+            with torch.no_grad():
+                features = self.encoder(image)
+        else:
+            features = self.encoder(image)
+        return self.head(features)
+
+    def on_train_epoch_start(self) -> None:
+        if self.hparams["mode"] == "linear":
+            self.encoder.eval()  # a probe reads frozen features, batch-norm statistics included
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = nn.functional.cross_entropy(self(batch["image"]), batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], metrics: torchmetrics.MetricCollection,
+                  stage: str) -> None:
+        logits = self(batch["image"])
+        loss = nn.functional.cross_entropy(logits, batch["label"])
+        metrics.update(logits.softmax(-1), batch["label"])
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["label"]))
+        if stage == "val":
+            self.val_confusion.update(logits.argmax(-1), batch["label"])
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute())
+        self.val_metrics.reset()
+        confusion = self.val_confusion.compute().float()
+        self.val_confusion.reset()
+        writer = getattr(self.logger, "experiment", None)
+        if self.trainer.is_global_zero and hasattr(writer, "add_image") and writer is not None:
+            rows = confusion / confusion.sum(1, keepdim=True).clamp(min=1)
+            writer.add_image("val/confusion_matrix", rows[None].cpu(), self.global_step)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        assert self.head is not None
+        groups: list[dict[str, Any]] = [{"params": self.head.parameters(), "lr": hp["lr"],
+                                         "name": "head"}]
+        if hp["mode"] != "linear":
+            lr_encoder = hp["lr_encoder"] if hp["lr_encoder"] is not None else (
+                hp["lr"] if hp["mode"] == "scratch" else hp["lr"] / 10)
+            groups.append({"params": self.encoder.parameters(), "lr": lr_encoder,
+                           "name": "encoder"})
+        optimizer = torch.optim.AdamW(groups, weight_decay=hp["weight_decay"])
+        total = int(self.trainer.estimated_stepping_batches)
+        factor = warmup_then_decay(total, resolve_warmup(hp["warmup"], total), hp["schedule"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

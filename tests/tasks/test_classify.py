@@ -1,0 +1,78 @@
+"""ClassificationTask: from a real pretraining checkpoint, every mode, label fractions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from selip.cli import main
+from selip.data.splits import labelled_subset
+from selip.tasks.checkpointing import CheckpointError
+from selip.tasks.classify import ClassificationTask, load_pretrained_encoder
+from tests.tasks.conftest import TINY_IMAGE, tiny_data_overrides, tiny_overrides
+
+ROOT = Path(__file__).parents[2]
+CLASSIFY_CONFIGS = [c for c in sorted((ROOT / "configs").glob("*.yaml"))
+                    if yaml.safe_load(c.read_text()).get("model", {}).get("class_path")
+                    == "selip.tasks.ClassificationTask"]
+
+
+@pytest.fixture
+def pretrained(tiny_cohort, tmp_path) -> tuple[Path, Path]:
+    """A manifest and a real pretraining checkpoint written by `selip fit`."""
+    manifest = tiny_cohort(n=10)
+    root = tmp_path / "pretrain"
+    code = main(["fit", "--config", str(ROOT / "configs" / "demo.yaml"),
+                 *tiny_overrides(manifest, root), "--trainer.max_epochs", "1"])
+    assert code == 0
+    [checkpoint] = root.glob("runs/demo/version_*/checkpoints/last.ckpt")
+    return manifest, checkpoint
+
+
+def test_the_encoder_comes_from_the_pretraining_checkpoint(pretrained):
+    _, checkpoint = pretrained
+    encoder = load_pretrained_encoder(str(checkpoint))
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    torch.testing.assert_close(encoder.resnet.conv1.weight,
+                               state["model.image_encoder.resnet.conv1.weight"])
+    linear = ClassificationTask(mode="linear", encoder_ckpt=str(checkpoint), num_classes=2)
+    assert not any(p.requires_grad for p in linear.encoder.parameters())
+    assert linear.hparams["image_encoder"]["width"] == TINY_IMAGE["width"]
+
+
+@pytest.mark.parametrize("config", CLASSIFY_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("mode", ["linear", "finetune", "scratch"])
+def test_classify_config_runs_in_every_mode(config, mode, pretrained, tmp_path, capsys):
+    manifest, checkpoint = pretrained
+    extra = {"--model.init_args.mode": mode, "--data.label_fraction": 0.5,
+             "--model.init_args.encoder_ckpt": "null" if mode == "scratch" else str(checkpoint),
+             "--data.similarity": "null"}
+    if mode == "scratch":
+        extra["--model.init_args.image_encoder"] = '{"depth": 10, "width": 4}'
+    args = tiny_data_overrides(manifest, tmp_path / mode, **extra)
+    assert main(["fit", "--config", str(config), *args, "--trainer.fast_dev_run", "1"]) == 0
+    assert "val/f1" in capsys.readouterr().out
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="encoder_ckpt"):
+        ClassificationTask(mode="linear")
+    torch.save({"state_dict": {}, "selip": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="no SeLIP image encoder"):
+        ClassificationTask(mode="finetune", encoder_ckpt=str(tmp_path / "other.ckpt"))
+    with pytest.raises(ValueError, match="mode"):
+        ClassificationTask(mode="probe")  # type: ignore[arg-type]
+
+
+def test_label_fraction_is_stratified_and_seeded():
+    labels = {i: ("a" if i < 20 else "b") for i in range(30)}
+    kept = labelled_subset(labels, 0.1, seed=0)
+    assert sum(1 for i in kept if labels[i] == "a") == 2
+    assert sum(1 for i in kept if labels[i] == "b") == 1
+    assert kept == labelled_subset(labels, 0.1, seed=0) != labelled_subset(labels, 0.1, seed=1)
+    assert labelled_subset(labels, 1.0, seed=0) == set(labels)
+    with pytest.raises(ValueError, match="label_fraction"):
+        labelled_subset(labels, 0.0, seed=0)
