@@ -2,5 +2,6 @@
 
 from selip.tasks.classify import ClassificationTask
 from selip.tasks.pretrain import PretrainTask
+from selip.tasks.zeroshot import ZeroShotTask
 
-__all__ = ["ClassificationTask", "PretrainTask"]
+__all__ = ["ClassificationTask", "PretrainTask", "ZeroShotTask"]

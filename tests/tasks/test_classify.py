@@ -76,3 +76,27 @@ def test_label_fraction_is_stratified_and_seeded():
     assert labelled_subset(labels, 1.0, seed=0) == set(labels)
     with pytest.raises(ValueError, match="label_fraction"):
         labelled_subset(labels, 0.0, seed=0)
+
+
+ZEROSHOT_CONFIGS = [c for c in sorted((ROOT / "configs").glob("*.yaml"))
+                    if yaml.safe_load(c.read_text()).get("model", {}).get("class_path")
+                    == "selip.tasks.ZeroShotTask"]
+
+
+@pytest.mark.parametrize("config", ZEROSHOT_CONFIGS, ids=lambda p: p.name)
+def test_zero_shot_config_scores_prompts_against_images(config, pretrained, tmp_path, capsys):
+    manifest, checkpoint = pretrained
+    prompts = '{"infarct": ["left frontal lobe: hyperintense signal"], "normal": ' \
+              '["No abnormality detected.", "Normal study."]}'
+    args = tiny_data_overrides(manifest, tmp_path, **{
+        "--model.init_args.pretrain_ckpt": str(checkpoint), "--model.init_args.prompts": prompts,
+        "--data.similarity": "null", "--data.test_fraction": 0.3})
+    assert main(["test", "--config", str(config), *args]) == 0
+    out = capsys.readouterr().out
+    assert "zero-shot test metrics: accuracy" in out and "auroc" in out
+    missing = tiny_data_overrides(manifest, tmp_path, **{
+        "--model.init_args.pretrain_ckpt": str(checkpoint),
+        "--model.init_args.prompts": '{"infarct": ["x: y"]}', "--data.similarity": "null",
+        "--data.test_fraction": 0.3})
+    assert main(["test", "--config", str(config), *missing]) == 2
+    assert "no prompts for class(es) normal" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""``ZeroShotTask``: classify images by their similarity to class prompts (DESIGN §2.6).
+
+Each class has several prompts written in the report grammar; their text embeddings are
+averaged (then re-normalised) into one class vector, and an image is scored against the
+class vectors with the pretrained logit scale. No training: ``selip test`` only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from selip.data.text import load_tokenizer, tokenize
+from selip.models import SelipModel
+from selip.tasks.checkpointing import CheckpointError, load_checkpoint
+from selip.tasks.classify import _metrics
+
+
+def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any]]:
+    """The dual encoder of a SeLIP pretraining checkpoint and its hyper-parameters."""
+    from selip.tasks.pretrain import PretrainTask
+
+    checkpoint = load_checkpoint(path)
+    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items()
+               if not k.startswith("_")}  # LightningCLI adds _class_path
+    if "text_encoder" not in hparams or "image_encoder" not in hparams:
+        raise CheckpointError(f"{path} is not a SeLIP pretraining checkpoint")
+    task = PretrainTask(**hparams)
+    task.load_state_dict(checkpoint["state_dict"])
+    return task.model, hparams
+
+
+class ZeroShotTask(pl.LightningModule):
+    """Zero-shot classification from a pretraining checkpoint.
+
+    Args:
+        pretrain_ckpt: the SeLIP pretraining checkpoint.
+        prompts: class name → prompt texts, e.g. ``{"normal": ["No abnormality
+            detected."], "tumour": ["left frontal lobe: hyperintense signal with
+            surrounding oedema", …]}``; every class of the data needs prompts.
+        max_length: prompt length in tokens.
+    """
+
+    def __init__(self, pretrain_ckpt: str, prompts: dict[str, list[str]],
+                 max_length: int = 64) -> None:
+        super().__init__()
+        if not prompts or any(not texts for texts in prompts.values()):
+            raise ValueError("prompts must give at least one prompt text for every class")
+        self.save_hyperparameters()
+        self.model, pretrain_hparams = load_pretrained_model(pretrain_ckpt)
+        self.text_model: str | None = pretrain_hparams["text_encoder"].get("model")
+        self.class_embeddings: torch.Tensor | None = None
+
+    def setup(self, stage: str) -> None:
+        classes = list(getattr(getattr(self.trainer, "datamodule", None), "classes", []))
+        missing = [c for c in classes if c not in self.hparams["prompts"]]
+        if missing:
+            raise ValueError(f"no prompts for class(es) {', '.join(missing)}; model.init_args."
+                             f"prompts has {', '.join(self.hparams['prompts'])}")
+        self.classes = classes
+        self.test_metrics = _metrics(len(classes), "test/")
+
+    @torch.no_grad()
+    def on_test_epoch_start(self) -> None:
+        tokenizer = load_tokenizer(self.text_model)
+        vectors = []
+        for name in self.classes:
+            ids, mask = tokenize(list(self.hparams["prompts"][name]), tokenizer,
+                                 self.hparams["max_length"])
+            embedded = self.model.encode_text(ids.to(self.device), mask.to(self.device))
+            vectors.append(torch.nn.functional.normalize(embedded.mean(0), dim=-1))
+        self.class_embeddings = torch.stack(vectors)  # (C, E)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        assert self.class_embeddings is not None
+        image = self.model.encode_image(batch["image"], batch["sequence"])
+        logits = self.model.logit_scale() * image @ self.class_embeddings.T
+        self.test_metrics.update(logits.softmax(-1), batch["label"])
+
+    def on_test_epoch_end(self) -> None:
+        metrics = self.test_metrics.compute()
+        self.log_dict(metrics)
+        self.test_metrics.reset()
+        if self.trainer.is_global_zero:
+            print("zero-shot test metrics: " + ", ".join(
+                f"{k.removeprefix('test/')} {float(v):.3f}" for k, v in metrics.items()))
