@@ -2,6 +2,7 @@
 
 from selip.tasks.classify import ClassificationTask
 from selip.tasks.pretrain import PretrainTask
+from selip.tasks.segment import SegmentationTask
 from selip.tasks.zeroshot import ZeroShotTask
 
-__all__ = ["ClassificationTask", "PretrainTask", "ZeroShotTask"]
+__all__ = ["ClassificationTask", "PretrainTask", "SegmentationTask", "ZeroShotTask"]

@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from selip.cli import main
+
+ROOT = Path(__file__).parents[2]
+
 TINY_TEXT = {"pretrained": False, "pooling": "cls",
              "config_overrides": {"num_hidden_layers": 1, "hidden_size": 32,
                                   "num_attention_heads": 2, "intermediate_size": 64}}
@@ -34,3 +40,15 @@ def tiny_data_overrides(manifest: Path, root: Path, **extra: object) -> list[str
     }
     args.update({k: str(v) for k, v in extra.items()})
     return [item for pair in args.items() for item in pair]
+
+
+@pytest.fixture
+def pretrained(tiny_cohort, tmp_path) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """A manifest and a real pretraining checkpoint written by `selip fit`."""
+    manifest = tiny_cohort(n=10)
+    root = tmp_path / "pretrain"
+    code = main(["fit", "--config", str(ROOT / "configs" / "demo.yaml"),
+                 *tiny_overrides(manifest, root), "--trainer.max_epochs", "1"])
+    assert code == 0
+    [checkpoint] = root.glob("runs/demo/version_*/checkpoints/last.ckpt")
+    return manifest, checkpoint

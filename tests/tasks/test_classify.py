@@ -12,24 +12,12 @@ from selip.cli import main
 from selip.data.splits import labelled_subset
 from selip.tasks.checkpointing import CheckpointError
 from selip.tasks.classify import ClassificationTask, load_pretrained_encoder
-from tests.tasks.conftest import TINY_IMAGE, tiny_data_overrides, tiny_overrides
+from tests.tasks.conftest import TINY_IMAGE, tiny_data_overrides
 
 ROOT = Path(__file__).parents[2]
 CLASSIFY_CONFIGS = [c for c in sorted((ROOT / "configs").glob("*.yaml"))
                     if yaml.safe_load(c.read_text()).get("model", {}).get("class_path")
                     == "selip.tasks.ClassificationTask"]
-
-
-@pytest.fixture
-def pretrained(tiny_cohort, tmp_path) -> tuple[Path, Path]:
-    """A manifest and a real pretraining checkpoint written by `selip fit`."""
-    manifest = tiny_cohort(n=10)
-    root = tmp_path / "pretrain"
-    code = main(["fit", "--config", str(ROOT / "configs" / "demo.yaml"),
-                 *tiny_overrides(manifest, root), "--trainer.max_epochs", "1"])
-    assert code == 0
-    [checkpoint] = root.glob("runs/demo/version_*/checkpoints/last.ckpt")
-    return manifest, checkpoint
 
 
 def test_the_encoder_comes_from_the_pretraining_checkpoint(pretrained):

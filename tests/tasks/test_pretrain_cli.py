@@ -20,10 +20,10 @@ FIT_CONFIGS = [c for c in CONFIGS if TASKS[c.name] == "selip.tasks.PretrainTask"
 
 
 def test_every_config_is_smoke_tested():
-    # pretraining configs below; classification and zero-shot configs in test_classify.py
+    # pretraining configs below; the downstream configs in test_classify.py, test_segment.py
     assert {c.name for c in FIT_CONFIGS} >= {"demo.yaml", "pretrain.yaml"}
     assert set(TASKS.values()) <= {"selip.tasks.PretrainTask", "selip.tasks.ClassificationTask",
-                                   "selip.tasks.ZeroShotTask"}
+                                   "selip.tasks.ZeroShotTask", "selip.tasks.SegmentationTask"}
 
 
 @pytest.mark.parametrize("config", FIT_CONFIGS, ids=lambda p: p.name)

@@ -1,0 +1,132 @@
+"""``SegmentationTask``: the pretrained image encoder under a U-Net decoder (DESIGN §2.6).
+
+Dice + cross-entropy loss (MONAI's ``DiceCELoss``), Dice per foreground class on
+validation and test, sliding-window inference over whole volumes (MONAI) when the
+volumes are larger than the training patch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+from monai.metrics import DiceMetric
+from torch.nn import functional as F
+
+from selip.models import ImageEncoder, ImageEncoderConfig
+from selip.models.decoder import UNetDecoder
+from selip.tasks.classify import load_pretrained_encoder
+from selip.tasks.schedule import resolve_warmup, warmup_then_decay
+
+
+class SegmentationTask(pl.LightningModule):
+    """Lesion segmentation.
+
+    Args:
+        mode: ``finetune`` (encoder from ``encoder_ckpt``, trained with ``lr_encoder``),
+            ``frozen`` (encoder from the checkpoint, fixed) or ``scratch``.
+        encoder_ckpt: SeLIP pretraining checkpoint (finetune and frozen).
+        image_encoder: the architecture for ``scratch``.
+        num_classes: classes including background (2 for a binary lesion mask).
+        decoder_width: channels of the finest decoder block.
+        roi_size: sliding-window size (D, H, W) for whole-volume inference; None: the
+            whole volume at once.
+        lr: learning rate of the decoder (and of a scratch encoder).
+        lr_encoder: learning rate of a fine-tuned encoder (default: lr / 10).
+    """
+
+    def __init__(self, mode: Literal["finetune", "frozen", "scratch"] = "finetune",
+                 encoder_ckpt: str | None = None, image_encoder: ImageEncoderConfig | None = None,
+                 num_classes: int = 2, decoder_width: int = 16,
+                 roi_size: tuple[int, int, int] | None = None, lr: float = 1e-3,
+                 lr_encoder: float | None = None, weight_decay: float = 0.01,
+                 warmup: float = 0.05, schedule: Literal["cosine", "poly", "constant"] = "cosine"
+                 ) -> None:
+        super().__init__()
+        if mode not in ("finetune", "frozen", "scratch"):
+            raise ValueError(f"mode must be finetune, frozen or scratch, got {mode!r}")
+        if mode != "scratch" and not encoder_ckpt:
+            raise ValueError(f"mode '{mode}' needs model.init_args.encoder_ckpt: a SeLIP "
+                             "pretraining checkpoint (or use mode: scratch)")
+        if mode == "scratch":
+            config = image_encoder if image_encoder is not None else ImageEncoderConfig()
+            if isinstance(config, Mapping):
+                config = ImageEncoderConfig(**config)
+            self.encoder = ImageEncoder(config)
+        else:
+            self.encoder = load_pretrained_encoder(str(encoder_ckpt))
+            if mode == "frozen":
+                self.encoder.requires_grad_(False)
+        self.save_hyperparameters(ignore=["image_encoder"])
+        self.hparams["image_encoder"] = asdict(self.encoder.config)
+        self.decoder = UNetDecoder(self.encoder.stage_channels, num_classes, decoder_width)
+        self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.dice = {stage: DiceMetric(include_background=False, reduction="mean_batch",
+                                       ignore_empty=True) for stage in ("val", "test")}
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) → (B, classes, D, H, W) logits."""
+        return self.decoder(self.encoder.stages(image), image.shape[2:])
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self(batch["image"]), batch["mask"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def _infer(self, image: torch.Tensor) -> torch.Tensor:
+        roi = self.hparams["roi_size"]
+        if roi is None:
+            return self(image)
+        return sliding_window_inference(image, tuple(roi), sw_batch_size=2,  # type: ignore[return-value]
+                                        predictor=self, overlap=0.25)
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        logits = self._infer(batch["image"])
+        loss = self.loss(logits, batch["mask"])
+        classes = logits.shape[1]
+        predicted = F.one_hot(logits.argmax(1), classes).permute(0, 4, 1, 2, 3)
+        target = F.one_hot(batch["mask"][:, 0].clamp(max=classes - 1), classes)
+        self.dice[stage](predicted, target.permute(0, 4, 1, 2, 3))
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["image"]))
+
+    def _log_dice(self, stage: str) -> None:
+        aggregated = self.dice[stage].aggregate()
+        assert isinstance(aggregated, torch.Tensor)
+        per_class = aggregated.to(self.device)
+        self.dice[stage].reset()
+        values = {f"{stage}/dice_class{c + 1}": per_class[c] for c in range(len(per_class))}
+        values[f"{stage}/dice"] = torch.nanmean(per_class)
+        self.log_dict(values, sync_dist=True)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_dice("val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_dice("test")
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        groups: list[dict[str, Any]] = [{"params": self.decoder.parameters(), "lr": hp["lr"],
+                                         "name": "decoder"}]
+        if hp["mode"] != "frozen":
+            lr_encoder = hp["lr_encoder"] if hp["lr_encoder"] is not None else (
+                hp["lr"] if hp["mode"] == "scratch" else hp["lr"] / 10)
+            groups.append({"params": self.encoder.parameters(), "lr": lr_encoder,
+                           "name": "encoder"})
+        optimizer = torch.optim.AdamW(groups, weight_decay=hp["weight_decay"])
+        total = int(self.trainer.estimated_stepping_batches)
+        factor = warmup_then_decay(total, resolve_warmup(hp["warmup"], total), hp["schedule"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
