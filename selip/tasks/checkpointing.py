@@ -91,6 +91,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are shared with the team
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
