@@ -66,6 +66,7 @@ class SelipDataModule(pl.LightningDataModule):
         label_fraction: use only this share of the training exams (stratified by label,
             seeded by ``split_seed``), for data-efficiency curves; val and test stay whole.
         class_balanced: sample training pairs with weights 1 / (pairs of their class).
+        predict_split: the split ``selip predict`` runs on (``train``, ``val``, ``test``).
         similarity: report-similarity preset (``english``, ``paper``) or settings for the
             table S over the unique pair texts; None: no table (tasks that do not use S).
         similarity_block_rows: rows per block when building the table.
@@ -97,6 +98,7 @@ class SelipDataModule(pl.LightningDataModule):
         augment: AugmentSettings | None = None,
         require_label: bool = False,
         label_fraction: float = 1.0,
+        predict_split: str = "test",
         class_balanced: bool = False,
         require_mask: bool = False,
         similarity: str | SimilarityConfig | None = "english",
@@ -135,6 +137,9 @@ class SelipDataModule(pl.LightningDataModule):
             raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
         self.label_fraction = label_fraction
         self.class_balanced = class_balanced
+        if predict_split not in ("train", "val", "test"):
+            raise ValueError(f"predict_split must be train, val or test, got {predict_split!r}")
+        self.predict_split = predict_split
         self.check_files = check_files
         self.progress = progress
         self.cache = VolumeCache(self.cache_dir, self.preprocess)
@@ -287,3 +292,6 @@ class SelipDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_split, train=False)

@@ -63,7 +63,7 @@ def _crop_or_pad(settings: PreprocessSettings) -> tio.Transform:
     return tio.CropOrPad(shape, padding_mode=0)
 
 
-def _to_dhw(tensor: torch.Tensor) -> np.ndarray:
+def to_dhw(tensor: torch.Tensor) -> np.ndarray:
     """(1, X, Y, Z) torchio tensor → (D, H, W) = (Z, Y, X) contiguous array."""
     return np.ascontiguousarray(tensor[0].numpy().transpose(2, 1, 0))
 
@@ -74,6 +74,12 @@ def preprocess_volume(path: str | Path, settings: PreprocessSettings) -> np.ndar
     Returns:
         (D, H, W) float16 array with values in [0, 1].
     """
+    return to_dhw(preprocess_image(path, settings).data).astype(np.float16)
+
+
+def preprocess_image(path: str | Path, settings: PreprocessSettings) -> tio.ScalarImage:
+    """Like :func:`preprocess_volume`, but the torchio image (1, X, Y, Z) with the affine of
+    the preprocessed grid — what mapping a prediction back to the input needs."""
     data, affine = load_volume(path, settings.first_volume_of_4d)
     image = tio.ScalarImage(tensor=torch.from_numpy(data)[None], affine=affine)
     for transform in _geometry(settings):
@@ -85,8 +91,7 @@ def preprocess_volume(path: str | Path, settings: PreprocessSettings) -> np.ndar
     else:  # a constant volume carries no contrast; map it to zeros instead of dividing by 0
         tensor = torch.zeros_like(tensor)
     image = tio.ScalarImage(tensor=tensor, affine=image.affine)
-    image = _crop_or_pad(settings)(image)
-    return _to_dhw(image.data).astype(np.float16)
+    return _crop_or_pad(settings)(image)
 
 
 def preprocess_mask(path: str | Path, settings: PreprocessSettings) -> np.ndarray:
@@ -102,4 +107,4 @@ def preprocess_mask(path: str | Path, settings: PreprocessSettings) -> np.ndarra
     for transform in _geometry(settings):
         mask = transform(mask)
     mask = _crop_or_pad(settings)(mask)
-    return _to_dhw(mask.data).astype(np.uint8)
+    return to_dhw(mask.data).astype(np.uint8)

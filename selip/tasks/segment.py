@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -18,9 +19,11 @@ from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from torch.nn import functional as F
 
+from selip.data.preprocess import preprocess_image, to_dhw
 from selip.models import ImageEncoder, ImageEncoderConfig
 from selip.models.decoder import UNetDecoder
 from selip.tasks.classify import load_pretrained_encoder
+from selip.tasks.prediction import to_original_space, write_nifti
 from selip.tasks.schedule import resolve_warmup, warmup_then_decay
 
 
@@ -38,6 +41,7 @@ class SegmentationTask(pl.LightningModule):
             whole volume at once.
         lr: learning rate of the decoder (and of a scratch encoder).
         lr_encoder: learning rate of a fine-tuned encoder (default: lr / 10).
+        predict_dir: where ``selip predict`` writes masks (default: the run folder).
     """
 
     def __init__(self, mode: Literal["finetune", "frozen", "scratch"] = "finetune",
@@ -45,8 +49,8 @@ class SegmentationTask(pl.LightningModule):
                  num_classes: int = 2, decoder_width: int = 16,
                  roi_size: tuple[int, int, int] | None = None, lr: float = 1e-3,
                  lr_encoder: float | None = None, weight_decay: float = 0.01,
-                 warmup: float = 0.05, schedule: Literal["cosine", "poly", "constant"] = "cosine"
-                 ) -> None:
+                 warmup: float = 0.05, schedule: Literal["cosine", "poly", "constant"] = "cosine",
+                 predict_dir: str | None = None) -> None:
         super().__init__()
         if mode not in ("finetune", "frozen", "scratch"):
             raise ValueError(f"mode must be finetune, frozen or scratch, got {mode!r}")
@@ -114,6 +118,34 @@ class SegmentationTask(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_dice("test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[str]:
+        """Segment each volume of the batch and write its mask as NIfTI in the input's own
+        shape and affine, under ``predict_dir`` (default: the run folder's ``predictions``).
+
+        The volume is preprocessed again from its file (not from the cache) because mapping
+        the prediction back needs the preprocessed grid's affine.
+        """
+        datamodule: Any = getattr(self.trainer, "datamodule", None)
+        folder = Path(self.hparams["predict_dir"] or
+                      Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions")
+        written = []
+        for sample_id in batch["sample_id"].tolist():
+            pair = datamodule.pairs[sample_id]
+            image = preprocess_image(pair.volume, datamodule.preprocess)
+            volume = torch.from_numpy(to_dhw(image.data))[None, None].to(self.device)
+            labels = self._infer(volume.float()).argmax(1)[0]
+            sequence = datamodule.sequences[pair.sequence_index]
+            path = folder / f"{pair.exam_id}_{sequence}_mask.nii.gz"
+            write_nifti(to_original_space(labels, image, pair.volume), path)
+            written.append(str(path))
+        return written
+
+    def on_predict_epoch_end(self) -> None:
+        if self.trainer.is_global_zero:
+            folder = self.hparams["predict_dir"] or Path(
+                self.trainer.log_dir or self.trainer.default_root_dir) / "predictions"
+            print(f"predicted masks written to {folder}")
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

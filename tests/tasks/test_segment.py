@@ -62,3 +62,36 @@ def test_segment_config_runs_in_every_mode(config, mode, pretrained, tmp_path, c
     args = tiny_data_overrides(manifest, tmp_path / mode, **extra)
     assert main(["fit", "--config", str(config), *args, "--trainer.fast_dev_run", "1"]) == 0
     assert "val/dice" in capsys.readouterr().out
+
+
+def test_predict_writes_masks_in_each_inputs_own_shape_and_affine(tiny_cohort, tmp_path, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    from tests.conftest import head_volume, write_nifti
+
+    manifest = tiny_cohort(n=8)
+    for exam in sorted((tmp_path / "exams").iterdir()):  # FLAIR stored LAS, 3 mm slices
+        affine = np.diag([-2.0, 2.0, 3.0, 1.0])
+        affine[:3, 3] = [22.0, -5.0, 7.0]
+        write_nifti(exam / "flair.nii.gz", head_volume((12, 14, 7))[::-1].copy(), affine=affine)
+    [config] = SEGMENT_CONFIGS
+    args = tiny_data_overrides(manifest, tmp_path, **{
+        "--model.init_args.mode": "scratch", "--model.init_args.encoder_ckpt": "null",
+        "--model.init_args.image_encoder": '{"depth": 10, "width": 4}',
+        "--model.init_args.decoder_width": 4, "--data.similarity": "null",
+        "--data.test_fraction": 0.25, "--model.init_args.predict_dir": str(tmp_path / "pred")})
+    assert main(["fit", "--config", str(config), *args, "--trainer.max_epochs", "1"]) == 0
+    [checkpoint] = tmp_path.glob("runs/segment/version_*/checkpoints/last.ckpt")
+    capsys.readouterr()
+    assert main(["predict", "--config", str(config), *args, "--ckpt_path", str(checkpoint)]) == 0
+    assert "predicted masks written to" in capsys.readouterr().out
+    outputs = sorted((tmp_path / "pred").glob("*_mask.nii.gz"))
+    assert len(outputs) == 4  # 2 test exams x (t1, flair)
+    for output in outputs:
+        exam_id, sequence, _ = output.name.split("_")
+        source = nib.load(tmp_path / "exams" / exam_id / f"{sequence}.nii.gz")
+        mask = nib.load(output)
+        assert mask.shape == source.shape
+        np.testing.assert_allclose(mask.affine, source.affine)
+        assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
