@@ -13,7 +13,7 @@ DEMO_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint bench clean clean-demo
+.PHONY: install demo demo-downstream test lint bench clean clean-demo
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ demo: install
 	test -f $(DEMO_DIR)/manifest.csv || $(BIN)/selip demo-data --out $(DEMO_DIR) --num-exams $(DEMO_EXAMS)
 	$(BIN)/selip prepare --config configs/demo.yaml --data.manifest $(DEMO_DIR)/manifest.csv
 	$(BIN)/selip fit --config configs/demo.yaml --data.manifest $(DEMO_DIR)/manifest.csv $(DEMO_ARGS)
+
+# The data-efficiency table from the newest demo checkpoint (run `make demo` first).
+DEMO_CKPT ?= $(shell ls -t runs/demo/*/checkpoints/last.ckpt 2>/dev/null | head -n 1)
+demo-downstream: install
+	@test -n "$(DEMO_CKPT)" || { echo "no runs/demo/*/checkpoints/last.ckpt: run make demo first"; exit 2; }
+	$(BIN)/python -m selip.experiments.data_efficiency --encoder_ckpt $(DEMO_CKPT)
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -52,16 +52,21 @@ class SelipCLI(LightningCLI):
             print(f"best checkpoint: {best}")
 
 
-def run_training_cli(argv: list[str]) -> int:
-    """Run a LightningCLI subcommand; returns the exit code."""
+def training_cli(argv: list[str]) -> SelipCLI:
+    """Run a LightningCLI subcommand and return the CLI (its trainer holds the metrics)."""
     program = sys.argv[:1]
     saved, sys.argv = sys.argv, program  # args are passed explicitly, not read from argv
     try:
-        SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
-                 subclass_mode_model=True, args=argv,
-                 save_config_kwargs={"overwrite": True})
+        return SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
+                        subclass_mode_model=True, args=argv,
+                        save_config_kwargs={"overwrite": True})
     finally:
         sys.argv = saved
+
+
+def run_training_cli(argv: list[str]) -> int:
+    """Run a LightningCLI subcommand; returns the exit code."""
+    training_cli(argv)
     return 0
 
 
