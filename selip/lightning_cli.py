@@ -1,9 +1,9 @@
 """``selip fit | validate | test | predict``: LightningCLI with selip's defaults.
 
 The datamodule is always :class:`SelipDataModule` (configs set ``data:`` directly); the
-model is any LightningModule given by ``model.class_path`` (``selip.tasks.PretrainTask``
-and, later, the downstream tasks). Checkpoints are written atomically and carry the
-resolved config.
+model is any LightningModule given by ``model.class_path`` (``PretrainTask``,
+``ClassificationTask``, ``SegmentationTask``, ``ZeroShotTask``). Checkpoints are written
+atomically and carry the resolved config.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ a freshly initialised encoder. Metrics are torchmetrics' accuracy, precision, re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -17,29 +16,8 @@ import torch
 import torchmetrics
 from torch import nn
 
-from selip.models import ImageEncoder, ImageEncoderConfig
-from selip.tasks.checkpointing import CheckpointError, load_checkpoint
-from selip.tasks.schedule import resolve_warmup, warmup_then_decay
-
-_ENCODER_PREFIX = "model.image_encoder."
-
-
-def load_pretrained_encoder(path: str) -> ImageEncoder:
-    """The image encoder of a SeLIP pretraining checkpoint (read with ``weights_only``).
-
-    Raises:
-        CheckpointError: not a selip pretraining checkpoint, or corrupt.
-    """
-    checkpoint = load_checkpoint(path)
-    settings = checkpoint.get("hyper_parameters", {}).get("image_encoder")
-    weights = {k[len(_ENCODER_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
-               if k.startswith(_ENCODER_PREFIX)}
-    if not isinstance(settings, Mapping) or not weights:
-        raise CheckpointError(f"{path} holds no SeLIP image encoder (is it a pretraining "
-                              "checkpoint?)")
-    encoder = ImageEncoder(ImageEncoderConfig(**settings))
-    encoder.load_state_dict(weights)
-    return encoder
+from selip.models import ImageEncoderConfig
+from selip.tasks.downstream import downstream_optimizer, starting_encoder
 
 
 def _metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
@@ -76,18 +54,8 @@ class ClassificationTask(pl.LightningModule):
                  warmup: float = 0.05, schedule: Literal["cosine", "poly", "constant"] = "cosine"
                  ) -> None:
         super().__init__()
-        if mode not in ("linear", "finetune", "scratch"):
-            raise ValueError(f"mode must be linear, finetune or scratch, got {mode!r}")
-        if mode != "scratch" and not encoder_ckpt:
-            raise ValueError(f"mode '{mode}' needs model.init_args.encoder_ckpt: a SeLIP "
-                             "pretraining checkpoint (or use mode: scratch)")
-        if mode == "scratch":
-            config = image_encoder if image_encoder is not None else ImageEncoderConfig()
-            if isinstance(config, Mapping):  # from a checkpoint's hyper-parameters
-                config = ImageEncoderConfig(**config)
-            self.encoder = ImageEncoder(config)
-        else:
-            self.encoder = load_pretrained_encoder(str(encoder_ckpt))
+        self.encoder = starting_encoder(mode, ("linear", "finetune", "scratch"), encoder_ckpt,
+                                        image_encoder)
         self.save_hyperparameters(ignore=["image_encoder"])
         self.hparams["image_encoder"] = asdict(self.encoder.config)
         if mode == "linear":
@@ -160,18 +128,6 @@ class ClassificationTask(pl.LightningModule):
         self.test_metrics.reset()
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
         assert self.head is not None
-        groups: list[dict[str, Any]] = [{"params": self.head.parameters(), "lr": hp["lr"],
-                                         "name": "head"}]
-        if hp["mode"] != "linear":
-            lr_encoder = hp["lr_encoder"] if hp["lr_encoder"] is not None else (
-                hp["lr"] if hp["mode"] == "scratch" else hp["lr"] / 10)
-            groups.append({"params": self.encoder.parameters(), "lr": lr_encoder,
-                           "name": "encoder"})
-        optimizer = torch.optim.AdamW(groups, weight_decay=hp["weight_decay"])
-        total = int(self.trainer.estimated_stepping_batches)
-        factor = warmup_then_decay(total, resolve_warmup(hp["warmup"], total), hp["schedule"])
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return downstream_optimizer(self, self.head.parameters(), self.encoder,
+                                    train_encoder=self.hparams["mode"] != "linear")

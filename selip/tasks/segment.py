@@ -7,7 +7,6 @@ volumes are larger than the training patch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -20,11 +19,10 @@ from monai.metrics import DiceMetric
 from torch.nn import functional as F
 
 from selip.data.preprocess import preprocess_image, to_dhw
-from selip.models import ImageEncoder, ImageEncoderConfig
+from selip.models import ImageEncoderConfig
 from selip.models.decoder import UNetDecoder
-from selip.tasks.classify import load_pretrained_encoder
+from selip.tasks.downstream import downstream_optimizer, starting_encoder
 from selip.tasks.prediction import to_original_space, write_nifti
-from selip.tasks.schedule import resolve_warmup, warmup_then_decay
 
 
 class SegmentationTask(pl.LightningModule):
@@ -52,20 +50,10 @@ class SegmentationTask(pl.LightningModule):
                  warmup: float = 0.05, schedule: Literal["cosine", "poly", "constant"] = "cosine",
                  predict_dir: str | None = None) -> None:
         super().__init__()
-        if mode not in ("finetune", "frozen", "scratch"):
-            raise ValueError(f"mode must be finetune, frozen or scratch, got {mode!r}")
-        if mode != "scratch" and not encoder_ckpt:
-            raise ValueError(f"mode '{mode}' needs model.init_args.encoder_ckpt: a SeLIP "
-                             "pretraining checkpoint (or use mode: scratch)")
-        if mode == "scratch":
-            config = image_encoder if image_encoder is not None else ImageEncoderConfig()
-            if isinstance(config, Mapping):
-                config = ImageEncoderConfig(**config)
-            self.encoder = ImageEncoder(config)
-        else:
-            self.encoder = load_pretrained_encoder(str(encoder_ckpt))
-            if mode == "frozen":
-                self.encoder.requires_grad_(False)
+        self.encoder = starting_encoder(mode, ("finetune", "frozen", "scratch"), encoder_ckpt,
+                                        image_encoder)
+        if mode == "frozen":
+            self.encoder.requires_grad_(False)
         self.save_hyperparameters(ignore=["image_encoder"])
         self.hparams["image_encoder"] = asdict(self.encoder.config)
         self.decoder = UNetDecoder(self.encoder.stage_channels, num_classes, decoder_width)
@@ -148,17 +136,5 @@ class SegmentationTask(pl.LightningModule):
             print(f"predicted masks written to {folder}")
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        groups: list[dict[str, Any]] = [{"params": self.decoder.parameters(), "lr": hp["lr"],
-                                         "name": "decoder"}]
-        if hp["mode"] != "frozen":
-            lr_encoder = hp["lr_encoder"] if hp["lr_encoder"] is not None else (
-                hp["lr"] if hp["mode"] == "scratch" else hp["lr"] / 10)
-            groups.append({"params": self.encoder.parameters(), "lr": lr_encoder,
-                           "name": "encoder"})
-        optimizer = torch.optim.AdamW(groups, weight_decay=hp["weight_decay"])
-        total = int(self.trainer.estimated_stepping_batches)
-        factor = warmup_then_decay(total, resolve_warmup(hp["warmup"], total), hp["schedule"])
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return downstream_optimizer(self, self.decoder.parameters(), self.encoder,
+                                    train_encoder=self.hparams["mode"] != "frozen")

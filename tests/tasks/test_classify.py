@@ -11,7 +11,8 @@ import yaml
 from selip.cli import main
 from selip.data.splits import labelled_subset
 from selip.tasks.checkpointing import CheckpointError
-from selip.tasks.classify import ClassificationTask, load_pretrained_encoder
+from selip.tasks.classify import ClassificationTask
+from selip.tasks.downstream import load_pretrained_encoder
 from tests.tasks.conftest import TINY_IMAGE, tiny_data_overrides
 
 ROOT = Path(__file__).parents[2]

@@ -1,0 +1,69 @@
+"""What the downstream tasks share: the encoder they start from and their optimiser."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from selip.models import ImageEncoder, ImageEncoderConfig
+from selip.tasks.checkpointing import CheckpointError, load_checkpoint
+from selip.tasks.schedule import resolve_warmup, warmup_then_decay
+
+_ENCODER_PREFIX = "model.image_encoder."
+
+
+def load_pretrained_encoder(path: str) -> ImageEncoder:
+    """The image encoder of a SeLIP pretraining checkpoint (read with ``weights_only``).
+
+    Raises:
+        CheckpointError: not a selip pretraining checkpoint, or corrupt.
+    """
+    checkpoint = load_checkpoint(path)
+    settings = checkpoint.get("hyper_parameters", {}).get("image_encoder")
+    weights = {k[len(_ENCODER_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
+               if k.startswith(_ENCODER_PREFIX)}
+    if not isinstance(settings, Mapping) or not weights:
+        raise CheckpointError(f"{path} holds no SeLIP image encoder (is it a pretraining "
+                              "checkpoint?)")
+    encoder = ImageEncoder(ImageEncoderConfig(**settings))
+    encoder.load_state_dict(weights)
+    return encoder
+
+
+def starting_encoder(mode: str, modes: tuple[str, ...], encoder_ckpt: str | None,
+                     image_encoder: ImageEncoderConfig | Mapping[str, Any] | None
+                     ) -> ImageEncoder:
+    """A fresh encoder for ``scratch``, else the checkpoint's (``modes`` lists the valid
+    modes; every mode but ``scratch`` needs ``encoder_ckpt``)."""
+    if mode not in modes:
+        raise ValueError(f"mode must be one of {', '.join(modes)}, got {mode!r}")
+    if mode == "scratch":
+        config = image_encoder if image_encoder is not None else ImageEncoderConfig()
+        if isinstance(config, Mapping):  # from a checkpoint's hyper-parameters
+            config = ImageEncoderConfig(**config)
+        return ImageEncoder(config)
+    if not encoder_ckpt:
+        raise ValueError(f"mode '{mode}' needs model.init_args.encoder_ckpt: a SeLIP "
+                         "pretraining checkpoint (or use mode: scratch)")
+    return load_pretrained_encoder(encoder_ckpt)
+
+
+def downstream_optimizer(module: pl.LightningModule, new_parameters: Iterable[torch.nn.Parameter],
+                         encoder: ImageEncoder, train_encoder: bool) -> dict[str, Any]:
+    """AdamW with warmup + decay: the new layers at ``lr``; the encoder, when trained, at
+    ``lr_encoder`` (default ``lr`` from scratch, ``lr / 10`` when fine-tuning)."""
+    hp = module.hparams
+    groups: list[dict[str, Any]] = [{"params": list(new_parameters), "lr": hp["lr"],
+                                     "name": "new_layers"}]
+    if train_encoder:
+        lr_encoder = hp["lr_encoder"] if hp["lr_encoder"] is not None else (
+            hp["lr"] if hp["mode"] == "scratch" else hp["lr"] / 10)
+        groups.append({"params": encoder.parameters(), "lr": lr_encoder, "name": "encoder"})
+    optimizer = torch.optim.AdamW(groups, weight_decay=hp["weight_decay"])
+    total = int(module.trainer.estimated_stepping_batches)
+    factor = warmup_then_decay(total, resolve_warmup(hp["warmup"], total), hp["schedule"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
