@@ -40,16 +40,16 @@ def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, 
     results: dict[str, Any] = {"classification": [], "segmentation": []}
     for fraction in fractions:
         for mode in CLASSIFY_MODES:
-            ckpt = "null" if mode == "scratch" else encoder_ckpt
+            # scratch gets the checkpoint too: its architecture, with random weights
             metrics = _fit_then_test(classify_config, out, f"classify_{mode}_{fraction}", [
-                "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", ckpt,
+                "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", encoder_ckpt,
                 "--data.label_fraction", str(fraction), *extra])
             results["classification"].append({"mode": mode, "label_fraction": fraction,
                                               **metrics})
     for mode in SEGMENT_MODES:
-        ckpt = "null" if mode == "scratch" else encoder_ckpt
         metrics = _fit_then_test(segment_config, out, f"segment_{mode}", [
-            "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", ckpt, *extra])
+            "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", encoder_ckpt,
+            *extra])
         results["segmentation"].append({"mode": mode, **metrics})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "data_efficiency.json", json.dumps(results, indent=2))

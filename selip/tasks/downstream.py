@@ -37,10 +37,16 @@ def starting_encoder(mode: str, modes: tuple[str, ...], encoder_ckpt: str | None
                      image_encoder: ImageEncoderConfig | Mapping[str, Any] | None
                      ) -> ImageEncoder:
     """A fresh encoder for ``scratch``, else the checkpoint's (``modes`` lists the valid
-    modes; every mode but ``scratch`` needs ``encoder_ckpt``)."""
+    modes; every mode but ``scratch`` needs ``encoder_ckpt``).
+
+    ``scratch`` with a checkpoint and no ``image_encoder`` takes the checkpoint's
+    architecture with random weights, so "SeLIP vs scratch" compares the same network.
+    """
     if mode not in modes:
         raise ValueError(f"mode must be one of {', '.join(modes)}, got {mode!r}")
     if mode == "scratch":
+        if image_encoder is None and encoder_ckpt:
+            image_encoder = load_pretrained_encoder(encoder_ckpt).config
         config = image_encoder if image_encoder is not None else ImageEncoderConfig()
         if isinstance(config, Mapping):  # from a checkpoint's hyper-parameters
             config = ImageEncoderConfig(**config)

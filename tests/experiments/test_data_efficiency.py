@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from selip.experiments.data_efficiency import run
 from tests.tasks.conftest import ROOT, tiny_data_overrides
 
@@ -11,7 +13,6 @@ from tests.tasks.conftest import ROOT, tiny_data_overrides
 def test_the_table_has_every_mode_and_fraction(pretrained, tmp_path):
     manifest, checkpoint = pretrained
     extra = tiny_data_overrides(manifest, tmp_path, **{
-        "--model.init_args.image_encoder": '{"depth": 10, "width": 4}',
         "--data.similarity": "null", "--data.test_fraction": 0.3, "--trainer.max_epochs": 1})
     pairs = [(k, v) for k, v in zip(extra[::2], extra[1::2], strict=True)
              if not k.startswith("--trainer.logger")]  # the driver names each run's logs
@@ -24,6 +25,9 @@ def test_the_table_has_every_mode_and_fraction(pretrained, tmp_path):
     assert all(0.0 <= r["test/auroc"] <= 1.0 for r in results["classification"])
     assert [r["mode"] for r in results["segmentation"]] == ["finetune", "scratch"]
     assert all("test/dice" in r for r in results["segmentation"])
+    # scratch runs use the checkpoint's architecture (random weights), not the default ResNet-50
+    [ckpt] = (tmp_path / "table" / "classify_scratch_0.5").glob("version_*/checkpoints/last.ckpt")
+    assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["image_encoder"]["width"] == 4
     saved = json.loads((tmp_path / "table" / "data_efficiency.json").read_text())
     assert saved == results
     table = (tmp_path / "table" / "data_efficiency.md").read_text()
