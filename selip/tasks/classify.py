@@ -20,7 +20,8 @@ from selip.models import ImageEncoderConfig
 from selip.tasks.downstream import downstream_optimizer, starting_encoder
 
 
-def _metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
+def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
+    """Accuracy, macro precision/recall/F1 and AUROC over softmax probabilities (B, C)."""
     common: dict[str, Any] = {"task": "multiclass", "num_classes": num_classes}
     return torchmetrics.MetricCollection({
         "accuracy": torchmetrics.Accuracy(**common),
@@ -68,8 +69,8 @@ class ClassificationTask(pl.LightningModule):
         if num_classes < 2:
             raise ValueError(f"classification needs at least 2 classes, got {num_classes}")
         self.head = nn.Linear(self.encoder.out_features, num_classes)
-        self.val_metrics = _metrics(num_classes, "val/")
-        self.test_metrics = _metrics(num_classes, "test/")
+        self.val_metrics = classification_metrics(num_classes, "val/")
+        self.test_metrics = classification_metrics(num_classes, "test/")
         self.val_confusion = torchmetrics.ConfusionMatrix(task="multiclass",
                                                           num_classes=num_classes)
 

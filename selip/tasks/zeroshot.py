@@ -15,7 +15,7 @@ import torch
 from selip.data.text import load_tokenizer, tokenize
 from selip.models import SelipModel
 from selip.tasks.checkpointing import CheckpointError, load_checkpoint
-from selip.tasks.classify import _metrics
+from selip.tasks.classify import classification_metrics
 
 
 def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any]]:
@@ -60,7 +60,7 @@ class ZeroShotTask(pl.LightningModule):
             raise ValueError(f"no prompts for class(es) {', '.join(missing)}; model.init_args."
                              f"prompts has {', '.join(self.hparams['prompts'])}")
         self.classes = classes
-        self.test_metrics = _metrics(len(classes), "test/")
+        self.test_metrics = classification_metrics(len(classes), "test/")
 
     @torch.no_grad()
     def on_test_epoch_start(self) -> None:
