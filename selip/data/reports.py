@@ -118,7 +118,7 @@ def _free_text(text: str, sequences: Iterable[str], normal_text: str) -> Report:
         if match is None or match.group(1).lower() not in headers:
             return Report(findings={}, free_text=text.strip())
         body = match.group(2)
-        if _normalise(body) == _normalise(normal_text):  # "FLAIR: No abnormality detected."
+        if normalise_text(body) == normalise_text(normal_text):  # "FLAIR: No abnormality detected."
             sections[match.group(1).lower()] = ()
             continue
         parts = [p.strip() for p in re.split(r"[;；]", body) if p.strip()]
@@ -152,7 +152,7 @@ def parse_report(report: str | Mapping[str, Any], normal_text: str = NORMAL_REPO
         if not isinstance(data, dict):
             raise ReportError("a structured report must be a JSON object")
         return _structured(data)
-    if _normalise(text) == _normalise(normal_text):
+    if normalise_text(text) == normalise_text(normal_text):
         return Report(findings={}, normal=True)
     return _free_text(text, sequences, normal_text)
 
@@ -194,5 +194,6 @@ def swap_laterality(text: str) -> str:
     return _LATERALITY_EN.sub(swap, text).translate(_LATERALITY_ZH)
 
 
-def _normalise(text: str) -> str:
+def normalise_text(text: str) -> str:
+    """Lower case, single spaces, no trailing full stop: how report texts are compared."""
     return " ".join(text.lower().split()).rstrip(".。")

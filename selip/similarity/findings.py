@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from selip.data.reports import Finding, ReportError, parse_report
+from selip.data.reports import Finding, ReportError, normalise_text, parse_report
 from selip.similarity.config import SimilarityConfig
 
 _PIECES = re.compile(r"[;；。\n]+")
@@ -36,10 +36,6 @@ def canonical_key(report: str | Mapping[str, Any]) -> str:
     if isinstance(report, Mapping):
         return json.dumps(report, sort_keys=True, ensure_ascii=False)
     return str(report).strip()
-
-
-def _normalise(text: str) -> str:
-    return " ".join(text.lower().split()).rstrip(".。")
 
 
 def split_finding(piece: str) -> Finding:
@@ -62,8 +58,8 @@ def split_findings(text: str) -> tuple[Finding, ...]:
 
 def is_normal_text(text: str, config: SimilarityConfig) -> bool:
     """Whether ``text`` is one of the configured normal texts or matches a pattern."""
-    normalised = _normalise(text)
-    if any(normalised == _normalise(t) for t in config.normal_texts):
+    normalised = normalise_text(text)
+    if any(normalised == normalise_text(t) for t in config.normal_texts):
         return True
     return any(re.search(p, text) for p in config.normal_patterns)
 

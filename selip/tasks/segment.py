@@ -115,8 +115,7 @@ class SegmentationTask(pl.LightningModule):
         the prediction back needs the preprocessed grid's affine.
         """
         datamodule: Any = getattr(self.trainer, "datamodule", None)
-        folder = Path(self.hparams["predict_dir"] or
-                      Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions")
+        folder = self._predict_folder()
         written = []
         for sample_id in batch["sample_id"].tolist():
             pair = datamodule.pairs[sample_id]
@@ -131,9 +130,13 @@ class SegmentationTask(pl.LightningModule):
 
     def on_predict_epoch_end(self) -> None:
         if self.trainer.is_global_zero:
-            folder = self.hparams["predict_dir"] or Path(
-                self.trainer.log_dir or self.trainer.default_root_dir) / "predictions"
-            print(f"predicted masks written to {folder}")
+            print(f"predicted masks written to {self._predict_folder()}")
+
+    def _predict_folder(self) -> Path:
+        """``predict_dir``, else the run folder's ``predictions``."""
+        if self.hparams["predict_dir"]:
+            return Path(self.hparams["predict_dir"])
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions"
 
     def configure_optimizers(self) -> Any:
         return downstream_optimizer(self, self.decoder.parameters(), self.encoder,
