@@ -67,6 +67,9 @@ class SelipDataModule(pl.LightningDataModule):
             seeded by ``split_seed``), for data-efficiency curves; val and test stay whole.
         class_balanced: sample training pairs with weights 1 / (pairs of their class).
         predict_split: the split ``selip predict`` runs on (``train``, ``val``, ``test``).
+        stack_sequences: one sample per exam with its sequences stacked as image channels,
+            in ``sequences`` order (for downstream tasks; every exam needs every sequence).
+            Off: one sample per (exam, sequence) pair, as pretraining needs.
         similarity: report-similarity preset (``english``, ``paper``) or settings for the
             table S over the unique pair texts; None: no table (tasks that do not use S).
         similarity_block_rows: rows per block when building the table.
@@ -101,6 +104,7 @@ class SelipDataModule(pl.LightningDataModule):
         predict_split: str = "test",
         class_balanced: bool = False,
         require_mask: bool = False,
+        stack_sequences: bool = False,
         similarity: str | SimilarityConfig | None = "english",
         similarity_block_rows: int = 512,
         similarity_device_budget_mb: float = 2048.0,
@@ -128,8 +132,9 @@ class SelipDataModule(pl.LightningDataModule):
         self.max_length = max_length
         self.normal_report_text = normal_report_text
         self.augment = augment or AugmentSettings()
+        self.stack_sequences = stack_sequences
         self.needs = Requirements(tuple(self.requested_sequences) if self.requested_sequences
-                                  else None, require_label, require_mask)
+                                  else None, require_label, require_mask, stack_sequences)
         self.similarity = resolve_config(similarity) if similarity is not None else None
         self.similarity_block_rows = similarity_block_rows
         self.similarity_device_budget_mb = similarity_device_budget_mb
@@ -235,6 +240,11 @@ class SelipDataModule(pl.LightningDataModule):
             train = {i: e.label for i, e in enumerate(manifest.exams) if splits[i] == "train"}
             kept = labelled_subset(train, self.label_fraction, self.split_seed)
             splits = [s if s != "train" or i in kept else "unused" for i, s in enumerate(splits)]
+        if self.stack_sequences:  # one sample per exam, carrying its first sequence's text
+            first_per_exam: dict[int, tuple[int, str, str]] = {}
+            for item in texts:
+                first_per_exam.setdefault(item[0], item)
+            texts = list(first_per_exam.values())
         self.pairs = [self._pair(sample_id, manifest, splits[i], i, s, t)
                       for sample_id, (i, s, t) in enumerate(texts)]
         self.digests.save()
@@ -245,10 +255,16 @@ class SelipDataModule(pl.LightningDataModule):
             self.datasets[split] = PairDataset(chosen, self.cache, input_ids, attention_mask,
                                                self.augment if split == "train" else None)
 
+    @property
+    def image_channels(self) -> int:
+        """Channels of every sample's image: the stacked sequences, else 1."""
+        return len(self.sequences) if self.stack_sequences else 1
+
     def _pair(self, sample_id: int, manifest: Manifest, split: str, exam_index: int,
               sequence: str, text: str) -> Pair:
         exam = manifest.exams[exam_index]
-        volume = exam.volumes[sequence]
+        volumes = ([exam.volumes[s] for s in self.sequences] if self.stack_sequences
+                   else [exam.volumes[sequence]])
         report_id = self.report_table.id_of(text)
         mirrored = (self.report_table.id_of(swap_laterality(text)) if self.augment.flips
                     else report_id)
@@ -256,8 +272,8 @@ class SelipDataModule(pl.LightningDataModule):
                     if exam.mask is not None else None)
         return Pair(
             sample_id=sample_id, exam_id=exam.exam_id, split=split,
-            sequence_index=self.sequences.index(sequence), volume=volume,
-            volume_key=self.cache.key(self.digests.digest(volume), "image"),
+            sequence_index=self.sequences.index(sequence), volumes=tuple(volumes),
+            volume_keys=tuple(self.cache.key(self.digests.digest(v), "image") for v in volumes),
             report_id=report_id, mirrored_report_id=mirrored,
             label=self.classes.index(exam.label) if exam.label is not None else None,
             mask=exam.mask, mask_key=mask_key,

@@ -1,4 +1,5 @@
-"""Image–text pairs: one per (exam, sequence), DESIGN §2.1.
+"""Image–text pairs: one per (exam, sequence), DESIGN §2.1 — or, for downstream tasks
+that stack sequences as channels, one per exam.
 
 Workers read preprocessed arrays from the cache (filling it on a miss), augment, and
 look up the pre-tokenised report text; nothing here parses or tokenises text per step.
@@ -7,6 +8,7 @@ look up the pre-tokenised report text; nothing here parses or tokenises text per
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,25 +22,36 @@ from selip.data.preprocess import preprocess_mask, preprocess_volume
 
 @dataclass(frozen=True)
 class Pair:
-    """One training pair; ``sample_id`` is its index in the datamodule's pair list."""
+    """One sample; ``sample_id`` is its index in the datamodule's pair list.
+
+    ``volumes`` holds one volume (a pretraining pair) or, with stacked sequences, every
+    sequence of the exam in the datamodule's sequence order; ``sequence_index`` is the
+    (first) volume's sequence and the report ids are that sequence's pair text.
+    """
 
     sample_id: int
     exam_id: str
     split: str
     sequence_index: int
-    volume: Path
-    volume_key: str
+    volumes: tuple[Path, ...]
+    volume_keys: tuple[str, ...]
     report_id: int
     mirrored_report_id: int
     label: int | None = None
     mask: Path | None = None
     mask_key: str | None = None
 
+    @property
+    def volume(self) -> Path:
+        """The first (in pretraining, the only) volume; its grid is the sample's grid."""
+        return self.volumes[0]
+
 
 class PairDataset(Dataset[dict[str, torch.Tensor]]):
-    """Dict samples: ``image`` (1, D, H, W) float32, ``input_ids`` / ``attention_mask``
-    (L,) int64, ``report_id``, ``sample_id``, ``sequence`` int64 scalars, and ``label``
-    (int64 scalar) / ``mask`` (1, D, H, W) int64 when the pairs have them."""
+    """Dict samples: ``image`` (C, D, H, W) float32 (C = 1, or the stacked sequences),
+    ``input_ids`` / ``attention_mask`` (L,) int64, ``report_id``, ``sample_id``,
+    ``sequence`` int64 scalars, and ``label`` (int64 scalar) / ``mask`` (1, D, H, W)
+    int64 when the pairs have them."""
 
     def __init__(self, pairs: list[Pair], cache: VolumeCache, input_ids: torch.Tensor,
                  attention_mask: torch.Tensor, augment: AugmentSettings | None = None) -> None:
@@ -55,9 +68,10 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
 
     def _image(self, pair: Pair) -> torch.Tensor:
         settings = self.cache.settings
-        array = self.cache.get_or_create(pair.volume_key, "image",
-                                         lambda: preprocess_volume(pair.volume, settings))
-        return torch.from_numpy(np.asarray(array, dtype=np.float32))[None]
+        channels = [self.cache.get_or_create(key, "image", partial(preprocess_volume, path,
+                                                                  settings))
+                    for key, path in zip(pair.volume_keys, pair.volumes, strict=True)]
+        return torch.from_numpy(np.stack([np.asarray(c, dtype=np.float32) for c in channels]))
 
     def _mask(self, pair: Pair) -> torch.Tensor:
         assert pair.mask is not None and pair.mask_key is not None

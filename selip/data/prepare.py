@@ -30,7 +30,8 @@ def cache_jobs(pairs: list[Pair]) -> list[tuple[str, Kind, Path]]:
     """Unique (key, kind, path) entries that the pairs need."""
     jobs: dict[str, tuple[str, Kind, Path]] = {}
     for pair in pairs:
-        jobs.setdefault(pair.volume_key, (pair.volume_key, "image", pair.volume))
+        for key, path in zip(pair.volume_keys, pair.volumes, strict=True):
+            jobs.setdefault(key, (key, "image", path))
         if pair.mask_key is not None and pair.mask is not None:
             jobs.setdefault(pair.mask_key, (pair.mask_key, "mask", pair.mask))
     return list(jobs.values())

@@ -31,6 +31,7 @@ class Requirements:
     sequences: tuple[str, ...] | None = None  # None: every sequence column of the manifest
     require_label: bool = False
     require_mask: bool = False
+    all_sequences: bool = False  # every exam must have every sequence (stacked channels)
 
 
 def resolve_sequences(manifest: Manifest, requested: Iterable[str] | None) -> list[str]:
@@ -90,6 +91,10 @@ def _check_row(source: str, exam: ExamRecord, sequences: list[str], needs: Requi
             problem(str(err), "report")
     if sequences and not any(s in exam.volumes for s in sequences):
         problem(f"no volume for any of the sequences {', '.join(sequences)}", None)
+    missing = [s for s in sequences if s not in exam.volumes]
+    if needs.all_sequences and missing and len(missing) < len(sequences):
+        problem(f"no volume for sequence(s) {', '.join(missing)}; data.stack_sequences "
+                "needs every sequence of every exam", missing[0])
     if exam.split is not None and exam.split not in SPLITS:
         problem(f"split '{exam.split}' is not one of {', '.join(SPLITS)}", "split")
     if needs.require_label and exam.label is None:

@@ -7,7 +7,7 @@ Depth 10/18/34/50 and a width multiplier let tests and CPU demos use tiny networ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from monai.networks.nets import ResNet
@@ -73,3 +73,34 @@ class ImageEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) → (B, out_features), global average pooled."""
         return self.resnet(x)
+
+
+def match_input_channels(encoder: ImageEncoder, channels: int) -> None:
+    """Make ``encoder`` take ``channels`` input channels, in place.
+
+    A 1-channel stem (every pretraining checkpoint) is inflated: its kernel is repeated
+    over the new channels and divided by their number, so a volume whose channels are all
+    equal gives exactly the pretrained activations (the I3D inflation rule).
+
+    Raises:
+        ValueError: the encoder takes several channels already, and not ``channels``.
+    """
+    have = encoder.config.in_channels
+    if have == channels:
+        return
+    if have != 1 or channels < 1:
+        raise ValueError(f"the image encoder takes {have} input channels but the data gives "
+                         f"{channels} (data.sequences with data.stack_sequences); only a "
+                         "1-channel encoder can be inflated")
+    conv = encoder.resnet.conv1
+    assert isinstance(conv, nn.Conv3d)
+    inflated = nn.Conv3d(channels, conv.out_channels, conv.kernel_size,  # type: ignore[arg-type]
+                         conv.stride, conv.padding, bias=conv.bias is not None,  # type: ignore[arg-type]
+                         device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        inflated.weight.copy_(conv.weight.repeat(1, channels, 1, 1, 1) / channels)
+        if conv.bias is not None and inflated.bias is not None:
+            inflated.bias.copy_(conv.bias)
+    inflated.requires_grad_(conv.weight.requires_grad)
+    encoder.resnet.conv1 = inflated
+    encoder.config = replace(encoder.config, in_channels=channels)

@@ -17,6 +17,7 @@ import torchmetrics
 from torch import nn
 
 from selip.models import ImageEncoderConfig
+from selip.tasks.channels import fit_encoder_to_data
 from selip.tasks.downstream import downstream_optimizer, starting_encoder
 
 
@@ -33,7 +34,8 @@ def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.Metric
 
 
 class ClassificationTask(pl.LightningModule):
-    """Exam-level labels from one sequence volume per sample.
+    """Exam-level labels from one sequence volume per sample, or from an exam's sequences
+    stacked as channels (``data.stack_sequences``; a pretrained 1-channel stem is inflated).
 
     Args:
         mode: ``linear``, ``finetune`` or ``scratch``.
@@ -75,6 +77,7 @@ class ClassificationTask(pl.LightningModule):
                                                           num_classes=num_classes)
 
     def setup(self, stage: str) -> None:
+        fit_encoder_to_data(self, self.encoder)
         if self.head is None:
             classes = getattr(getattr(self.trainer, "datamodule", None), "classes", [])
             self.hparams["num_classes"] = len(classes)

@@ -22,6 +22,7 @@ from selip.losses import LossParts, positives_from_ids, selip_loss_local, soft_t
 from selip.metrics import RetrievalResult, retrieval_metrics, write_retrieval_outputs
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
 from selip.similarity.table import SimilarityTable
+from selip.tasks.channels import require_single_channel
 from selip.tasks.checkpointing import add_reproducibility_record
 from selip.tasks.schedule import resolve_warmup, warmup_then_decay
 from selip.tasks.visuals import log_validation_figures
@@ -114,6 +115,9 @@ class PretrainTask(pl.LightningModule):
     def similarity_table(self) -> SimilarityTable | None:
         datamodule = getattr(self.trainer, "datamodule", None)
         return getattr(datamodule, "similarity_table", None)
+
+    def setup(self, stage: str) -> None:
+        require_single_channel(self, "pretraining")
 
     def on_fit_start(self) -> None:
         if self.hparams["kl_weight"] > 0 and self.similarity_table is None:

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from selip.data.preprocess import preprocess_image, to_dhw
 from selip.models import ImageEncoderConfig
 from selip.models.decoder import UNetDecoder
+from selip.tasks.channels import fit_encoder_to_data
 from selip.tasks.downstream import downstream_optimizer, starting_encoder
 from selip.tasks.prediction import to_original_space, write_nifti
 
@@ -60,6 +61,9 @@ class SegmentationTask(pl.LightningModule):
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self.dice = {stage: DiceMetric(include_background=False, reduction="mean_batch",
                                        ignore_empty=True) for stage in ("val", "test")}
+
+    def setup(self, stage: str) -> None:
+        fit_encoder_to_data(self, self.encoder)  # stacked sequences: inflate the stem
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) → (B, classes, D, H, W) logits."""
@@ -119,12 +123,14 @@ class SegmentationTask(pl.LightningModule):
         written = []
         for sample_id in batch["sample_id"].tolist():
             pair = datamodule.pairs[sample_id]
-            image = preprocess_image(pair.volume, datamodule.preprocess)
-            volume = torch.from_numpy(to_dhw(image.data))[None, None].to(self.device)
-            labels = self._infer(volume.float()).argmax(1)[0]
-            sequence = datamodule.sequences[pair.sequence_index]
-            path = folder / f"{pair.exam_id}_{sequence}_mask.nii.gz"
-            write_nifti(to_original_space(labels, image, pair.volume), path)
+            images = [preprocess_image(v, datamodule.preprocess) for v in pair.volumes]
+            volume = torch.stack([torch.from_numpy(to_dhw(i.data)) for i in images])
+            labels = self._infer(volume[None].float().to(self.device)).argmax(1)[0]
+            # Masks go onto the first volume's grid (with stacked sequences: the first one).
+            name = ("_".join(datamodule.sequences) if len(pair.volumes) > 1
+                    else datamodule.sequences[pair.sequence_index])
+            path = folder / f"{pair.exam_id}_{name}_mask.nii.gz"
+            write_nifti(to_original_space(labels, images[0], pair.volume), path)
             written.append(str(path))
         return written
 

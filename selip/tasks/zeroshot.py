@@ -14,6 +14,7 @@ import torch
 
 from selip.data.text import load_tokenizer, tokenize
 from selip.models import SelipModel
+from selip.tasks.channels import require_single_channel
 from selip.tasks.checkpointing import CheckpointError, load_checkpoint
 from selip.tasks.classify import classification_metrics
 
@@ -54,6 +55,7 @@ class ZeroShotTask(pl.LightningModule):
         self.class_embeddings: torch.Tensor | None = None
 
     def setup(self, stage: str) -> None:
+        require_single_channel(self, "zero-shot classification")
         classes = list(getattr(getattr(self.trainer, "datamodule", None), "classes", []))
         missing = [c for c in classes if c not in self.hparams["prompts"]]
         if missing:

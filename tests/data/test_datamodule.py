@@ -146,3 +146,38 @@ def test_label_fraction_keeps_val_and_test_whole_and_balanced_sampling(tiny_coho
     assert isinstance(balanced.train_dataloader().sampler, WeightedRandomSampler)
     with pytest.raises(ValueError, match="label_fraction"):
         SelipDataModule("m.csv", label_fraction=0.0)
+
+
+def test_stacked_sequences_give_one_sample_per_exam_with_a_channel_per_sequence(
+        tiny_cohort, tmp_path):
+    manifest = tiny_cohort(n=8)
+    stacked = _datamodule(manifest, tmp_path, stack_sequences=True, val_fraction=0.25,
+                          test_fraction=0.0, augment=AugmentSettings(enabled=False))
+    single = _datamodule(manifest, tmp_path, val_fraction=0.25, test_fraction=0.0)
+    assert stacked.image_channels == 2 and single.image_channels == 1
+    assert len(stacked.pairs) == 8 and len(single.pairs) == 16
+    assert [p.split for p in stacked.pairs] == [p.split for p in single.pairs[::2]]
+    sample = stacked.datasets["val"][0]
+    assert sample["image"].shape == (2, *SHAPE)
+    exam = stacked.datasets["val"].pairs[0].exam_id
+    per_sequence = {p.sequence_index: single.datasets["val"][i]["image"]
+                    for i, p in enumerate(single.datasets["val"].pairs) if p.exam_id == exam}
+    torch.testing.assert_close(sample["image"][0], per_sequence[0][0])  # t1, then flair
+    torch.testing.assert_close(sample["image"][1], per_sequence[1][0])
+    batch = next(iter(stacked.train_dataloader()))
+    assert batch["image"].shape == (4, 2, *SHAPE)
+
+
+def test_stacked_sequences_need_every_sequence_of_every_exam(tiny_cohort, tmp_path):
+    import csv
+
+    from selip.data.manifest import ManifestError
+    from tests.conftest import write_manifest
+
+    manifest = tiny_cohort(n=4)
+    rows = list(csv.DictReader(manifest.open()))
+    rows[2]["t1"] = ""
+    write_manifest(manifest, rows)
+    _datamodule(manifest, tmp_path)  # one sequence missing is fine for pairs
+    with pytest.raises(ManifestError, match=r"row 3 \(exam e02\).*t1.*stack_sequences"):
+        _datamodule(manifest, tmp_path, stack_sequences=True)

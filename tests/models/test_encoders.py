@@ -93,3 +93,20 @@ def test_dual_encoder_embeddings_are_unit_vectors_and_sequence_embedding_starts_
     with pytest.raises(ValueError, match="num_sequences"):
         SelipModel(ImageEncoderConfig(depth=10, width=4), TextEncoderConfig(**TINY_TEXT),
                    sequence_embedding=True)
+
+
+def test_an_inflated_stem_reproduces_the_one_channel_features_on_equal_channels():
+    from selip.models.image_encoder import match_input_channels
+
+    torch.manual_seed(0)
+    encoder = ImageEncoder(ImageEncoderConfig(depth=10, width=4)).eval()
+    volume = torch.rand(2, 1, 8, 16, 16)
+    before = encoder(volume)
+    encoder.resnet.conv1.requires_grad_(False)
+    match_input_channels(encoder, 3)
+    assert encoder.config.in_channels == 3
+    assert not encoder.resnet.conv1.weight.requires_grad  # a frozen stem stays frozen
+    torch.testing.assert_close(encoder(volume.repeat(1, 3, 1, 1, 1)), before)
+    match_input_channels(encoder, 3)  # already right: nothing changes
+    with pytest.raises(ValueError, match="takes 3 input channels but the data gives 2"):
+        match_input_channels(encoder, 2)

@@ -89,3 +89,30 @@ def test_zero_shot_config_scores_prompts_against_images(config, pretrained, tmp_
         "--data.test_fraction": 0.3})
     assert main(["test", "--config", str(config), *missing]) == 2
     assert "no prompts for class(es) normal" in capsys.readouterr().err
+
+
+def test_stacked_sequences_inflate_the_pretrained_stem_and_reload_for_test(
+        pretrained, tmp_path, capsys):
+    manifest, checkpoint = pretrained
+    [config] = [c for c in CLASSIFY_CONFIGS if c.name == "classify.yaml"]
+    args = tiny_data_overrides(manifest, tmp_path, **{
+        "--model.init_args.mode": "finetune", "--model.init_args.encoder_ckpt": str(checkpoint),
+        "--data.similarity": "null", "--data.stack_sequences": "true",
+        "--data.test_fraction": 0.2})
+    assert main(["fit", "--config", str(config), *args, "--trainer.max_epochs", "1"]) == 0
+    [last] = tmp_path.glob("runs/classify/version_*/checkpoints/last.ckpt")
+    state = torch.load(last, weights_only=True)
+    assert state["state_dict"]["encoder.resnet.conv1.weight"].shape[1] == 2  # t1 + flair
+    assert state["hyper_parameters"]["image_encoder"]["in_channels"] == 2
+    capsys.readouterr()
+    assert main(["test", "--config", str(config), *args, "--ckpt_path", str(last)]) == 0
+    assert "test/auroc" in capsys.readouterr().out
+
+
+def test_pretraining_refuses_stacked_sequences(tiny_cohort, tmp_path, capsys):
+    from tests.tasks.conftest import tiny_overrides
+
+    args = tiny_overrides(tiny_cohort(n=8), tmp_path, **{"--data.stack_sequences": "true"})
+    assert main(["fit", "--config", str(ROOT / "configs" / "demo.yaml"), *args,
+                 "--trainer.fast_dev_run", "1"]) == 2
+    assert "stack_sequences" in capsys.readouterr().err

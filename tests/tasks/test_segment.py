@@ -95,3 +95,16 @@ def test_predict_writes_masks_in_each_inputs_own_shape_and_affine(tiny_cohort, t
         assert mask.shape == source.shape
         np.testing.assert_allclose(mask.affine, source.affine)
         assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+
+    # Sequences stacked as channels: one mask per exam, on its first sequence's grid.
+    stacked = [*args, "--data.stack_sequences", "true",
+               "--model.init_args.predict_dir", str(tmp_path / "stacked")]
+    assert main(["fit", "--config", str(config), *stacked, "--trainer.max_epochs", "1"]) == 0
+    checkpoint = max(tmp_path.glob("runs/segment/version_*/checkpoints/last.ckpt"),
+                     key=lambda p: p.stat().st_mtime)
+    assert main(["predict", "--config", str(config), *stacked, "--ckpt_path",
+                 str(checkpoint)]) == 0
+    outputs = sorted((tmp_path / "stacked").glob("*_mask.nii.gz"))
+    assert [o.name.split("_", 1)[1] for o in outputs] == ["t1_flair_mask.nii.gz"] * 2
+    source = nib.load(tmp_path / "exams" / outputs[0].name.split("_")[0] / "t1.nii.gz")
+    assert nib.load(outputs[0]).shape == source.shape
