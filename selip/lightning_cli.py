@@ -9,6 +9,7 @@ atomically and carry the resolved config.
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 from typing import Any
 
 import lightning.pytorch as pl
@@ -21,6 +22,24 @@ from selip.tasks.checkpointing import AtomicCheckpointIO
 
 class SelipCLI(LightningCLI):
     """LightningCLI that records the resolved config in every checkpoint."""
+
+    def _parse_ckpt_path(self) -> None:
+        """Route ``--ckpt_path`` into the task's own argument for tasks that start from
+        another task's checkpoint (``ckpt_path_argument``, e.g. zero-shot reads a
+        pretraining checkpoint): LightningCLI would otherwise re-create the checkpoint's
+        class from its hyper-parameters and resume it."""
+        subcommand = self.config.get("subcommand")
+        section: Any = self.config.get(subcommand) if subcommand else None
+        model: Any = section.get("model") if section is not None else None
+        class_path = model.get("class_path") if model is not None else None
+        if class_path and section.get("ckpt_path"):
+            module, _, name = str(class_path).rpartition(".")
+            argument = getattr(getattr(import_module(module), name, None),
+                               "ckpt_path_argument", None)
+            if argument:
+                model.init_args[argument] = section.ckpt_path
+                section.ckpt_path = None
+        super()._parse_ckpt_path()
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()

@@ -7,7 +7,7 @@ class vectors with the pretrained logit scale. No training: ``selip test`` only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -36,17 +36,25 @@ def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any]]:
 class ZeroShotTask(pl.LightningModule):
     """Zero-shot classification from a pretraining checkpoint.
 
+    ``selip test --config configs/zeroshot.yaml --ckpt_path CKPT`` passes ``CKPT`` here
+    (``ckpt_path_argument``): the checkpoint is a pretraining one, not this task's.
+
     Args:
-        pretrain_ckpt: the SeLIP pretraining checkpoint.
+        pretrain_ckpt: the SeLIP pretraining checkpoint (or ``--ckpt_path``).
         prompts: class name → prompt texts, e.g. ``{"normal": ["No abnormality
             detected."], "tumour": ["left frontal lobe: hyperintense signal with
             surrounding oedema", …]}``; every class of the data needs prompts.
         max_length: prompt length in tokens.
     """
 
-    def __init__(self, pretrain_ckpt: str, prompts: dict[str, list[str]],
-                 max_length: int = 64) -> None:
+    ckpt_path_argument: ClassVar[str] = "pretrain_ckpt"
+
+    def __init__(self, pretrain_ckpt: str | None = None,
+                 prompts: dict[str, list[str]] | None = None, max_length: int = 64) -> None:
         super().__init__()
+        if not pretrain_ckpt:
+            raise ValueError("zero-shot needs a SeLIP pretraining checkpoint: --ckpt_path CKPT "
+                             "(or model.init_args.pretrain_ckpt)")
         if not prompts or any(not texts for texts in prompts.values()):
             raise ValueError("prompts must give at least one prompt text for every class")
         self.save_hyperparameters()

@@ -78,11 +78,18 @@ def test_zero_shot_config_scores_prompts_against_images(config, pretrained, tmp_
     prompts = '{"infarct": ["left frontal lobe: hyperintense signal"], "normal": ' \
               '["No abnormality detected.", "Normal study."]}'
     args = tiny_data_overrides(manifest, tmp_path, **{
-        "--model.init_args.pretrain_ckpt": str(checkpoint), "--model.init_args.prompts": prompts,
-        "--data.similarity": "null", "--data.test_fraction": 0.3})
-    assert main(["test", "--config", str(config), *args]) == 0
+        "--model.init_args.prompts": prompts, "--data.similarity": "null",
+        "--data.test_fraction": 0.3})
+    # The command: the pretraining checkpoint as --ckpt_path ...
+    assert main(["test", "--config", str(config), *args, "--ckpt_path", str(checkpoint)]) == 0
     out = capsys.readouterr().out
     assert "zero-shot test metrics: accuracy" in out and "auroc" in out
+    # ... or as the task's own argument, with the same metrics.
+    assert main(["test", "--config", str(config), *args,
+                 "--model.init_args.pretrain_ckpt", str(checkpoint)]) == 0
+    again = capsys.readouterr().out
+    assert again[again.index("zero-shot test metrics"):].splitlines()[0] == \
+        out[out.index("zero-shot test metrics"):].splitlines()[0]
     missing = tiny_data_overrides(manifest, tmp_path, **{
         "--model.init_args.pretrain_ckpt": str(checkpoint),
         "--model.init_args.prompts": '{"infarct": ["x: y"]}', "--data.similarity": "null",
