@@ -62,7 +62,7 @@ def _data_parser(prog: str, description: str) -> Any:
     parser.add_argument("--config", action=ActionConfigFile, help="a selip YAML config")
     parser.add_class_arguments(SelipDataModule, "data")
     # Sections a training config also holds; prepare reads only `data`.
-    for section in ("model", "trainer", "optimizer", "lr_scheduler"):
+    for section in ("model", "trainer", "optimizer", "lr_scheduler", "last_checkpoint"):
         parser.add_argument(f"--{section}", type=dict | None, default=None)
     parser.add_argument("--seed_everything", type=int | bool | None, default=None)
     parser.add_argument("--ckpt_path", type=str | None, default=None)
@@ -151,15 +151,27 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+#: Exit status of a run stopped by a signal after saving (and not requeued by SLURM).
+PREEMPTED_EXIT_CODE = 3
+
+
 def _training(args: list[str]) -> int:
     """LightningCLI subcommands; user errors end with a message, not a traceback
     (set SELIP_DEBUG=1 to see the traceback)."""
     import os
 
     from selip.lightning_cli import run_training_cli
+    from selip.tasks.last_checkpoint import Preempted
 
     try:
         return run_training_cli(args)
+    except Preempted as stop:
+        if stop.requeued:
+            print(f"selip: {stop}; the SLURM job is requeued and resumes from it", flush=True)
+            return 0
+        print(f"selip: {stop}; resume with the same command and --ckpt_path last",
+              file=sys.stderr, flush=True)
+        return PREEMPTED_EXIT_CODE
     except ValueError as err:  # ManifestError, bad settings, bad checkpoints
         if os.environ.get("SELIP_DEBUG"):
             raise

@@ -8,29 +8,69 @@ atomically and carry the resolved config.
 
 from __future__ import annotations
 
+import pickle
 import sys
+import zipfile
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import yaml
-from lightning.pytorch.cli import LightningCLI
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 
 from selip.data.datamodule import SelipDataModule
-from selip.tasks.checkpointing import AtomicCheckpointIO
+from selip.tasks.checkpointing import AtomicCheckpointIO, CheckpointError
+from selip.tasks.last_checkpoint import LastCheckpoint
+from selip.tasks.resume import find_last_checkpoint, slurm_version
+
+#: ``--ckpt_path`` values that Lightning resolves itself (``last`` is selip's, see below).
+_CKPT_KEYWORDS = ("best", "hpc", "registry")
+
+
+@rank_zero_only
+def _say(message: str) -> None:
+    print(f"selip: {message}", flush=True)
 
 
 class SelipCLI(LightningCLI):
     """LightningCLI that records the resolved config in every checkpoint."""
 
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # last.ckpt kept current, and save-and-stop on SIGUSR1/SIGTERM, in every run
+        # (`last_checkpoint:` in a config, or --last_checkpoint.every_minutes ...).
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+
     def _parse_ckpt_path(self) -> None:
+        subcommand = self.config.get("subcommand")
+        section: Any = self.config.get(subcommand) if subcommand else None
+        if section is None:
+            return super()._parse_ckpt_path()
+        self._route_ckpt_path_to_task(section)
+        if subcommand == "fit":
+            self._continue_run(section)
+        path = section.get("ckpt_path")
+        if path and path not in _CKPT_KEYWORDS and path != "last":
+            if not Path(path).is_file():
+                raise CheckpointError(f"checkpoint not found: {path}")
+            try:
+                super()._parse_ckpt_path()
+            except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+                    pickle.UnpicklingError) as err:
+                raise CheckpointError(f"not a readable checkpoint: {path} ({err}); was it "
+                                      "truncated by a full disk or a copy that did not "
+                                      "finish?") from None
+            return None
+        return super()._parse_ckpt_path()
+
+    def _route_ckpt_path_to_task(self, section: Any) -> None:
         """Route ``--ckpt_path`` into the task's own argument for tasks that start from
         another task's checkpoint (``ckpt_path_argument``, e.g. zero-shot reads a
         pretraining checkpoint): LightningCLI would otherwise re-create the checkpoint's
         class from its hyper-parameters and resume it."""
-        subcommand = self.config.get("subcommand")
-        section: Any = self.config.get(subcommand) if subcommand else None
-        model: Any = section.get("model") if section is not None else None
+        model: Any = section.get("model")
         class_path = model.get("class_path") if model is not None else None
         if class_path and section.get("ckpt_path"):
             module, _, name = str(class_path).rpartition(".")
@@ -39,7 +79,32 @@ class SelipCLI(LightningCLI):
             if argument:
                 model.init_args[argument] = section.ckpt_path
                 section.ckpt_path = None
-        super()._parse_ckpt_path()
+
+    def _continue_run(self, section: Any) -> None:
+        """Under SLURM, name the run ``slurm-<job id>`` (stable across requeues); resolve
+        ``--ckpt_path last`` to the run's newest ``last.ckpt`` and keep its folder
+        (see :mod:`selip.tasks.resume`)."""
+        logger: Any = section.get("trainer", {}).get("logger")
+        init_args: Any = getattr(logger, "init_args", None)
+        if init_args is None or "save_dir" not in init_args:
+            return  # not a TensorBoard/CSV-style logger: Lightning's own `last` applies
+        version = init_args.get("version")
+        if version is None and slurm_version() is not None:
+            version = init_args["version"] = slurm_version()
+        if section.get("ckpt_path") != "last":
+            return
+        folder = f"version_{version}" if isinstance(version, int) else version
+        root = Path(init_args["save_dir"]) / str(init_args.get("name") or "lightning_logs")
+        found = find_last_checkpoint(root, folder)
+        if found is None:
+            where = root / (folder or "*") / "checkpoints" / "last.ckpt"
+            _say(f"no {where} yet; starting a new run")
+            section.ckpt_path = None
+            return
+        if version is None:
+            init_args["version"] = found.parent.parent.name
+        section.ckpt_path = str(found)
+        _say(f"resuming from {found}")
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -50,7 +115,12 @@ class SelipCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
         if not trainer_config.get("plugins"):
-            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+            plugins: list[Any] = [AtomicCheckpointIO()]
+            if SLURMEnvironment.detect():
+                # selip's LastCheckpoint callback requeues; Lightning's own handler would save
+                # inside the signal handler, mid-step (see selip.tasks.last_checkpoint).
+                plugins.append(SLURMEnvironment(auto_requeue=False))
+            kwargs.setdefault("plugins", plugins)
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from selip.data.augment import AugmentSettings
 from selip.data.cache import VolumeCache
@@ -18,6 +19,7 @@ from selip.data.manifest import Manifest, ManifestError, read_manifest
 from selip.data.preprocess import PreprocessSettings
 from selip.data.report_table import ReportTable
 from selip.data.reports import NORMAL_REPORT_TEXT, parse_report, swap_laterality
+from selip.data.sampler import ResumableSampler
 from selip.data.splits import assign_splits, labelled_subset
 from selip.data.text import load_tokenizer, tokenize
 from selip.data.validation import Requirements, check_files, check_structure, resolve_sequences
@@ -66,6 +68,9 @@ class SelipDataModule(pl.LightningDataModule):
         label_fraction: use only this share of the training exams (stratified by label,
             seeded by ``split_seed``), for data-efficiency curves; val and test stay whole.
         class_balanced: sample training pairs with weights 1 / (pairs of their class).
+        shuffle_seed: seed of the training order (default: the run's ``seed_everything``,
+            else 0); the order of epoch e depends only on it and e, so a run resumed
+            mid-epoch continues the same order without repeating or skipping a batch.
         predict_split: the split ``selip predict`` runs on (``train``, ``val``, ``test``).
         stack_sequences: one sample per exam with its sequences stacked as image channels,
             in ``sequences`` order (for downstream tasks; every exam needs every sequence).
@@ -105,6 +110,7 @@ class SelipDataModule(pl.LightningDataModule):
         class_balanced: bool = False,
         require_mask: bool = False,
         stack_sequences: bool = False,
+        shuffle_seed: int | None = None,
         similarity: str | SimilarityConfig | None = "english",
         similarity_block_rows: int = 512,
         similarity_device_budget_mb: float = 2048.0,
@@ -142,6 +148,7 @@ class SelipDataModule(pl.LightningDataModule):
             raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
         self.label_fraction = label_fraction
         self.class_balanced = class_balanced
+        self.shuffle_seed = shuffle_seed
         if predict_split not in ("train", "val", "test"):
             raise ValueError(f"predict_split must be train, val or test, got {predict_split!r}")
         self.predict_split = predict_split
@@ -288,17 +295,44 @@ class SelipDataModule(pl.LightningDataModule):
         if train and len(dataset) < batch_size:
             raise ValueError(f"the train split has {len(dataset)} pairs, fewer than "
                              f"batch_size={batch_size}; lower data.batch_size or add exams")
-        sampler = None
-        if train and self.class_balanced and dataset.with_label:
-            labels = torch.tensor([p.label for p in dataset.pairs])
-            weights = 1.0 / torch.bincount(labels).float()[labels]
-            sampler = WeightedRandomSampler(weights.double().tolist(), num_samples=len(dataset))
+        if not train:
+            # Lightning adds a DistributedSampler for evaluation under DDP.
+            return DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                              num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0,
+                              pin_memory=self.pin_memory and torch.cuda.is_available())
         return DataLoader(
-            dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
-            drop_last=train,
+            dataset, batch_size=batch_size, sampler=self.train_sampler(dataset), drop_last=True,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
         )
+
+    def train_sampler(self, dataset: PairDataset) -> ResumableSampler:
+        """Seeded, split across the trainer's ranks, and resumable mid-epoch."""
+        weights = None
+        if self.class_balanced and dataset.with_label:
+            labels = torch.tensor([p.label for p in dataset.pairs])
+            weights = (1.0 / torch.bincount(labels).double()[labels]).tolist()
+        trainer = self.trainer
+        seed = self.shuffle_seed if self.shuffle_seed is not None else int(
+            os.environ.get("PL_GLOBAL_SEED", 0))
+        return ResumableSampler(
+            len(dataset), self.batch_size,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+            seed=seed, weights=weights,
+            progress=self._fit_progress if trainer is not None else None)
+
+    def _fit_progress(self) -> tuple[int, int]:
+        """(epoch, batches of it already trained) from the trainer's loops — restored from
+        the checkpoint when resuming, (e, 0) at the start of every epoch otherwise."""
+        assert self.trainer is not None
+        loop = self.trainer.fit_loop
+        # ``processed`` is what Lightning's own set_epoch uses (the trackers are typed as
+        # their base class, which lacks it).
+        epoch: Any = loop.epoch_progress.current
+        batches: Any = loop.epoch_loop.batch_progress.current
+        return int(epoch.processed), int(batches.processed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

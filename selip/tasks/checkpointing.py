@@ -81,6 +81,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to a temporary name in the same folder, then rename: a crash
     mid-save never leaves a truncated ``last.ckpt``."""
 
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Lightning's load, with a clear error naming a truncated or corrupt file."""
+        try:
+            return super().load_checkpoint(path, *args, **kwargs)
+        except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+            raise CheckpointError(f"not a readable checkpoint: {path} ({err})") from None
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any | None = None) -> None:
         target = Path(path)

@@ -141,9 +141,13 @@ def test_label_fraction_keeps_val_and_test_whole_and_balanced_sampling(tiny_coho
     assert train_exams < {p.exam_id for p in full.datasets["train"].pairs}
     balanced = _datamodule(tiny_cohort(n=12), tmp_path, class_balanced=True,
                            val_fraction=0.25, test_fraction=0.25)
-    from torch.utils.data import WeightedRandomSampler
-
-    assert isinstance(balanced.train_dataloader().sampler, WeightedRandomSampler)
+    sampler = balanced.train_dataloader().sampler
+    drawn = [balanced.datasets["train"].pairs[i].label for epoch in range(50)
+             for i in sampler.epoch_order(epoch)]
+    labels = [p.label for p in balanced.datasets["train"].pairs]
+    assert max(labels.count(c) for c in set(labels)) > min(labels.count(c) for c in set(labels))
+    shares = [drawn.count(c) / len(drawn) for c in set(labels)]
+    assert max(shares) - min(shares) < 0.1  # unbalanced pairs, balanced draws
     with pytest.raises(ValueError, match="label_fraction"):
         SelipDataModule("m.csv", label_fraction=0.0)
 

@@ -1,0 +1,135 @@
+"""Preemption and resume: a run stopped by a signal, or killed, finishes from its last
+checkpoint with the expected steps, the same sample order and each step logged once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from selip.cli import PREEMPTED_EXIT_CODE, main
+from tests.tasks.conftest import ROOT, tiny_overrides
+from tests.tasks.recorder import recorded
+
+DEMO = str(ROOT / "configs" / "demo.yaml")
+EPOCHS = 3
+
+
+def _args(manifest: Path, root: Path, record: Path, signal_after_step: int = -1,
+          **extra: object) -> list[str]:
+    recorder = {"class_path": "tests.tasks.recorder.SampleRecorder",
+                "init_args": {"path": str(record), "signal_after_step": signal_after_step}}
+    return ["fit", "--config", DEMO, *tiny_overrides(manifest, root, **{
+        "--trainer.max_epochs": EPOCHS, "--trainer.log_every_n_steps": 1,
+        "--data.similarity": "paper", "--data.val_fraction": 0.2, **extra}),
+        f"--trainer.callbacks+={json.dumps(recorder)}"]
+
+
+def _logged_steps(run: Path, tag: str = "train/loss") -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps: list[int] = []
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        if tag in accumulator.Tags()["scalars"]:
+            steps += [e.step for e in accumulator.Scalars(tag)]
+    return steps
+
+
+@pytest.fixture
+def reference(tiny_cohort, tmp_path):  # type: ignore[no-untyped-def]
+    """An uninterrupted run: its manifest, recorded batches and final step."""
+    manifest = tiny_cohort(n=16)
+    record = tmp_path / "reference.jsonl"
+    assert main(_args(manifest, tmp_path / "reference", record)) == 0
+    [last] = (tmp_path / "reference").glob("runs/demo/version_*/checkpoints/last.ckpt")
+    return manifest, recorded(record), torch.load(last, weights_only=True)["global_step"]
+
+
+@pytest.mark.parametrize("stop_after", ["mid_epoch", "last_batch", "finished_epoch"])
+def test_a_stopped_run_resumes_without_repeating_or_skipping_a_batch(
+        reference, tmp_path, capsys, stop_after):
+    manifest, batches, total_steps = reference
+    steps_per_epoch = total_steps // EPOCHS
+    assert len(batches) == total_steps
+    root, record = tmp_path / "run", tmp_path / "run.jsonl"
+    if stop_after == "finished_epoch":  # a run that ended: its epoch-end last.ckpt
+        step = steps_per_epoch
+        assert main(_args(manifest, root, record, **{"--trainer.max_epochs": 1})) == 0
+    else:  # SIGUSR1 after a step: saved, then stopped at the next step boundary
+        step = steps_per_epoch + 1 if stop_after == "mid_epoch" else steps_per_epoch
+        assert main(_args(manifest, root, record, signal_after_step=step)) == \
+            PREEMPTED_EXIT_CODE
+        assert "resume with the same command and --ckpt_path last" in capsys.readouterr().err
+    [run] = root.glob("runs/demo/version_*")
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == step
+    assert main(_args(manifest, root, record, **{"--ckpt_path": "last"})) == 0
+    assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
+    assert [p.name for p in root.glob("runs/demo/*")] == [run.name]  # the same run folder
+    resumed = recorded(record)
+    # Exactly the uninterrupted run's batches, in its order: none repeated or skipped.
+    assert [b["ids"] for b in resumed] == [b["ids"] for b in batches]
+    assert [b["step"] for b in resumed] == list(range(1, total_steps + 1))
+    logged = _logged_steps(run)
+    assert sorted(logged) == list(range(total_steps)), str(logged)  # each step logged once
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == total_steps
+
+
+def test_sigkill_at_any_moment_resumes_from_the_last_periodic_checkpoint(reference, tmp_path):
+    manifest, batches, total_steps = reference
+    root, record = tmp_path / "run", tmp_path / "run.jsonl"
+    args = _args(manifest, root, record, **{"--last_checkpoint.every_n_steps": 2})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "selip.cli", *args], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        done = recorded(record) if record.exists() else []
+        if len(done) >= total_steps // 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = len(recorded(record))
+    [run] = root.glob("runs/demo/version_*")
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 2 <= saved <= killed_at and saved % 2 == 0
+    assert not list(run.glob("checkpoints/.*.tmp"))  # no half-written checkpoint left
+    assert main(_args(manifest, root, record, **{"--ckpt_path": "last"})) == 0
+    resumed = recorded(record)[killed_at:]
+    # The resumed run repeats only the steps after the last checkpoint, in the same order.
+    assert [b["ids"] for b in resumed] == [b["ids"] for b in batches[saved:]]
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == total_steps
+
+
+def test_last_with_nothing_to_resume_starts_a_new_run(tiny_cohort, tmp_path, capsys):
+    manifest = tiny_cohort(n=8)
+    args = _args(manifest, tmp_path, tmp_path / "r.jsonl", **{"--ckpt_path": "last",
+                                                              "--trainer.max_epochs": 1})
+    assert main(args) == 0
+    assert "starting a new run" in capsys.readouterr().out
+
+
+def test_a_truncated_checkpoint_is_named_in_a_clear_error(pretrained, tmp_path, capsys):
+    manifest, checkpoint = pretrained
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    args = _args(manifest, tmp_path, tmp_path / "r.jsonl", **{"--ckpt_path": str(broken)})
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"not a readable checkpoint: {broken}" in err and "Traceback" not in err
+    assert main(_args(manifest, tmp_path, tmp_path / "r.jsonl",
+                      **{"--ckpt_path": str(tmp_path / "missing.ckpt")})) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
