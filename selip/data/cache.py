@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,7 @@ class VolumeCache:
         self.root = Path(root)
         self.settings = settings
         self._settings_fingerprint = settings.fingerprint()
+        self._write_failure_reported = False
 
     def key(self, content_digest: str, kind: Kind) -> str:
         """The cache key of one file's preprocessed array."""
@@ -66,12 +68,24 @@ class VolumeCache:
             np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
 
     def get_or_create(self, key: str, kind: Kind, build: Callable[[], np.ndarray]) -> np.ndarray:
-        """The cached array of ``key``, building and storing it on a miss."""
+        """The cached array of ``key``, building and storing it on a miss.
+
+        A write that fails (a full disk, a read-only cache) leaves no entry behind and is
+        reported once per process; the built array is still returned, so training goes on
+        uncached and the next run builds the entry again.
+        """
         cached = self.load(key, kind)
         if cached is not None:
             return cached
         array = build()
-        self.store(key, array, kind)
+        try:
+            self.store(key, array, kind)
+        except OSError as err:
+            if not self._write_failure_reported:
+                self._write_failure_reported = True
+                warnings.warn(f"could not write cache entry {self.path(key)} ({err}); "
+                              "serving volumes uncached until the cache folder is writable "
+                              "again", RuntimeWarning, stacklevel=2)
         return array
 
     def _is_valid(self, path: Path, kind: Kind) -> bool:

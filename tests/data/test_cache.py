@@ -86,3 +86,29 @@ def test_store_rejects_arrays_of_the_wrong_shape_or_dtype(tmp_path):
         cache.store("k", np.zeros((2, 2, 2), np.float16), "image")
     with pytest.raises(ValueError, match="uint8"):
         cache.store("k", np.zeros(SETTINGS.shape, np.float32), "mask")
+
+
+def test_a_full_disk_serves_the_volume_uncached_and_the_next_run_rebuilds_it(
+        tmp_path, monkeypatch):
+    import errno
+
+    cache = VolumeCache(tmp_path / "cache", SETTINGS)
+    key = cache.key("digest", "image")
+    built = np.full(SETTINGS.shape, 0.25, np.float16)
+    real_write = np.lib.format.write_array
+
+    def disk_full(handle, array, **kwargs):
+        handle.write(b"\x93NUMPY partial")  # some bytes land before the disk fills up
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "write_array", disk_full)
+    with pytest.warns(RuntimeWarning, match=r"could not write cache entry .*No space left"):
+        served = cache.get_or_create(key, "image", lambda: built)
+    np.testing.assert_array_equal(served, built)
+    assert not cache.path(key).parent.exists() or not list(cache.path(key).parent.iterdir())
+    monkeypatch.setattr(np.lib.format, "write_array", real_write)
+    calls = []
+    again = VolumeCache(tmp_path / "cache", SETTINGS)  # the next run
+    again.get_or_create(key, "image", lambda: calls.append(1) or built)
+    assert calls == [1]  # rebuilt, then stored
+    np.testing.assert_array_equal(again.load(key, "image"), built)
