@@ -64,6 +64,12 @@ def _load(config: TextEncoderConfig) -> Any:
                          f"config and weights ({err})") from None
 
 
+def _drop_pooler_weights(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Checkpoints written before the pooler was dropped still load."""
+    for key in [k for k in state_dict if k.startswith(f"{prefix}model.pooler.")]:
+        del state_dict[key]
+
+
 class TextEncoder(nn.Module):
     """(B, L) token ids and mask → (B, hidden) pooled features."""
 
@@ -72,6 +78,11 @@ class TextEncoder(nn.Module):
         self.config = config
         self.model: Any = _load(config)
         self.model.train()  # from_pretrained returns eval mode; fine-tuning wants dropout
+        if getattr(self.model, "pooler", None) is not None:
+            # BERT-style pooler weights never reach the loss (we pool last_hidden_state);
+            # DDP refuses parameters without gradients, so drop them.
+            self.model.pooler = None
+        self._register_load_state_dict_pre_hook(_drop_pooler_weights)
         self.out_features = int(self.model.config.hidden_size)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()

@@ -110,3 +110,14 @@ def test_an_inflated_stem_reproduces_the_one_channel_features_on_equal_channels(
     match_input_channels(encoder, 3)  # already right: nothing changes
     with pytest.raises(ValueError, match="takes 3 input channels but the data gives 2"):
         match_input_channels(encoder, 2)
+
+
+def test_the_unused_bert_pooler_is_dropped_and_old_checkpoints_still_load():
+    from selip.models import TextEncoder, TextEncoderConfig
+
+    encoder = TextEncoder(TextEncoderConfig(**TINY_TEXT))
+    assert encoder.model.pooler is None  # DDP rejects parameters that get no gradient
+    state = encoder.state_dict()
+    state["model.pooler.dense.weight"] = torch.zeros(32, 32)  # as written before the change
+    state["model.pooler.dense.bias"] = torch.zeros(32)
+    TextEncoder(TextEncoderConfig(**TINY_TEXT)).load_state_dict(state)  # strict

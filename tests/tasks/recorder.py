@@ -13,7 +13,8 @@ from lightning.pytorch.callbacks import Callback
 
 
 class SampleRecorder(Callback):
-    """Appends ``{"step": global step, "ids": [...]}`` per trained batch to ``path``."""
+    """Appends ``{"step": global step, "rank": r, "ids": [...]}`` per trained batch to
+    ``path`` (one line per rank and batch)."""
 
     def __init__(self, path: str, signal_after_step: int = -1,
                  signal_name: str = "SIGUSR1") -> None:
@@ -24,7 +25,7 @@ class SampleRecorder(Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         with open(self.path, "a") as handle:
-            handle.write(json.dumps({"step": trainer.global_step,
+            handle.write(json.dumps({"step": trainer.global_step, "rank": trainer.global_rank,
                                      "ids": batch["sample_id"].tolist()}) + "\n")
         if trainer.global_step == self.signal_after_step:
             os.kill(os.getpid(), signal.Signals[self.signal_name])

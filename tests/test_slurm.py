@@ -1,0 +1,128 @@
+"""The demo pretraining on a real one-node SLURM cluster (slurmctld + slurmd + munged on
+localhost): a two-task CPU (gloo) DDP job from scripts/slurm/demo-cpu.sbatch, preempted
+with SIGUSR1, requeued by selip, resumed from its checkpoint, finished with the expected
+number of steps and each step logged once.
+
+Skipped, with the reason shown, where the machine cannot run the cluster (see
+tests/slurm_cluster.py); .ci/run installs slurm-wlm and munge so that CI runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.slurm_cluster import ClusterUnavailable, LocalSlurm
+from tests.tasks.conftest import TINY_IMAGE, TINY_TEXT
+from tests.tasks.recorder import recorded
+from tests.tasks.test_resume import _logged_steps
+
+ROOT = Path(__file__).parents[1]
+EPOCHS, BATCH, TASKS = 8, 4, 2
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+    try:
+        running = LocalSlurm(tmp_path_factory.mktemp("slurm")).start()
+    except ClusterUnavailable as reason:
+        pytest.skip(f"no local SLURM cluster: {reason}")
+    yield running
+    running.stop()
+
+
+def _job_args(manifest: Path, root: Path, record: Path) -> list[str]:
+    recorder = {"class_path": "tests.tasks.recorder.SampleRecorder",
+                "init_args": {"path": str(record)}}
+    options = {
+        "--trainer.default_root_dir": root, "--trainer.logger.init_args.save_dir": root / "runs",
+        "--trainer.precision": "32", "--trainer.max_epochs": EPOCHS,
+        "--trainer.log_every_n_steps": 1, "--trainer.enable_progress_bar": "false",
+        "--model.init_args.image_encoder": json.dumps(TINY_IMAGE),
+        "--model.init_args.text_encoder": json.dumps(TINY_TEXT),
+        "--model.init_args.embed_dim": 16,
+        "--data.manifest": manifest, "--data.cache_dir": root / "cache",
+        "--data.shape": "[16, 16, 16]", "--data.spacing": "[2, 2, 2]",
+        "--data.sequences": "[t1, flair]", "--data.batch_size": BATCH,
+        "--data.eval_batch_size": BATCH, "--data.max_length": 32, "--data.progress": "false",
+        "--data.val_fraction": 0.2, "--data.test_fraction": 0.0,
+        "--data.similarity": "paper",
+    }
+    args = [str(item) for pair in options.items() for item in pair]
+    return [*args, f"--trainer.callbacks+={json.dumps(recorder)}"]
+
+
+def _steps_per_epoch(manifest: Path, root: Path) -> int:
+    from selip.data.datamodule import SelipDataModule
+
+    datamodule = SelipDataModule(str(manifest), cache_dir=str(root / "cache"),
+                                 sequences=["t1", "flair"], shape=(16, 16, 16),
+                                 spacing=(2.0, 2.0, 2.0), val_fraction=0.2, test_fraction=0.0,
+                                 batch_size=BATCH, num_workers=0, max_length=32,
+                                 similarity=None, progress=False, check_files=False)
+    datamodule.setup("fit")
+    return math.ceil(len(datamodule.datasets["train"]) / TASKS) // BATCH
+
+
+def _wait(condition, timeout: float, what: str, output: Path,  # type: ignore[no-untyped-def]
+          failed=lambda: False) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not failed():
+        if condition():
+            return
+        time.sleep(0.2)
+    log = output.read_text()[-3000:] if output.exists() else "(no job output)"
+    raise AssertionError(f"gave up waiting for {what}; job output:\n{log}")
+
+
+def test_a_preempted_ddp_job_requeues_resumes_and_finishes(cluster, tiny_cohort, tmp_path):
+    manifest = tiny_cohort(n=16)
+    record, output = tmp_path / "batches.jsonl", tmp_path / "job.out"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "SELIP_CONFIG": str(ROOT / "configs" / "demo.yaml"),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    job = cluster.submit(ROOT / "scripts" / "slurm" / "demo-cpu.sbatch",
+                         _job_args(manifest, tmp_path, record), env, cwd=tmp_path,
+                         output=output)
+
+    def rank0_steps() -> list[int]:
+        return [b["step"] for b in recorded(record) if b["rank"] == 0] if record.exists() else []
+
+    def ended() -> bool:
+        return cluster.job(job)["JobState"] in ("COMPLETED", "FAILED", "CANCELLED")
+
+    _wait(lambda: len(rank0_steps()) >= 4, 180, "4 training steps", output, failed=ended)
+    cluster.scancel("--signal=USR1", job)  # what --signal=SIGUSR1@90 sends before the limit
+
+    def restarted() -> bool:
+        fields = cluster.job(job)
+        if fields["JobState"] == "PENDING" and fields.get("Reason") == "BeginTime":
+            # slurmctld holds a requeued job for 120 s before it is eligible again; start
+            # it now rather than make the test wait.
+            cluster.scontrol("update", f"JobId={job}", "StartTime=now")
+        return fields["Restarts"] == "1" and fields["JobState"] in ("RUNNING", "COMPLETED")
+
+    _wait(restarted, 120, "the requeued job to start", output)
+    _wait(ended, 240, "the job to finish", output)
+    fields, log = cluster.job(job), output.read_text()
+    assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "1", log[-3000:]
+    assert f"requeueing SLURM job {job}" in log
+    run = tmp_path / "runs" / "demo" / f"slurm-{job}"
+    assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in log
+
+    total = EPOCHS * _steps_per_epoch(manifest, tmp_path)
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == total
+    assert rank0_steps() == list(range(1, total + 1))  # no step trained twice or skipped
+    logged = _logged_steps(run)
+    assert sorted(logged) == list(range(total)), str(logged)  # each step logged once
