@@ -23,9 +23,10 @@ EPOCHS = 3
 
 
 def _args(manifest: Path, root: Path, record: Path, signal_after_step: int = -1,
-          **extra: object) -> list[str]:
+          signal_name: str = "SIGUSR1", **extra: object) -> list[str]:
     recorder = {"class_path": "tests.tasks.recorder.SampleRecorder",
-                "init_args": {"path": str(record), "signal_after_step": signal_after_step}}
+                "init_args": {"path": str(record), "signal_after_step": signal_after_step,
+                              "signal_name": signal_name}}
     return ["fit", "--config", DEMO, *tiny_overrides(manifest, root, **{
         "--trainer.max_epochs": EPOCHS, "--trainer.log_every_n_steps": 1,
         "--data.similarity": "paper", "--data.val_fraction": 0.2, **extra}),
@@ -54,7 +55,8 @@ def reference(tiny_cohort, tmp_path):  # type: ignore[no-untyped-def]
     return manifest, recorded(record), torch.load(last, weights_only=True)["global_step"]
 
 
-@pytest.mark.parametrize("stop_after", ["mid_epoch", "last_batch", "finished_epoch"])
+@pytest.mark.parametrize("stop_after", ["mid_epoch", "mid_epoch_sigterm", "last_batch",
+                                        "finished_epoch"])
 def test_a_stopped_run_resumes_without_repeating_or_skipping_a_batch(
         reference, tmp_path, capsys, stop_after):
     manifest, batches, total_steps = reference
@@ -64,10 +66,11 @@ def test_a_stopped_run_resumes_without_repeating_or_skipping_a_batch(
     if stop_after == "finished_epoch":  # a run that ended: its epoch-end last.ckpt
         step = steps_per_epoch
         assert main(_args(manifest, root, record, **{"--trainer.max_epochs": 1})) == 0
-    else:  # SIGUSR1 after a step: saved, then stopped at the next step boundary
-        step = steps_per_epoch + 1 if stop_after == "mid_epoch" else steps_per_epoch
-        assert main(_args(manifest, root, record, signal_after_step=step)) == \
-            PREEMPTED_EXIT_CODE
+    else:  # a signal after a step: saved, then stopped at the next step boundary
+        step = steps_per_epoch if stop_after == "last_batch" else steps_per_epoch + 1
+        name = "SIGTERM" if stop_after.endswith("sigterm") else "SIGUSR1"
+        assert main(_args(manifest, root, record, signal_after_step=step,
+                          signal_name=name)) == PREEMPTED_EXIT_CODE
         assert "resume with the same command and --ckpt_path last" in capsys.readouterr().err
     [run] = root.glob("runs/demo/version_*")
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
