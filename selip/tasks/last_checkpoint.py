@@ -116,20 +116,29 @@ class LastCheckpoint(Callback):
                 rank_zero_warn("ModelCheckpoint(save_last=...) is ignored: selip's "
                                "LastCheckpoint keeps last.ckpt current")
                 callback.save_last = None
-        if threading.current_thread() is not threading.main_thread():
-            return
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Installed here, after Lightning registers its own handlers (just before the fit
+        # loop), so ours replace them: Lightning's SIGTERM handler would otherwise abort
+        # the run without a checkpoint, and its SLURM SIGUSR1 handler saves mid-step.
         self.received = None
         self._stop_after = None
         self._last_save = time.monotonic()
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals can only be handled in the main thread
         for signum in self.signals:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._on_signal)
 
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def _restore_handlers(self) -> None:
         for signum, handler in self._previous.items():
             if handler is not None:
                 signal.signal(signum, handler)
         self._previous = {}
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        self._restore_handlers()
 
     # -- the step boundary --------------------------------------------------------------
     def _local_decision(self, trainer: pl.Trainer) -> int:
@@ -165,6 +174,7 @@ class LastCheckpoint(Callback):
             self._stop(trainer, self._stop_after)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
         if trainer.global_step != self._last_saved_step:  # e.g. max_steps hit mid-epoch
             trainer.save_checkpoint(checkpoint_dir(trainer) / LAST_CHECKPOINT)
             self._last_saved_step = trainer.global_step
