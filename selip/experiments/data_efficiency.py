@@ -23,7 +23,9 @@ CLASSIFY_MODES = ("linear", "finetune", "scratch")
 SEGMENT_MODES = ("finetune", "scratch")
 
 
-def _fit_then_test(config: str, out: Path, name: str, overrides: list[str]) -> dict[str, float]:
+def fit_then_test(config: str, out: Path, name: str, overrides: list[str]) -> dict[str, float]:
+    """``selip fit`` then ``selip test`` of its best checkpoint (selected on validation);
+    returns the ``test/*`` metrics. Runs go under ``out/name``."""
     root = ["--trainer.logger.init_args.save_dir", str(out),
             "--trainer.logger.init_args.name", name]
     cli = training_cli(["fit", "--config", config, *root, *overrides])
@@ -41,13 +43,13 @@ def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, 
     for fraction in fractions:
         for mode in CLASSIFY_MODES:
             # scratch gets the checkpoint too: its architecture, with random weights
-            metrics = _fit_then_test(classify_config, out, f"classify_{mode}_{fraction}", [
+            metrics = fit_then_test(classify_config, out, f"classify_{mode}_{fraction}", [
                 "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", encoder_ckpt,
                 "--data.label_fraction", str(fraction), *extra])
             results["classification"].append({"mode": mode, "label_fraction": fraction,
                                               **metrics})
     for mode in SEGMENT_MODES:
-        metrics = _fit_then_test(segment_config, out, f"segment_{mode}", [
+        metrics = fit_then_test(segment_config, out, f"segment_{mode}", [
             "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", encoder_ckpt,
             *extra])
         results["segmentation"].append({"mode": mode, **metrics})
