@@ -112,9 +112,8 @@ def prepare(argv: Sequence[str]) -> int:
 
 def similarity(argv: Sequence[str]) -> int:
     """``selip similarity --config CONFIG``: build or load the report-similarity table."""
-    import numpy as np
-
     from selip.data.datamodule import SelipDataModule
+    from selip.similarity.table import SimilarityTable
 
     parser = _data_parser("selip similarity", (
         "Build (or load, when its key matches) the table of report similarity S over the "
@@ -131,17 +130,45 @@ def similarity(argv: Sequence[str]) -> int:
     except ValueError as err:
         return _fail(str(err))
     assert table is not None
+    if isinstance(table, SimilarityTable):
+        _describe_dense(table, report_table.texts, config.show)
+    else:
+        _describe_sparse(table, report_table.texts, config.show)
+    return 0
+
+
+def _describe_dense(table: Any, texts: list[str], show: int) -> None:
+    import numpy as np
+
     off_diagonal = np.asarray(table.matrix, dtype=np.float32)[~np.eye(len(table), dtype=bool)]
     print(f"key      {table.key}\npath     {table.path}\nreports  {len(table)} unique texts\n"
           f"seconds  {table.info.build_seconds} (build)\n"
           f"S        off-diagonal mean {off_diagonal.mean() if off_diagonal.size else 0:.3f}, "
           f"zero {np.mean(off_diagonal == 0) if off_diagonal.size else 0:.1%}")
-    if config.show > 0 and len(table) > 1:
+    if show > 0 and len(table) > 1:
         upper = np.triu(np.asarray(table.matrix, dtype=np.float32), k=1)
-        for flat in np.argsort(upper, axis=None)[::-1][: config.show]:
+        for flat in np.argsort(upper, axis=None)[::-1][:show]:
             i, j = np.unravel_index(flat, upper.shape)
-            print(f"{upper[i, j]:.3f}  {report_table.texts[i]!r}  ~  {report_table.texts[j]!r}")
-    return 0
+            print(f"{upper[i, j]:.3f}  {texts[i]!r}  ~  {texts[j]!r}")
+
+
+def _describe_sparse(table: Any, texts: list[str], show: int) -> None:
+    import numpy as np
+
+    neighbours = np.asarray(table.neighbours, dtype=np.int64)
+    values = np.asarray(table.values, dtype=np.float32)
+    others = neighbours != np.arange(len(table))[:, None]
+    kept = values[others]
+    print(f"key      {table.key}\nformat   top-{table.top_k} neighbours per report "
+          f"({table.nbytes / 2**20:.1f} MB)\nreports  {len(table)} unique texts\n"
+          f"seconds  {table.info.build_seconds} (build)\n"
+          f"S        kept off-diagonal mean {kept.mean() if kept.size else 0:.3f}")
+    if show > 0 and kept.size:
+        rows = np.nonzero(others)[0]
+        pairs = sorted({(float(v), min(i, j), max(i, j)) for v, i, j in
+                        zip(kept, rows, neighbours[others], strict=True)}, reverse=True)
+        for value, i, j in pairs[:show]:
+            print(f"{value:.3f}  {texts[i]!r}  ~  {texts[j]!r}")
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {

@@ -108,3 +108,6 @@ def test_similarity_builds_then_reuses_the_table(tiny_cohort, tmp_path, capsys):
     assert capsys.readouterr().out.split()[1] != key
     assert main([*args[:-2], "--data.similarity", "null"]) == 2
     assert "no similarity table" in capsys.readouterr().err
+    assert main([*args, "--data.similarity_top_k", "3", "--show", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "top-3 neighbours per report" in out and len(out.strip().splitlines()) == 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,11 @@ from selip.data.splits import assign_splits, labelled_subset
 from selip.data.text import load_tokenizer, tokenize
 from selip.data.validation import Requirements, check_files, check_structure, resolve_sequences
 from selip.similarity.config import SimilarityConfig, resolve_config
+from selip.similarity.sparse import SparseSimilarityTable, load_or_build_sparse
 from selip.similarity.table import SimilarityTable, load_or_build
+
+#: Neighbours per report when the dense table would exceed ``similarity_dense_max_mb``.
+AUTO_TOP_K = 256
 
 
 def default_cache_dir() -> Path:
@@ -78,6 +83,11 @@ class SelipDataModule(pl.LightningDataModule):
         similarity: report-similarity preset (``english``, ``paper``) or settings for the
             table S over the unique pair texts; None: no table (tasks that do not use S).
         similarity_block_rows: rows per block when building the table.
+        similarity_top_k: keep only each report's k most similar reports (a sparse table
+            built and looked up without ever holding U x U; other pairs count as 0).
+            None: the dense table, unless it would exceed ``similarity_dense_max_mb``,
+            in which case the top 256.
+        similarity_dense_max_mb: the largest dense table (U² float16) to build.
         similarity_device_budget_mb: keep the whole table on the training device when it
             is at most this big; otherwise rows are gathered from the memory map.
         check_files: open every file during ``prepare_data`` to report bad volumes up front.
@@ -113,6 +123,8 @@ class SelipDataModule(pl.LightningDataModule):
         shuffle_seed: int | None = None,
         similarity: str | SimilarityConfig | None = "english",
         similarity_block_rows: int = 512,
+        similarity_top_k: int | None = None,
+        similarity_dense_max_mb: float = 8192.0,
         similarity_device_budget_mb: float = 2048.0,
         check_files: bool = True,
         progress: bool = True,
@@ -144,6 +156,11 @@ class SelipDataModule(pl.LightningDataModule):
         self.similarity = resolve_config(similarity) if similarity is not None else None
         self.similarity_block_rows = similarity_block_rows
         self.similarity_device_budget_mb = similarity_device_budget_mb
+        if similarity_top_k is not None and similarity_top_k < 1:
+            raise ValueError(f"similarity_top_k must be >= 1 or null, got {similarity_top_k}")
+        self.similarity_top_k = similarity_top_k
+        self.similarity_dense_max_mb = similarity_dense_max_mb
+        self._sparse_reported = False
         if not 0 < label_fraction <= 1:
             raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
         self.label_fraction = label_fraction
@@ -160,7 +177,7 @@ class SelipDataModule(pl.LightningDataModule):
         self.classes: list[str] = []
         self.pairs: list[Pair] = []
         self.report_table = ReportTable([])
-        self.similarity_table: SimilarityTable | None = None
+        self.similarity_table: SimilarityTable | SparseSimilarityTable | None = None
         self.datasets: dict[str, PairDataset] = {}
 
     # -- validation ---------------------------------------------------------------------
@@ -209,14 +226,37 @@ class SelipDataModule(pl.LightningDataModule):
                                                    self.normal_report_text))
         return config
 
-    def load_similarity_table(self, report_table: ReportTable) -> SimilarityTable | None:
-        """Load the table of S over ``report_table`` from the cache, building it if needed."""
+    def similarity_format(self, unique_texts: int) -> int | None:
+        """The top k of the table to use for ``unique_texts`` reports; None: dense."""
+        if self.similarity_top_k is not None:
+            return self.similarity_top_k
+        dense_mb = unique_texts**2 * 2 / 2**20
+        if dense_mb <= self.similarity_dense_max_mb:
+            return None
+        if not self._sparse_reported:  # prepare_data and setup both ask
+            self._sparse_reported = True
+            print(f"selip: {unique_texts} unique report texts: a dense similarity table "
+                  f"would take {dense_mb / 1024:.1f} GB (data.similarity_dense_max_mb is "
+                  f"{self.similarity_dense_max_mb:.0f} MB); using the top {AUTO_TOP_K} "
+                  "neighbours of each report (data.similarity_top_k)", file=sys.stderr)
+        return AUTO_TOP_K
+
+    def load_similarity_table(self, report_table: ReportTable
+                              ) -> SimilarityTable | SparseSimilarityTable | None:
+        """Load the table of S over ``report_table`` from the cache, building it if needed
+        (dense, or sparse top-k: see ``similarity_top_k``)."""
         config = self.similarity_config()
         if config is None:
             return None
+        threads = max(1, self.num_workers)
+        top_k = self.similarity_format(len(report_table.texts))
+        if top_k is not None:
+            sparse, _ = load_or_build_sparse(self.cache_dir, report_table.texts, config, top_k,
+                                             threads=threads, progress=self.progress)
+            return sparse
         table, _ = load_or_build(self.cache_dir, report_table.texts, config,
                                  block_rows=self.similarity_block_rows,
-                                 threads=max(1, self.num_workers), progress=self.progress)
+                                 threads=threads, progress=self.progress)
         return table
 
     def place_similarity_table(self, device: torch.device | str) -> bool:

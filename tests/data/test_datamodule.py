@@ -129,6 +129,27 @@ def test_the_similarity_table_covers_every_report_id(tiny_cohort, tmp_path):
     assert _datamodule(tiny_cohort(n=6), tmp_path, similarity=None).similarity_table is None
 
 
+def test_beyond_the_dense_budget_a_sparse_top_k_table_is_used(tiny_cohort, tmp_path, capsys):
+    from selip.similarity.sparse import SparseSimilarityTable
+
+    manifest = tiny_cohort(n=6)
+    dense = _datamodule(manifest, tmp_path, similarity="paper")
+    over_budget = _datamodule(manifest, tmp_path, similarity="paper",
+                              similarity_dense_max_mb=0.0)
+    table = over_budget.similarity_table
+    assert isinstance(table, SparseSimilarityTable) and "using the top 256" in \
+        capsys.readouterr().err
+    assert dense.similarity_table is not None
+    every = torch.arange(len(table))  # 256 >= U: every pair kept, so exactly the dense S
+    torch.testing.assert_close(table.lookup(every), dense.similarity_table.lookup(every))
+    two = _datamodule(manifest, tmp_path, similarity="paper", similarity_top_k=2)
+    assert isinstance(two.similarity_table, SparseSimilarityTable)
+    assert two.similarity_table.top_k == 2
+    assert two.place_similarity_table("cpu") is True
+    with pytest.raises(ValueError, match="similarity_top_k"):
+        SelipDataModule("m.csv", similarity_top_k=0)
+
+
 def test_label_fraction_keeps_val_and_test_whole_and_balanced_sampling(tiny_cohort, tmp_path):
     full = _datamodule(tiny_cohort(n=12), tmp_path, val_fraction=0.25, test_fraction=0.25)
     half = _datamodule(tiny_cohort(n=12), tmp_path, val_fraction=0.25, test_fraction=0.25,
