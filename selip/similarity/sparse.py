@@ -116,12 +116,21 @@ class SparseSimilarityTable:
         return neighbours.to(ids.device), values.to(ids.device)
 
     def _one_way(self, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-        """(n, m): S of (row, column) where the column is among the row's top k, else 0."""
+        """(n, m): S of (row, column) where the column is among the row's top k, else 0.
+
+        O(n·k + U) per call: a U-long slot map from report id to its place among the
+        batch's unique columns, read at every kept neighbour of every row.
+        """
         neighbours, values = self._rows(rows)  # (n, k) each
-        wanted = columns[None, :].expand(len(rows), -1).contiguous()  # (n, m)
-        position = torch.searchsorted(neighbours, wanted).clamp_(max=neighbours.shape[1] - 1)
-        hit = neighbours.gather(1, position) == wanted
-        return torch.where(hit, values.gather(1, position), torch.zeros((), device=rows.device))
+        unique, inverse = torch.unique(columns, return_inverse=True)
+        slot = torch.full((len(self),), -1, dtype=torch.long, device=rows.device)
+        slot[unique] = torch.arange(len(unique), device=rows.device)
+        where = slot[neighbours]  # (n, k): the neighbour's column among `unique`, or -1
+        hit = where >= 0
+        row_index = torch.arange(len(rows), device=rows.device)[:, None].expand_as(where)
+        out = torch.zeros(len(rows), len(unique), device=rows.device)
+        out[row_index[hit], where[hit]] = values[hit]  # a row's neighbours are distinct
+        return out[:, inverse]
 
     def lookup(self, report_ids: torch.Tensor, column_ids: torch.Tensor | None = None
                ) -> torch.Tensor:
