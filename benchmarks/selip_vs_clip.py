@@ -122,18 +122,25 @@ def main() -> None:
                                       args.manifest, args.out, args.downstream_epochs))
             runs.append({"arm": arm, "seed": seed, "checkpoint": checkpoint,
                          "metrics": metrics})
-    table = summarise(runs)
-    markdown = to_markdown(table, len(args.seeds))
+            save(args, runs, started)  # after every run: a cut-short session keeps its results
     print(f"\nSeLIP vs CLIP, {len(args.seeds)} seed(s), {args.epochs} pretraining epochs, "
           f"{(time.time() - started) / 60:.1f} min\n")
-    print(markdown)
+    print(to_markdown(summarise(runs), len(args.seeds)))
+    print(f"saved to {args.out / 'selip_vs_clip.md'}")
+
+
+def save(args: argparse.Namespace, runs: list[dict[str, Any]], started: float) -> None:
+    """Write the runs so far and their summary (JSON and Markdown) under ``args.out``."""
+    table = summarise(runs)
+    seeds = sorted({r["seed"] for r in runs})
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "selip_vs_clip.json", json.dumps(
-        {"seeds": args.seeds, "epochs": args.epochs, "extra": args.extra, "runs": runs,
+        {"seeds": seeds, "epochs": args.epochs, "extra": args.extra, "runs": runs,
+         "minutes": round((time.time() - started) / 60, 1),
          "summary": {a: {k: list(v) for k, v in m.items()} for a, m in table.items()}},
         indent=2))
-    atomic_write_text(args.out / "selip_vs_clip.md", markdown)
-    print(f"saved to {args.out / 'selip_vs_clip.md'}")
+    if len(table) == len(ARMS):
+        atomic_write_text(args.out / "selip_vs_clip.md", to_markdown(table, len(seeds)))
 
 
 if __name__ == "__main__":
