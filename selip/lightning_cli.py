@@ -141,13 +141,15 @@ class SelipCLI(LightningCLI):
             print(f"best checkpoint: {best}")
 
 
-def training_cli(argv: list[str]) -> SelipCLI:
-    """Run a LightningCLI subcommand and return the CLI (its trainer holds the metrics)."""
+def training_cli(argv: list[str], callbacks: list[pl.Callback] | None = None) -> SelipCLI:
+    """Run a LightningCLI subcommand and return the CLI (its trainer holds the metrics);
+    ``callbacks`` are added to the config's (for benchmarks and experiments)."""
     program = sys.argv[:1]
     saved, sys.argv = sys.argv, program  # args are passed explicitly, not read from argv
     try:
         return SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
                         subclass_mode_model=True, args=argv,
+                        trainer_defaults={"callbacks": callbacks} if callbacks else None,
                         save_config_kwargs={"overwrite": True})
     finally:
         sys.argv = saved
