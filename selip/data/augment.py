@@ -1,18 +1,24 @@
-"""Random augmentation after the cache, in the loader workers.
+"""Random augmentation, in two places.
 
-Small affine, gamma, intensity scaling, and the paper's laterality-consistent flip: an
-image mirrored left–right is paired with its report's mirrored text (left ↔ right),
-so the pair stays true. Randomness comes from torch's generator, which the DataLoader
-seeds differently in every worker.
+In the loader workers only the paper's laterality-consistent flip: an image mirrored
+left–right is paired with its report's mirrored text (left ↔ right), so the pair stays
+true — it has to happen where the report id is chosen. Everything else (small affine,
+gamma, intensity scaling) is applied to the whole batch on the training device after the
+transfer (``SelipDataModule.on_after_batch_transfer``): one batched ``grid_sample``
+instead of a per-sample resampling in every worker, so the workers only read the cache
+and the accelerator never waits for augmentation.
+
+Randomness comes from torch's generator (the DataLoader seeds each worker differently;
+the device-side part uses the run's seeded global generator).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torchio as tio
+from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
@@ -48,31 +54,108 @@ def _chance(probability: float) -> bool:
     return probability > 0 and float(torch.rand(())) < probability
 
 
-def _random_affine(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentSettings,
-                   spacing: tuple[float, float, float]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    # torchio wants (C, X, Y, Z) with an affine in mm; ours is (C, D, H, W) = (C, Z, Y, X).
-    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
-    subject = tio.Subject(image=tio.ScalarImage(tensor=image.permute(0, 3, 2, 1), affine=affine))
-    if mask is not None:
-        subject["mask"] = tio.LabelMap(tensor=mask.permute(0, 3, 2, 1), affine=affine)
-    transform = tio.RandomAffine(scales=settings.scales, degrees=settings.degrees,
-                                 translation=settings.translation_mm, default_pad_value=0.0)
-    out = transform(subject)
-    assert isinstance(out, tio.Subject)
-    new_image = out.get_image("image").data.permute(0, 3, 2, 1).contiguous()
-    new_mask = None
-    if mask is not None:
-        new_mask = out.get_image("mask").data.permute(0, 3, 2, 1).contiguous()
-    return new_image, new_mask
+def flip_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentSettings
+              ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """Mirror left–right with ``flip_probability`` (in the workers).
+
+    Args:
+        image: (C, D, H, W); W is the left–right axis (see selip.data.preprocess).
+        mask: (1, D, H, W) labels, or None.
+
+    Returns:
+        ``(image, mask, flipped)``; when ``flipped`` the caller must pair the image with
+        the mirrored report text.
+    """
+    if not settings.flips or not _chance(settings.flip_probability):
+        return image, mask, False
+    return image.flip(-1), mask.flip(-1) if mask is not None else None, True
+
+
+def _rotation(angles: torch.Tensor) -> torch.Tensor:
+    """(B, 3) angles in radians about x, y, z → (B, 3, 3) rotation matrices."""
+    cos, sin = angles.cos(), angles.sin()
+    one, zero = torch.ones_like(cos[:, 0]), torch.zeros_like(cos[:, 0])
+
+    def matrix(rows: list[list[torch.Tensor]]) -> torch.Tensor:
+        return torch.stack([torch.stack(row, -1) for row in rows], -2)
+
+    rx = matrix([[one, zero, zero], [zero, cos[:, 0], -sin[:, 0]], [zero, sin[:, 0], cos[:, 0]]])
+    ry = matrix([[cos[:, 1], zero, sin[:, 1]], [zero, one, zero], [-sin[:, 1], zero, cos[:, 1]]])
+    rz = matrix([[cos[:, 2], -sin[:, 2], zero], [sin[:, 2], cos[:, 2], zero], [zero, zero, one]])
+    return rz @ ry @ rx
+
+
+def random_affine_theta(count: int, shape: tuple[int, int, int],
+                        spacing: tuple[float, float, float], settings: AugmentSettings,
+                        device: torch.device) -> torch.Tensor:
+    """(count, 3, 4) ``affine_grid`` matrices of random rotations (±degrees about each axis),
+    per-axis scalings (1 ± scales) and translations (± translation_mm), built in mm about the
+    volume centre and expressed in the normalised coordinates of a (D, H, W) = ``shape``
+    volume with voxel size ``spacing`` — so a rotation stays a rotation when the voxels or
+    the field of view are anisotropic."""
+    def uniform(bound: float, size: tuple[int, ...]) -> torch.Tensor:
+        return (torch.rand(size, device=device) * 2 - 1) * bound
+
+    # affine_grid's coordinates are (x, y, z) = (W, H, D); half extents in mm per axis.
+    half = torch.tensor([shape[2] * spacing[2], shape[1] * spacing[1], shape[0] * spacing[0]],
+                        device=device) / 2
+    linear = _rotation(uniform(math.radians(settings.degrees), (count, 3)))
+    linear = linear * (1 + uniform(settings.scales, (count, 1, 3)))  # scale the columns
+    normalised = linear * half[None, None, :] / half[None, :, None]  # E⁻¹ A E
+    shift = uniform(settings.translation_mm, (count, 3)) / half
+    return torch.cat([normalised, shift[:, :, None]], dim=2)
+
+
+def augment_batch(images: torch.Tensor, masks: torch.Tensor | None, settings: AugmentSettings,
+                  spacing: tuple[float, float, float]
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Affine (trilinear for images, nearest for masks), gamma and intensity scaling of a
+    batch, each drawn per sample, on whatever device the batch is on.
+
+    Args:
+        images: (B, C, D, H, W) float in about [0, 1].
+        masks: (B, 1, D, H, W) integer labels, or None.
+        spacing: voxel size in mm, (D, H, W) order.
+
+    Returns:
+        ``(images, masks)``, same shapes and dtypes.
+    """
+    if not settings.enabled or images.shape[0] == 0:
+        return images, masks
+    count, device = images.shape[0], images.device
+    images = images.float()
+    chosen = (torch.rand(count, device=device) < settings.affine_probability).nonzero()[:, 0]
+    if len(chosen):
+        theta = random_affine_theta(len(chosen), tuple(images.shape[2:]),  # type: ignore[arg-type]
+                                    spacing, settings, device)
+        grid = F.affine_grid(theta, [len(chosen), 1, *images.shape[2:]], align_corners=False)
+        images = images.clone()
+        images[chosen] = F.grid_sample(images[chosen], grid, mode="bilinear",
+                                       padding_mode="zeros", align_corners=False)
+        if masks is not None:
+            moved = F.grid_sample(masks[chosen].float(), grid, mode="nearest",
+                                  padding_mode="zeros", align_corners=False)
+            masks = masks.clone()
+            masks[chosen] = moved.round().to(masks.dtype)
+    if settings.gamma_probability > 0 and settings.log_gamma > 0:
+        gamma = ((torch.rand(count, device=device) * 2 - 1) * settings.log_gamma).exp()
+        apply = torch.rand(count, device=device) < settings.gamma_probability
+        gamma = torch.where(apply, gamma, torch.ones_like(gamma)).view(-1, 1, 1, 1, 1)
+        images = images.clamp(min=0).pow(gamma)
+    if settings.intensity_scale > 0:
+        scale = 1 + (torch.rand(count, device=device) * 2 - 1) * settings.intensity_scale
+        images = images * scale.view(-1, 1, 1, 1, 1)
+    return images, masks
 
 
 def augment_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentSettings,
                  spacing: tuple[float, float, float]
                  ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
-    """Augment one image (and its mask) and say whether it was mirrored left–right.
+    """The whole augmentation of one sample: the flip, then :func:`augment_batch` on a batch
+    of one (the training path splits the two between workers and device).
 
     Args:
-        image: (1, D, H, W) float32 in [0, 1].
+        image: (C, D, H, W) float32 in [0, 1].
         mask: (1, D, H, W) integer labels, or None.
         spacing: voxel size in mm, (D, H, W) order.
 
@@ -82,17 +165,7 @@ def augment_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: Augme
     """
     if not settings.enabled:
         return image, mask, False
-    if _chance(settings.affine_probability):
-        image, mask = _random_affine(image, mask, settings, spacing)
-    if _chance(settings.gamma_probability):
-        gamma = float(torch.empty(()).uniform_(-settings.log_gamma, settings.log_gamma).exp())
-        image = image.clamp(min=0).pow(gamma)
-    if settings.intensity_scale > 0:
-        scale = 1.0 + float(torch.empty(()).uniform_(-settings.intensity_scale,
-                                                      settings.intensity_scale))
-        image = image * scale
-    flipped = _chance(settings.flip_probability)
-    if flipped:  # W is the left–right axis (see selip.data.preprocess)
-        image = image.flip(-1)
-        mask = mask.flip(-1) if mask is not None else None
-    return image, mask, flipped
+    image, mask, flipped = flip_pair(image, mask, settings)
+    images, masks = augment_batch(image[None], mask[None] if mask is not None else None,
+                                  settings, spacing)
+    return images[0], masks[0] if masks is not None else None, flipped

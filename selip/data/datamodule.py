@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from selip.data.augment import AugmentSettings
+from selip.data.augment import AugmentSettings, augment_batch
 from selip.data.cache import VolumeCache
 from selip.data.dataset import Pair, PairDataset
 from selip.data.fingerprint import FileDigests
@@ -300,7 +300,8 @@ class SelipDataModule(pl.LightningDataModule):
         for split in ("train", "val", "test"):
             chosen = [p for p in self.pairs if p.split == split]
             self.datasets[split] = PairDataset(chosen, self.cache, input_ids, attention_mask,
-                                               self.augment if split == "train" else None)
+                                               self.augment if split == "train" else None,
+                                               with_mask=self.needs.require_mask)
 
     @property
     def image_channels(self) -> int:
@@ -373,6 +374,17 @@ class SelipDataModule(pl.LightningDataModule):
         epoch: Any = loop.epoch_progress.current
         batches: Any = loop.epoch_loop.batch_progress.current
         return int(epoch.processed), int(batches.processed)
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int
+                                ) -> dict[str, torch.Tensor]:
+        """Training batches get the affine, gamma and intensity augmentation here, batched
+        on the training device (the flip happened in the workers)."""
+        if self.trainer is not None and self.trainer.training and self.augment.enabled:
+            batch["image"], mask = augment_batch(batch["image"], batch.get("mask"),
+                                                 self.augment, self.preprocess.spacing)
+            if mask is not None:
+                batch["mask"] = mask
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

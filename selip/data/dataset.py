@@ -1,8 +1,10 @@
 """Image–text pairs: one per (exam, sequence), DESIGN §2.1 — or, for downstream tasks
 that stack sequences as channels, one per exam.
 
-Workers read preprocessed arrays from the cache (filling it on a miss), augment, and
-look up the pre-tokenised report text; nothing here parses or tokenises text per step.
+Workers read preprocessed arrays from the cache (filling it on a miss), flip left–right
+(choosing the mirrored report text), and look up the pre-tokenised report text; nothing
+here parses or tokenises text per step. The rest of the augmentation runs batched on the
+training device (``selip.data.augment.augment_batch``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from selip.data.augment import AugmentSettings, augment_pair
+from selip.data.augment import AugmentSettings, flip_pair
 from selip.data.cache import VolumeCache
 from selip.data.preprocess import preprocess_mask, preprocess_volume
 
@@ -54,14 +56,18 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
     int64 when the pairs have them."""
 
     def __init__(self, pairs: list[Pair], cache: VolumeCache, input_ids: torch.Tensor,
-                 attention_mask: torch.Tensor, augment: AugmentSettings | None = None) -> None:
+                 attention_mask: torch.Tensor, augment: AugmentSettings | None = None,
+                 with_mask: bool = True) -> None:
         self.pairs = pairs
         self.cache = cache
         self.input_ids = input_ids
         self.attention_mask = attention_mask
         self.augment = augment
         self.with_label = bool(pairs) and all(p.label is not None for p in pairs)
-        self.with_mask = bool(pairs) and all(p.mask_key is not None for p in pairs)
+        # Masks only when the task needs them: reading, warping and shipping an unused
+        # mask per sample halved the pretraining loader's throughput.
+        self.with_mask = with_mask and bool(pairs) and all(p.mask_key is not None
+                                                           for p in pairs)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -87,8 +93,7 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         mask = self._mask(pair) if self.with_mask else None
         flipped = False
         if self.augment is not None:
-            image, mask, flipped = augment_pair(image, mask, self.augment,
-                                                self.cache.settings.spacing)
+            image, mask, flipped = flip_pair(image, mask, self.augment)
         report_id = pair.mirrored_report_id if flipped else pair.report_id
         sample = {
             "image": image.float(),

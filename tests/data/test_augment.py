@@ -55,3 +55,44 @@ def test_bad_settings_are_named():
         AugmentSettings(flip_probability=1.5)
     with pytest.raises(ValueError, match="degrees"):
         AugmentSettings(degrees=-1)
+
+
+def test_batched_augmentation_with_nothing_drawn_is_the_identity():
+    from selip.data.augment import augment_batch
+
+    images = torch.rand(3, 2, 8, 12, 10)
+    masks = (images[:, :1] > 0.5).long()
+    off = AugmentSettings(affine_probability=0.0, gamma_probability=0.0, intensity_scale=0.0)
+    out, out_masks = augment_batch(images, masks, off, (2.0, 1.0, 1.0))
+    torch.testing.assert_close(out, images)
+    assert out_masks is not None and torch.equal(out_masks, masks)
+
+
+def test_rotations_stay_rotations_in_mm_with_anisotropic_voxels():
+    from selip.data.augment import random_affine_theta
+
+    shape, spacing = (8, 32, 24), (5.0, 1.0, 1.5)
+    rotate = AugmentSettings(degrees=20.0, scales=0.0, translation_mm=0.0)
+    theta = random_affine_theta(16, shape, spacing, rotate, torch.device("cpu"))
+    half = torch.tensor([shape[2] * spacing[2], shape[1] * spacing[1], shape[0] * spacing[0]]) / 2
+    in_mm = theta[:, :, :3] * half[None, :, None] / half[None, None, :]  # E A_n E⁻¹
+    eye = torch.eye(3).expand(16, 3, 3)
+    torch.testing.assert_close(in_mm @ in_mm.transpose(1, 2), eye, atol=1e-5, rtol=0)
+    assert torch.all(theta[:, :, 3] == 0)
+
+
+def test_batched_affine_moves_image_and_mask_together_and_keeps_labels():
+    from selip.data.augment import augment_batch
+
+    torch.manual_seed(1)
+    image, mask = _volume()
+    images, masks = image[None].repeat(4, 1, 1, 1, 1), mask[None].repeat(4, 1, 1, 1, 1) * 2
+    strong = AugmentSettings(affine_probability=1.0, degrees=10.0, scales=0.1,
+                             translation_mm=2.0, gamma_probability=0.0, intensity_scale=0.0)
+    out, out_masks = augment_batch(images, masks, strong, (2.0, 2.0, 2.0))
+    assert out.shape == images.shape and out_masks is not None
+    assert out_masks.dtype == masks.dtype and set(out_masks.unique().tolist()) <= {0, 2}
+    assert not torch.equal(out_masks[0], out_masks[1])  # each sample drew its own transform
+    for sample, labels in zip(out, out_masks, strict=True):
+        inside = sample[labels.bool()]
+        assert inside.numel() > 0 and inside.mean() > 0.5

@@ -48,7 +48,8 @@ def test_pair_texts_follow_the_report_per_sequence(tiny_cohort, tmp_path):
 
 
 def test_train_batch_keys_shapes_and_dtypes(tiny_cohort, tmp_path):
-    dm = _datamodule(tiny_cohort(n=8), tmp_path, val_fraction=0.25, test_fraction=0.0)
+    dm = _datamodule(tiny_cohort(n=8), tmp_path, val_fraction=0.25, test_fraction=0.0,
+                     require_mask=True)
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"image", "input_ids", "attention_mask", "report_id", "sample_id",
                           "sequence", "label", "mask"}
@@ -206,3 +207,25 @@ def test_stacked_sequences_need_every_sequence_of_every_exam(tiny_cohort, tmp_pa
     _datamodule(manifest, tmp_path)  # one sequence missing is fine for pairs
     with pytest.raises(ManifestError, match=r"row 3 \(exam e02\).*t1.*stack_sequences"):
         _datamodule(manifest, tmp_path, stack_sequences=True)
+
+
+def test_masks_only_when_required_and_batch_augmentation_only_in_training(tiny_cohort,
+                                                                          tmp_path):
+    from types import SimpleNamespace
+
+    manifest = tiny_cohort(n=8)
+    pretraining = _datamodule(manifest, tmp_path, val_fraction=0.25, test_fraction=0.0)
+    assert "mask" not in next(iter(pretraining.train_dataloader()))  # no unused masks
+    segmenting = _datamodule(manifest, tmp_path, val_fraction=0.25, test_fraction=0.0,
+                             require_mask=True)
+    batch = next(iter(segmenting.val_dataloader()))
+    original = {k: v.clone() for k, v in batch.items()}
+    segmenting.trainer = SimpleNamespace(training=False)  # type: ignore[assignment]
+    same = segmenting.on_after_batch_transfer(dict(batch), 0)
+    assert torch.equal(same["image"], original["image"])
+    segmenting.trainer = SimpleNamespace(training=True)  # type: ignore[assignment]
+    torch.manual_seed(0)
+    moved = segmenting.on_after_batch_transfer(dict(batch), 0)
+    assert moved["image"].shape == original["image"].shape
+    assert not torch.equal(moved["image"], original["image"])
+    assert moved["mask"].dtype == torch.int64
