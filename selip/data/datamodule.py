@@ -377,8 +377,10 @@ class SelipDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int
                                 ) -> dict[str, torch.Tensor]:
-        """Training batches get the affine, gamma and intensity augmentation here, batched
-        on the training device (the flip happened in the workers)."""
+        """Images arrive as float16 and become float32 here, on the device; training
+        batches also get the affine, gamma and intensity augmentation, batched (the flip
+        happened in the workers)."""
+        batch["image"] = batch["image"].float()
         if self.trainer is not None and self.trainer.training and self.augment.enabled:
             batch["image"], mask = augment_batch(batch["image"], batch.get("mask"),
                                                  self.augment, self.preprocess.spacing)

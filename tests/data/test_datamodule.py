@@ -53,7 +53,8 @@ def test_train_batch_keys_shapes_and_dtypes(tiny_cohort, tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"image", "input_ids", "attention_mask", "report_id", "sample_id",
                           "sequence", "label", "mask"}
-    assert batch["image"].shape == (4, 1, *SHAPE) and batch["image"].dtype == torch.float32
+    assert batch["image"].shape == (4, 1, *SHAPE) and batch["image"].dtype == torch.float16
+    assert dm.on_after_batch_transfer(batch, 0)["image"].dtype == torch.float32  # on device
     assert batch["mask"].shape == (4, 1, *SHAPE) and batch["mask"].dtype == torch.int64
     assert batch["input_ids"].dtype == torch.int64 and batch["input_ids"].shape[0] == 4
     assert batch["attention_mask"].shape == batch["input_ids"].shape
