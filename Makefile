@@ -42,10 +42,16 @@ lint: install
 	$(BIN)/ruff check selip tests benchmarks
 	$(BIN)/mypy selip benchmarks
 
+# Every CPU benchmark (about 20 minutes on 2 cores); each prints its ratios side by side.
+# The SeLIP vs CLIP table itself (3 seeds, about an hour) and the GPU figures are separate:
+#   $(BIN)/python benchmarks/selip_vs_clip.py     $(BIN)/python benchmarks/gpu.py
 bench: install
-	$(BIN)/python benchmarks/data_loading.py
+	$(BIN)/python benchmarks/data.py
+	$(BIN)/python benchmarks/step.py
 	$(BIN)/python benchmarks/similarity.py
 	$(BIN)/python benchmarks/similarity_presets.py
+	$(BIN)/python benchmarks/similarity_scale.py
+	$(BIN)/python benchmarks/selip_vs_clip.py --quick
 
 clean-demo:
 	rm -rf $(DEMO_DIR) .cache/selip
