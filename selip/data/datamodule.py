@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from torch.utils.data import DataLoader
 
 from selip.data.augment import AugmentSettings, augment_batch
@@ -381,14 +382,24 @@ class SelipDataModule(pl.LightningDataModule):
         batches also get the affine, gamma and intensity augmentation, batched (the flip
         happened in the workers)."""
         batch["image"] = batch["image"].float()
-        if self.trainer is not None and self.trainer.training and self.augment.enabled:
+        if self.trainer is not None and self.trainer.training and self.augment.enabled \
+                and self.augment_on_device():
             batch["image"], mask = augment_batch(batch["image"], batch.get("mask"),
                                                  self.augment, self.preprocess.spacing)
             if mask is not None:
                 batch["mask"] = mask
         return batch
 
+    def augment_on_device(self) -> bool:
+        """Affine/gamma/intensity batched on the accelerator after the transfer; on a CPU
+        run instead per sample in the loader workers, which run in parallel with the step
+        rather than before it."""
+        accelerator = getattr(self.trainer, "accelerator", None)
+        return self.trainer is not None and not isinstance(accelerator, CPUAccelerator)
+
     def train_dataloader(self) -> DataLoader:
+        if "train" in self.datasets:
+            self.datasets["train"].augment_fully = not self.augment_on_device()
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:

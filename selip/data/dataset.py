@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from selip.data.augment import AugmentSettings, flip_pair
+from selip.data.augment import AugmentSettings, augment_pair, flip_pair
 from selip.data.cache import VolumeCache
 from selip.data.preprocess import preprocess_mask, preprocess_volume
 
@@ -65,6 +65,9 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         self.input_ids = input_ids
         self.attention_mask = attention_mask
         self.augment = augment
+        # False: only the flip here, the rest batched on the device after the transfer;
+        # True: all of it here (CPU runs, where workers run parallel to the step).
+        self.augment_fully = False
         self.with_label = bool(pairs) and all(p.label is not None for p in pairs)
         # Masks only when the task needs them: reading, warping and shipping an unused
         # mask per sample halved the pretraining loader's throughput.
@@ -94,7 +97,11 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         image = self._image(pair)
         mask = self._mask(pair) if self.with_mask else None
         flipped = False
-        if self.augment is not None:
+        if self.augment is not None and self.augment_fully:
+            image, mask, flipped = augment_pair(image, mask, self.augment,
+                                                self.cache.settings.spacing)
+            image = image.half()
+        elif self.augment is not None:
             image, mask, flipped = flip_pair(image, mask, self.augment)
         report_id = pair.mirrored_report_id if flipped else pair.report_id
         sample = {

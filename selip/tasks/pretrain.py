@@ -24,6 +24,7 @@ from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
 from selip.similarity.table import SimilarityTable
 from selip.tasks.channels import require_single_channel
 from selip.tasks.checkpointing import add_reproducibility_record
+from selip.tasks.profiling import SectionTimer
 from selip.tasks.schedule import resolve_warmup, warmup_then_decay
 from selip.tasks.visuals import log_validation_figures
 
@@ -109,6 +110,8 @@ class PretrainTask(pl.LightningModule):
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._figure_batch: dict[str, torch.Tensor] | None = None
         self._skipped_steps = 0
+        # Times the similarity lookup and the loss of each step when enabled (off: free).
+        self.step_timer = SectionTimer(enabled=False)
 
     # -- data-dependent pieces -----------------------------------------------------------
     @property
@@ -147,15 +150,17 @@ class PretrainTask(pl.LightningModule):
         text_logits = scale * text @ all_image.T
         table = self.similarity_table
         if hp["kl_weight"] > 0 and table is not None:
-            similarity = table.lookup(ids, all_ids)
+            with self.step_timer.section("lookup"):
+                similarity = table.lookup(ids, all_ids)
         else:
             similarity = torch.zeros_like(image_logits)
-        parts = selip_loss_local(
-            image_logits.float(), text_logits.float(), similarity,
-            positives_from_ids(ids, all_ids), row_offset=rank * ids.shape[0],
-            kl_weight=hp["kl_weight"], eps=hp["soft_target_eps"], norm=hp["soft_target_norm"],
-            temperature=hp["soft_target_temperature"], include_diagonal=hp["include_diagonal"],
-            symmetric_kl=hp["symmetric_kl"])
+        with self.step_timer.section("loss"):
+            parts = selip_loss_local(
+                image_logits.float(), text_logits.float(), similarity,
+                positives_from_ids(ids, all_ids), row_offset=rank * ids.shape[0],
+                kl_weight=hp["kl_weight"], eps=hp["soft_target_eps"],
+                norm=hp["soft_target_norm"], temperature=hp["soft_target_temperature"],
+                include_diagonal=hp["include_diagonal"], symmetric_kl=hp["symmetric_kl"])
         return parts, image, text, image_logits
 
     def _log_parts(self, stage: str, parts: LossParts, batch_size: int) -> None:

@@ -230,3 +230,23 @@ def test_masks_only_when_required_and_batch_augmentation_only_in_training(tiny_c
     assert moved["image"].shape == original["image"].shape
     assert not torch.equal(moved["image"], original["image"])
     assert moved["mask"].dtype == torch.int64
+
+
+def test_on_a_cpu_run_the_workers_augment_and_the_device_hook_does_not(tiny_cohort, tmp_path):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    dm = _datamodule(tiny_cohort(n=8), tmp_path, val_fraction=0.25, test_fraction=0.0)
+    dm.trainer = SimpleNamespace(training=True, accelerator=CPUAccelerator(),  # type: ignore[assignment]
+                                 world_size=1, global_rank=0, fit_loop=None)
+    assert not dm.augment_on_device()
+    dm.trainer = None
+    loader = dm.train_dataloader()
+    dm.trainer = SimpleNamespace(training=True, accelerator=CPUAccelerator())  # type: ignore[assignment]
+    dm.datasets["train"].augment_fully = True  # what train_dataloader sets on a CPU run
+    batch = next(iter(loader))
+    assert batch["image"].dtype == torch.float16
+    before = batch["image"].clone()
+    after = dm.on_after_batch_transfer(dict(batch), 0)["image"]
+    torch.testing.assert_close(after, before.float())  # only the cast, no second augmentation
