@@ -8,14 +8,15 @@ which it stops the run. (Lightning's ``ModelCheckpoint(save_last=True)`` only re
 
 Clusters end jobs with a signal: SLURM sends ``SIGUSR1`` ahead of the time limit when
 the job asks for it (``#SBATCH --signal=SIGUSR1@90``) and ``SIGTERM`` on preemption or
-``scontrol requeue``. The signal handler only sets a flag; the checkpoint is written at
-the next step boundary (``on_train_batch_start``), where every rank agrees to stop through
-one all-reduce, the last step's metrics are already logged and the model, optimiser and
-loop counters are consistent. Saving inside the handler, as Lightning's built-in SLURM
+``scontrol requeue``. The signal handler only sets a flag; the checkpoint is written
+after the step in progress (``on_train_batch_end``, where Lightning's loop restore expects
+it), every rank agreeing through one all-reduce, and the run stops before the next step
+(``on_train_batch_start``), once the saved step's metrics are logged — so a resumed run
+logs every step exactly once. Saving inside the handler, as Lightning's built-in SLURM
 handler does, can interleave a barrier with a DDP all-reduce and writes a half-finished
 step. On SLURM the job then requeues itself and resumes with ``--ckpt_path last``.
 
-The same hook writes ``last.ckpt`` every ``every_minutes`` minutes (and/or
+The same boundary writes ``last.ckpt`` every ``every_minutes`` minutes (and/or
 ``every_n_steps`` steps), so a ``SIGKILL`` — a dead node, an out-of-memory kill — loses
 at most that much work. Writes go through :class:`~selip.tasks.checkpointing.
 AtomicCheckpointIO`: a kill during a save leaves the previous ``last.ckpt`` whole.
