@@ -4,6 +4,7 @@
    memory of the build, bytes on disk, bytes a training step holds when the table is placed
    on the device, and the lookup time of a B = 256 batch — dense (U ≤ 20k: 100k would be a
    20 GB file) and sparse top-k. Each build runs in its own process so peaks do not mix.
+   Lookups are timed with one torch thread (stable on a shared machine).
 2. On the demo cohort: the error the sparse table introduces on the soft targets Q of
    training batches (demo batch size, the demo's `english` preset and linear norm), for
    several k: mean total-variation distance ½ Σ|Q − Q'| and KL(Q ‖ Q') per row.
@@ -54,6 +55,9 @@ def child(size: int, kind: str, top_k: int, root: str) -> dict[str, Any]:
         placed = table.nbytes
     seconds = time.perf_counter() - started
     peak = _rss_mb() - before
+    # One thread: torch's CPU thread pool stalls whenever another process holds a core,
+    # which made these milliseconds swing 30x between identical runs on a busy machine.
+    torch.set_num_threads(1)
     ids = torch.randint(0, size, (256,))
     table.lookup(ids)  # warm the page cache
     mapped = median_seconds(lambda: table.lookup(ids), repeats=20)
