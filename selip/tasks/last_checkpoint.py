@@ -177,7 +177,7 @@ class LastCheckpoint(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
         if trainer.global_step != self._last_saved_step:  # e.g. max_steps hit mid-epoch
-            trainer.save_checkpoint(checkpoint_dir(trainer) / LAST_CHECKPOINT)
+            trainer.save_checkpoint(checkpoint_dir(trainer) / LAST_CHECKPOINT, weights_only=False)
             self._last_saved_step = trainer.global_step
 
     def _at_step_boundary(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
@@ -191,7 +191,7 @@ class LastCheckpoint(Callback):
             return
         path = checkpoint_dir(trainer) / LAST_CHECKPOINT
         if trainer.global_step != self._last_saved_step:  # else it is on disk already
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # full state, and no log line
             self._last_saved_step = trainer.global_step
         self._last_save = time.monotonic()
         if decision == _STOP:
