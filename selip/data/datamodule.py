@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -337,17 +338,12 @@ class SelipDataModule(pl.LightningDataModule):
         if train and len(dataset) < batch_size:
             raise ValueError(f"the train split has {len(dataset)} pairs, fewer than "
                              f"batch_size={batch_size}; lower data.batch_size or add exams")
-        if not train:
-            # Lightning adds a DistributedSampler for evaluation under DDP.
-            return DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                              num_workers=self.num_workers,
-                              persistent_workers=self.num_workers > 0,
-                              pin_memory=self.pin_memory and torch.cuda.is_available())
-        return DataLoader(
-            dataset, batch_size=batch_size, sampler=self.train_sampler(dataset), drop_last=True,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-        )
+        loader = partial(DataLoader, dataset, batch_size=batch_size,
+                         num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                         pin_memory=self.pin_memory and torch.cuda.is_available())
+        if not train:  # Lightning adds a DistributedSampler for evaluation under DDP
+            return loader(shuffle=False)
+        return loader(sampler=self.train_sampler(dataset), drop_last=True)
 
     def train_sampler(self, dataset: PairDataset) -> ResumableSampler:
         """Seeded, split across the trainer's ranks, and resumable mid-epoch."""

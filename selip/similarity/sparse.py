@@ -17,7 +17,6 @@ names and renamed before the sidecar, and verified against its digest when opene
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -31,7 +30,7 @@ from tqdm.auto import tqdm
 from selip.data.atomic import atomic_write_text
 from selip.similarity.config import SimilarityConfig
 from selip.similarity.engine import SimilarityEngine
-from selip.similarity.table import TableInfo, table_key
+from selip.similarity.table import TableInfo, array_digest, table_key
 
 _INDEX = np.dtype(np.int32)
 _VALUE = np.dtype(np.float16)
@@ -47,14 +46,6 @@ def sparse_key(texts: list[str], config: SimilarityConfig, top_k: int) -> str:
 def _paths(root: Path, key: str) -> tuple[Path, Path, Path]:
     folder = root / "similarity"
     return folder / f"{key}.idx", folder / f"{key}.val", folder / f"{key}.json"
-
-
-def _digest(neighbours: np.ndarray, values: np.ndarray) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for array in (neighbours, values):
-        for start in range(0, array.shape[0], 65536):
-            digest.update(np.ascontiguousarray(array[start:start + 65536]).data)
-    return digest.hexdigest()
 
 
 def top_k_rows(block: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +163,7 @@ def open_sparse_table(root: str | Path, key: str, verify: bool = True
         return SparseSimilarityTable(info, empty.astype(_INDEX), empty.astype(_VALUE))
     neighbours = np.memmap(index_path, dtype=_INDEX, mode="r", shape=(info.size, width))
     values = np.memmap(value_path, dtype=_VALUE, mode="r", shape=(info.size, width))
-    if verify and _digest(neighbours, values) != info.digest:
+    if verify and array_digest(neighbours, values) != info.digest:
         return None
     return SparseSimilarityTable(info, neighbours, values)
 
@@ -197,7 +188,7 @@ def build_sparse_table(root: str | Path, texts: list[str], config: SimilarityCon
                                         dir=path.parent)
             os.close(fd)
             temporaries.append(name)
-        digest = _digest(np.zeros((0, 0), _INDEX), np.zeros((0, 0), _VALUE))
+        digest = array_digest(np.zeros((0, 0), _INDEX), np.zeros((0, 0), _VALUE))
         if size and width:
             neighbours = np.memmap(temporaries[0], dtype=_INDEX, mode="w+", shape=(size, width))
             values = np.memmap(temporaries[1], dtype=_VALUE, mode="w+", shape=(size, width))
@@ -210,7 +201,7 @@ def build_sparse_table(root: str | Path, texts: list[str], config: SimilarityCon
                     bar.update(block.shape[0])
             neighbours.flush()
             values.flush()
-            digest = _digest(neighbours, values)
+            digest = array_digest(neighbours, values)
             del neighbours, values
         for name, path in zip(temporaries, (index_path, value_path), strict=True):
             with open(name, "rb+") as handle:

@@ -45,10 +45,13 @@ def table_key(texts: list[str], config: SimilarityConfig) -> str:
                             "settings": config.fingerprint(), "model": model})
 
 
-def _matrix_digest(matrix: np.ndarray) -> str:
+def array_digest(*arrays: np.ndarray) -> str:
+    """blake2b over the arrays' bytes, in order, read a few thousand rows at a time (so a
+    memory-mapped table is hashed without loading it whole)."""
     digest = hashlib.blake2b(digest_size=16)
-    for start in range(0, matrix.shape[0], _DIGEST_CHUNK_ROWS):
-        digest.update(np.ascontiguousarray(matrix[start:start + _DIGEST_CHUNK_ROWS]).data)
+    for array in arrays:
+        for start in range(0, array.shape[0], _DIGEST_CHUNK_ROWS):
+            digest.update(np.ascontiguousarray(array[start:start + _DIGEST_CHUNK_ROWS]).data)
     return digest.hexdigest()
 
 
@@ -142,7 +145,7 @@ def open_table(root: str | Path, key: str, verify: bool = True) -> SimilarityTab
     if info.size == 0:
         return SimilarityTable(matrix_path, info, np.zeros((0, 0), _DTYPE))
     matrix = np.memmap(matrix_path, dtype=_DTYPE, mode="r", shape=(info.size, info.size))
-    if verify and _matrix_digest(matrix) != info.digest:
+    if verify and array_digest(matrix) != info.digest:
         return None
     return SimilarityTable(matrix_path, info, matrix)
 
@@ -168,10 +171,10 @@ def build_table(root: str | Path, texts: list[str], config: SimilarityConfig,
                     out[rows] = values.astype(_DTYPE)
                     bar.update(values.shape[0])
             out.flush()
-            hashed = _matrix_digest(out)
+            hashed = array_digest(out)
             del out
         else:
-            hashed = _matrix_digest(np.zeros((0, 0), _DTYPE))
+            hashed = array_digest(np.zeros((0, 0), _DTYPE))
         with open(tmp_name, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)
