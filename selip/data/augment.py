@@ -54,6 +54,15 @@ def _chance(probability: float) -> bool:
     return probability > 0 and float(torch.rand(())) < probability
 
 
+def draw_flip(settings: AugmentSettings) -> bool:
+    """Whether this sample is mirrored left–right (one draw with ``flip_probability``).
+
+    The dataset draws it before reading the volume so that the read itself can mirror
+    (a reversed NumPy copy, about 3× faster than ``torch.flip`` on float16).
+    """
+    return settings.flips and _chance(settings.flip_probability)
+
+
 def flip_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentSettings
               ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """Mirror left–right with ``flip_probability`` (in the workers).
@@ -66,7 +75,7 @@ def flip_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentS
         ``(image, mask, flipped)``; when ``flipped`` the caller must pair the image with
         the mirrored report text.
     """
-    if not settings.flips or not _chance(settings.flip_probability):
+    if not draw_flip(settings):
         return image, mask, False
     return image.flip(-1), mask.flip(-1) if mask is not None else None, True
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from selip.data.augment import AugmentSettings, augment_pair, flip_pair
+from selip.data.augment import AugmentSettings, augment_pair, draw_flip
 from selip.data.cache import VolumeCache
 from selip.data.preprocess import preprocess_mask, preprocess_volume
 
@@ -77,32 +77,37 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _image(self, pair: Pair) -> torch.Tensor:
+    def _image(self, pair: Pair, mirrored: bool) -> torch.Tensor:
+        """(C, D, H, W) float16: each sequence read straight into its channel."""
         settings = self.cache.settings
-        channels = [self.cache.get_or_create(key, "image", partial(preprocess_volume, path,
-                                                                  settings))
-                    for key, path in zip(pair.volume_keys, pair.volumes, strict=True)]
-        return torch.from_numpy(np.stack([np.asarray(c, dtype=np.float16) for c in channels]))
+        image = np.empty((len(pair.volume_keys), *settings.shape), np.float16)
+        for channel, (key, path) in enumerate(zip(pair.volume_keys, pair.volumes, strict=True)):
+            self.cache.get_or_create(key, "image", partial(preprocess_volume, path, settings),
+                                     out=image[channel])
+        return torch.from_numpy(_mirror(image) if mirrored else image)
 
-    def _mask(self, pair: Pair) -> torch.Tensor:
+    def _mask(self, pair: Pair, mirrored: bool) -> torch.Tensor:
+        """(1, D, H, W) int64 labels."""
         assert pair.mask is not None and pair.mask_key is not None
         settings = self.cache.settings
         mask_path = pair.mask
         array = self.cache.get_or_create(pair.mask_key, "mask",
                                          lambda: preprocess_mask(mask_path, settings))
-        return torch.from_numpy(np.asarray(array, dtype=np.int64))[None]
+        return torch.from_numpy(np.asarray(_mirror(array) if mirrored else array,
+                                           dtype=np.int64))[None]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         pair = self.pairs[index]
-        image = self._image(pair)
-        mask = self._mask(pair) if self.with_mask else None
-        flipped = False
+        # Accelerator runs: only the flip here, drawn first so that the read mirrors; CPU
+        # runs (augment_fully): the whole augmentation, flip included, after the read.
+        flipped = (self.augment is not None and not self.augment_fully
+                   and draw_flip(self.augment))
+        image = self._image(pair, mirrored=flipped)
+        mask = self._mask(pair, mirrored=flipped) if self.with_mask else None
         if self.augment is not None and self.augment_fully:
             image, mask, flipped = augment_pair(image, mask, self.augment,
                                                 self.cache.settings.spacing)
             image = image.half()
-        elif self.augment is not None:
-            image, mask, flipped = flip_pair(image, mask, self.augment)
         report_id = pair.mirrored_report_id if flipped else pair.report_id
         sample = {
             "image": image,
@@ -117,3 +122,8 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         if mask is not None:
             sample["mask"] = mask.long()
         return sample
+
+
+def _mirror(array: np.ndarray) -> np.ndarray:
+    """A contiguous left–right mirrored copy (W, the last axis, is left–right)."""
+    return np.ascontiguousarray(array[..., ::-1])

@@ -47,7 +47,7 @@ def _worker_init() -> None:
 def _fill_one(root: Path, settings: PreprocessSettings, key: str, kind: Kind, path: Path) -> bool:
     """Build one entry if missing; True when it was built, False on a hit."""
     cache = VolumeCache(root, settings)
-    if cache.load(key, kind) is not None:
+    if cache.contains(key, kind):
         return False
     build = preprocess_volume if kind == "image" else preprocess_mask
     cache.store(key, build(path, settings), kind)
@@ -60,7 +60,7 @@ def fill_cache(cache: VolumeCache, pairs: list[Pair], workers: int = 2,
     jobs = cache_jobs(pairs)
     summary = PrepareSummary(entries=len(jobs))
     start = time.perf_counter()
-    missing = [job for job in jobs if cache.load(job[0], job[1]) is None]
+    missing = [job for job in jobs if not cache.contains(job[0], job[1])]
     summary.hits = len(jobs) - len(missing)
     bar = tqdm(total=len(jobs), initial=summary.hits, desc="preprocessing", unit="volume",
                disable=not progress)

@@ -20,17 +20,37 @@ def _builder(path, calls):
     return build
 
 
-def test_miss_then_hit_returns_a_memory_map(tmp_path):
+def test_miss_then_hit_reads_the_stored_array(tmp_path):
     volume = write_nifti(tmp_path / "v.nii.gz", head_volume())
     cache = VolumeCache(tmp_path / "cache", SETTINGS)
     key = cache.key(FileDigests().digest(volume), "image")
     calls: list = []
+    assert not cache.contains(key, "image")
     first = cache.get_or_create(key, "image", _builder(volume, calls))
     second = cache.get_or_create(key, "image", _builder(volume, calls))
-    assert len(calls) == 1
-    assert isinstance(second, np.memmap)
+    assert len(calls) == 1 and cache.contains(key, "image")
+    assert second.dtype == np.float16 and second.shape == SETTINGS.shape
     np.testing.assert_array_equal(first, second)
     assert not [p for p in cache.root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_reads_into_the_callers_buffer_on_a_hit_and_on_a_miss(tmp_path):
+    volume = write_nifti(tmp_path / "v.nii.gz", head_volume())
+    cache = VolumeCache(tmp_path / "cache", SETTINGS)
+    key = cache.key("digest", "image")
+    expected = preprocess_volume(volume, SETTINGS)
+    sample = np.full((2, *SETTINGS.shape), -1, np.float16)  # two channels, one per sequence
+    calls: list = []
+    missed = cache.get_or_create(key, "image", _builder(volume, calls), out=sample[0])
+    hit = cache.get_or_create(key, "image", _builder(volume, calls), out=sample[1])
+    assert len(calls) == 1
+    assert np.shares_memory(missed, sample[0]) and np.shares_memory(hit, sample[1])
+    np.testing.assert_array_equal(sample[0], expected)
+    np.testing.assert_array_equal(sample[1], expected)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cache.load(key, "image", out=np.empty(SETTINGS.shape, np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cache.load(key, "image", out=np.empty((*SETTINGS.shape[:2], 24), np.float16)[..., ::2])
 
 
 def test_keys_change_with_content_settings_and_kind(tmp_path):
@@ -55,6 +75,8 @@ def test_truncated_or_foreign_entries_are_rebuilt_never_served(tmp_path):
     entry = cache.path(key)
     entry.write_bytes(entry.read_bytes()[:-100])  # truncated
     assert cache.load(key, "image") is None and not entry.exists()
+    entry.write_bytes(b"")  # empty, as a crash before the first byte would leave it
+    assert not cache.contains(key, "image") and not entry.exists()
     rebuilt = cache.get_or_create(key, "image", _builder(volume, calls))
     np.testing.assert_array_equal(rebuilt, good)
     np.save(entry, np.zeros((3, 3, 3), np.float16))  # wrong shape under the right name

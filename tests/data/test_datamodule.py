@@ -81,11 +81,15 @@ def test_a_flipped_sample_carries_the_mirrored_report(tiny_cohort, tmp_path):
     always = AugmentSettings(flip_probability=1.0, affine_probability=0.0, gamma_probability=0.0,
                              intensity_scale=0.0)
     dm = _datamodule(tiny_cohort(n=4), tmp_path, augment=always, val_fraction=0.0,
-                     test_fraction=0.0)
+                     test_fraction=0.0, require_mask=True)
     plain = _datamodule(tiny_cohort(n=4), tmp_path, augment=AugmentSettings(enabled=False),
-                        val_fraction=0.0, test_fraction=0.0)
+                        val_fraction=0.0, test_fraction=0.0, require_mask=True)
     flipped, unflipped = dm.datasets["train"][0], plain.datasets["train"][0]
+    # The read mirrors the cached volume (and its mask) as it copies it: exactly a flip.
+    assert flipped["image"].is_contiguous() and flipped["image"].dtype == torch.float16
     torch.testing.assert_close(flipped["image"], unflipped["image"].flip(-1))
+    assert unflipped["mask"].any()
+    torch.testing.assert_close(flipped["mask"], unflipped["mask"].flip(-1))
     assert dm.report_table.texts[int(flipped["report_id"])] == swap_laterality(
         plain.report_table.texts[int(unflipped["report_id"])])
     assert dm.report_table.texts[int(flipped["report_id"])].startswith("right frontal lobe")
