@@ -7,8 +7,12 @@ probe at 10 % and 100 % of the labels (accuracy, AUROC; ``configs/classify.yaml`
 segmentation Dice after fine-tuning (``configs/segment.yaml``). Prints mean ± std over
 seeds and saves ``selip_vs_clip.{json,md}`` under ``--out``.
 
+Further arms vary only the soft-target normalisation of SeLIP (``SeLIP-linear``,
+``SeLIP-softmax0.1``): the probe of why SeLIP does or does not win.
+
     .venv/bin/python benchmarks/selip_vs_clip.py                  # 3 seeds (about 1 h on 2 cores)
     .venv/bin/python benchmarks/selip_vs_clip.py --quick          # 1 seed, 1 epoch: a smoke run
+    .venv/bin/python benchmarks/selip_vs_clip.py --arms SeLIP-linear SeLIP-softmax0.1 CLIP
     .venv/bin/python benchmarks/selip_vs_clip.py --extra --data.similarity paper
 """
 
@@ -26,10 +30,20 @@ from selip.data.demo import generate_demo_cohort
 from selip.experiments.data_efficiency import fit_then_test
 from selip.lightning_cli import training_cli
 
-ARMS = {"SeLIP": 1.0, "CLIP": 0.0}
+_SELIP = ["--model.init_args.kl_weight", "1.0"]
+# arm -> its `selip fit` options on top of configs/demo.yaml.
+ARMS: dict[str, list[str]] = {
+    "SeLIP": _SELIP,  # the config's soft-target normalisation
+    "CLIP": ["--model.init_args.kl_weight", "0.0"],
+    "SeLIP-linear": [*_SELIP, "--model.init_args.soft_target_norm", "linear"],
+    "SeLIP-softmax0.1": [*_SELIP, "--model.init_args.soft_target_norm", "softmax",
+                         "--model.init_args.soft_target_temperature", "0.1"],
+}
+DEFAULT_ARMS = ["SeLIP", "CLIP"]
 RETRIEVAL = [f"test/{d}_{kind}R@{k}" for d in ("i2t", "t2i") for kind in ("", "semantic_")
              for k in (1, 5, 10)]
 PROBE_FRACTIONS = (0.1, 1.0)
+SEGMENT_EPOCHS = 5
 QUIET = ["--trainer.enable_progress_bar", "false"]
 
 
@@ -37,7 +51,7 @@ def pretrain_and_test(arm: str, seed: int, manifest: str, out: Path, epochs: int
                       extra: list[str]) -> tuple[str, dict[str, float]]:
     """Pretrain one arm; returns its last checkpoint and its test retrieval metrics."""
     common = ["--config", "configs/demo.yaml", "--data.manifest", manifest,
-              "--seed_everything", str(seed), "--model.init_args.kl_weight", str(ARMS[arm]),
+              "--seed_everything", str(seed), *ARMS[arm],
               "--trainer.max_epochs", str(epochs), "--trainer.logger.init_args.save_dir",
               str(out), "--trainer.logger.init_args.name", f"{arm.lower()}_seed{seed}",
               *QUIET, *extra]
@@ -49,28 +63,31 @@ def pretrain_and_test(arm: str, seed: int, manifest: str, out: Path, epochs: int
 
 
 def downstream(checkpoint: str, name: str, seed: int, manifest: str, out: Path,
-               epochs: int | None) -> dict[str, float]:
+               epochs: int | None, segment_epochs: int | None) -> dict[str, float]:
     """Linear probes at 10 % and 100 % of the labels, and fine-tuned segmentation Dice."""
     common = ["--data.manifest", manifest, "--seed_everything", str(seed), *QUIET,
               "--model.init_args.encoder_ckpt", checkpoint]
-    if epochs is not None:
-        common += ["--trainer.max_epochs", str(epochs)]
+    probe_epochs = [] if epochs is None else ["--trainer.max_epochs", str(epochs)]
     results: dict[str, float] = {}
     for fraction in PROBE_FRACTIONS:
         probe = fit_then_test("configs/classify.yaml", out, f"{name}_linear_{fraction}", [
-            *common, "--model.init_args.mode", "linear", "--data.label_fraction", str(fraction)])
+            *common, *probe_epochs, "--model.init_args.mode", "linear",
+            "--data.label_fraction", str(fraction)])
         results[f"linear{fraction:.0%}/accuracy"] = probe["test/accuracy"]
         results[f"linear{fraction:.0%}/auroc"] = probe["test/auroc"]
-    segment = fit_then_test("configs/segment.yaml", out, f"{name}_segment",
-                            [*common, "--model.init_args.mode", "finetune"])
+    segment_epochs = segment_epochs if segment_epochs is not None else epochs
+    segment = fit_then_test("configs/segment.yaml", out, f"{name}_segment", [
+        *common, *([] if segment_epochs is None else ["--trainer.max_epochs",
+                                                      str(segment_epochs)]),
+        "--model.init_args.mode", "finetune"])
     results["segment/dice"] = segment["test/dice"]
     return results
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
-    """arm → metric → (mean, std over seeds; std 0 for one seed)."""
+    """arm → metric → (mean, std over seeds; std 0 for one seed), arms in run order."""
     table: dict[str, dict[str, tuple[float, float]]] = {}
-    for arm in ARMS:
+    for arm in dict.fromkeys(r["arm"] for r in runs):
         rows = [r["metrics"] for r in runs if r["arm"] == arm]
         if not rows:
             continue
@@ -83,15 +100,16 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, fl
 
 
 def to_markdown(table: dict[str, dict[str, tuple[float, float]]], seeds: int) -> str:
+    """mean ± std per arm, and each other arm's difference to CLIP when CLIP ran."""
     keys = list(next(iter(table.values())))
+    compared = [arm for arm in table if arm != "CLIP"] if "CLIP" in table else []
     lines = [f"| metric (test, mean ± std over {seeds} seed{'s' if seeds > 1 else ''}) | "
-             + " | ".join(table) + " | SeLIP − CLIP |",
-             "| --- |" + " --- |" * (len(table) + 1)]
+             + " | ".join(table) + "".join(f" | {arm} − CLIP" for arm in compared) + " |",
+             "| --- |" + " --- |" * (len(table) + len(compared))]
     for key in keys:
         cells = [f"{table[arm][key][0]:.3f} ± {table[arm][key][1]:.3f}" for arm in table]
-        delta = table["SeLIP"][key][0] - table["CLIP"][key][0] if len(table) == 2 else 0.0
-        lines.append(f"| {key.removeprefix('test/')} | " + " | ".join(cells)
-                     + f" | {delta:+.3f} |")
+        cells += [f"{table[arm][key][0] - table['CLIP'][key][0]:+.3f}" for arm in compared]
+        lines.append(f"| {key.removeprefix('test/')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -101,16 +119,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=10, help="pretraining epochs (10)")
     parser.add_argument("--downstream_epochs", type=int, default=None,
-                        help="probe/segmentation epochs (default: their configs' 5)")
+                        help="linear-probe epochs (default: configs/classify.yaml's 5)")
+    parser.add_argument("--segment_epochs", type=int, default=SEGMENT_EPOCHS,
+                        help=f"segmentation fine-tuning epochs ({SEGMENT_EPOCHS})")
     parser.add_argument("--out", type=Path, default=Path("runs/selip_vs_clip"))
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch each: a smoke run")
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
-                        help="which arms to run (e.g. only SeLIP when probing its settings)")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=DEFAULT_ARMS,
+                        help="which arms to run (default: SeLIP CLIP)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="further `selip fit` options for the pretraining runs")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs, args.downstream_epochs = args.seeds[:1], 1, 1
+        args.segment_epochs = 1
         args.out = args.out.with_name(args.out.name + "_quick")
     if not Path(args.manifest).exists():
         generate_demo_cohort(Path(args.manifest).parent, num_exams=200, seed=0)
@@ -121,14 +142,14 @@ def main() -> None:
             checkpoint, metrics = pretrain_and_test(arm, seed, args.manifest, args.out,
                                                     args.epochs, args.extra)
             metrics.update(downstream(checkpoint, f"{arm.lower()}_seed{seed}", seed,
-                                      args.manifest, args.out, args.downstream_epochs))
+                                      args.manifest, args.out, args.downstream_epochs,
+                                      args.segment_epochs))
             runs.append({"arm": arm, "seed": seed, "checkpoint": checkpoint,
                          "metrics": metrics})
             save(args, runs, started)  # after every run: a cut-short session keeps its results
     print(f"\nSeLIP vs CLIP, {len(args.seeds)} seed(s), {args.epochs} pretraining epochs, "
           f"{(time.time() - started) / 60:.1f} min\n")
-    if len(args.arms) == len(ARMS):
-        print(to_markdown(summarise(runs), len(args.seeds)))
+    print(to_markdown(summarise(runs), len(args.seeds)))
     print(f"saved to {args.out / 'selip_vs_clip.json'}")
 
 
@@ -138,12 +159,12 @@ def save(args: argparse.Namespace, runs: list[dict[str, Any]], started: float) -
     seeds = sorted({r["seed"] for r in runs})
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "selip_vs_clip.json", json.dumps(
-        {"seeds": seeds, "epochs": args.epochs, "extra": args.extra, "runs": runs,
+        {"seeds": seeds, "epochs": args.epochs, "segment_epochs": args.segment_epochs,
+         "arms": {arm: ARMS[arm] for arm in args.arms}, "extra": args.extra, "runs": runs,
          "minutes": round((time.time() - started) / 60, 1),
          "summary": {a: {k: list(v) for k, v in m.items()} for a, m in table.items()}},
         indent=2))
-    if len(table) == len(ARMS):
-        atomic_write_text(args.out / "selip_vs_clip.md", to_markdown(table, len(seeds)))
+    atomic_write_text(args.out / "selip_vs_clip.md", to_markdown(table, len(seeds)))
 
 
 if __name__ == "__main__":
