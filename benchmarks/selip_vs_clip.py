@@ -76,12 +76,20 @@ def downstream(checkpoint: str, name: str, seed: int, manifest: str, out: Path,
         results[f"linear{fraction:.0%}/accuracy"] = probe["test/accuracy"]
         results[f"linear{fraction:.0%}/auroc"] = probe["test/auroc"]
     segment_epochs = segment_epochs if segment_epochs is not None else epochs
+    if segment_epochs == 0:
+        return results  # segmentation skipped
     segment = fit_then_test("configs/segment.yaml", out, f"{name}_segment", [
         *common, *([] if segment_epochs is None else ["--trainer.max_epochs",
                                                       str(segment_epochs)]),
         "--model.init_args.mode", "finetune"])
     results["segment/dice"] = segment["test/dice"]
     return results
+
+
+def seeds_per_arm(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """arm → how many seeds it ran."""
+    arms = dict.fromkeys(r["arm"] for r in runs)
+    return {arm: sum(r["arm"] == arm for r in runs) for arm in arms}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -99,12 +107,16 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, fl
     return table
 
 
-def to_markdown(table: dict[str, dict[str, tuple[float, float]]], seeds: int) -> str:
-    """mean ± std per arm, and each other arm's difference to CLIP when CLIP ran."""
+def to_markdown(table: dict[str, dict[str, tuple[float, float]]],
+                seeds: dict[str, int]) -> str:
+    """mean ± std per arm (over ``seeds[arm]`` seeds), and each other arm's difference to
+    CLIP when CLIP ran."""
     keys = list(next(iter(table.values())))
     compared = [arm for arm in table if arm != "CLIP"] if "CLIP" in table else []
-    lines = [f"| metric (test, mean ± std over {seeds} seed{'s' if seeds > 1 else ''}) | "
-             + " | ".join(table) + "".join(f" | {arm} − CLIP" for arm in compared) + " |",
+    lines = ["| metric (test, mean ± std over seeds) | "
+             + " | ".join(f"{arm} ({seeds[arm]} seed{'s' if seeds[arm] > 1 else ''})"
+                          for arm in table)
+             + "".join(f" | {arm} − CLIP" for arm in compared) + " |",
              "| --- |" + " --- |" * (len(table) + len(compared))]
     for key in keys:
         cells = [f"{table[arm][key][0]:.3f} ± {table[arm][key][1]:.3f}" for arm in table]
@@ -121,11 +133,14 @@ def main() -> None:
     parser.add_argument("--downstream_epochs", type=int, default=None,
                         help="linear-probe epochs (default: configs/classify.yaml's 5)")
     parser.add_argument("--segment_epochs", type=int, default=SEGMENT_EPOCHS,
-                        help=f"segmentation fine-tuning epochs ({SEGMENT_EPOCHS})")
+                        help=f"segmentation fine-tuning epochs ({SEGMENT_EPOCHS}; 0 skips it)")
     parser.add_argument("--out", type=Path, default=Path("runs/selip_vs_clip"))
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch each: a smoke run")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=DEFAULT_ARMS,
                         help="which arms to run (default: SeLIP CLIP)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already saved under --out and skip their "
+                             "(arm, seed): a cut-short benchmark continues where it stopped")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="further `selip fit` options for the pretraining runs")
     args = parser.parse_args()
@@ -135,10 +150,13 @@ def main() -> None:
         args.out = args.out.with_name(args.out.name + "_quick")
     if not Path(args.manifest).exists():
         generate_demo_cohort(Path(args.manifest).parent, num_exams=200, seed=0)
-    started = time.time()
-    runs: list[dict[str, Any]] = []
+    runs, earlier_minutes = previous_runs(args.out / "selip_vs_clip.json", args)
+    started = time.time() - 60 * earlier_minutes
+    done = {(r["arm"], r["seed"]) for r in runs}
     for seed in args.seeds:
         for arm in args.arms:
+            if (arm, seed) in done:
+                continue
             checkpoint, metrics = pretrain_and_test(arm, seed, args.manifest, args.out,
                                                     args.epochs, args.extra)
             metrics.update(downstream(checkpoint, f"{arm.lower()}_seed{seed}", seed,
@@ -149,8 +167,22 @@ def main() -> None:
             save(args, runs, started)  # after every run: a cut-short session keeps its results
     print(f"\nSeLIP vs CLIP, {len(args.seeds)} seed(s), {args.epochs} pretraining epochs, "
           f"{(time.time() - started) / 60:.1f} min\n")
-    print(to_markdown(summarise(runs), len(args.seeds)))
+    print(to_markdown(summarise(runs), seeds_per_arm(runs)))
     print(f"saved to {args.out / 'selip_vs_clip.json'}")
+
+
+def previous_runs(path: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
+    """With ``--resume``: the runs saved in ``path`` and their minutes; else none."""
+    if not args.resume or not path.exists():
+        return [], 0.0
+    saved = json.loads(path.read_text())
+    settings = (args.epochs, args.segment_epochs, args.extra)
+    kept = (saved.get("epochs"), saved.get("segment_epochs"), saved.get("extra", []))
+    if kept != settings:
+        raise SystemExit(f"--resume: {path} holds runs with (epochs, segment_epochs, extra) = "
+                         f"{kept}, not {settings}; use another --out")
+    print(f"resuming: {len(saved['runs'])} run(s) kept from {path}")
+    return list(saved["runs"]), float(saved.get("minutes", 0.0))
 
 
 def save(args: argparse.Namespace, runs: list[dict[str, Any]], started: float) -> None:
@@ -160,11 +192,12 @@ def save(args: argparse.Namespace, runs: list[dict[str, Any]], started: float) -
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "selip_vs_clip.json", json.dumps(
         {"seeds": seeds, "epochs": args.epochs, "segment_epochs": args.segment_epochs,
-         "arms": {arm: ARMS[arm] for arm in args.arms}, "extra": args.extra, "runs": runs,
+         "arms": {arm: ARMS[arm] for arm in seeds_per_arm(runs)}, "extra": args.extra,
+         "runs": runs,
          "minutes": round((time.time() - started) / 60, 1),
          "summary": {a: {k: list(v) for k, v in m.items()} for a, m in table.items()}},
         indent=2))
-    atomic_write_text(args.out / "selip_vs_clip.md", to_markdown(table, len(seeds)))
+    atomic_write_text(args.out / "selip_vs_clip.md", to_markdown(table, seeds_per_arm(runs)))
 
 
 if __name__ == "__main__":
