@@ -68,8 +68,9 @@ class VolumeCache:
         """The (D, H, W) array of ``key`` read into memory, or None when absent or invalid.
 
         Args:
-            out: optional C-contiguous (D, H, W) array of the kind's dtype to read into
-                (e.g. one channel of a sample); returned on a hit.
+            out: optional writable C-contiguous (D, H, W) array of the kind's dtype to read
+                into (e.g. one channel of a sample); returned on a hit. On None it may hold
+                part of an entry whose read was cut short (get_or_create overwrites it).
 
         An invalid entry (truncated, wrong shape or dtype, unreadable header) is deleted
         so that the next store replaces it.
@@ -96,9 +97,12 @@ class VolumeCache:
 
     def _check_out(self, out: np.ndarray, kind: Kind) -> None:
         expected = tuple(int(s) for s in self.settings.shape)
-        if out.shape != expected or out.dtype != _DTYPES[kind] or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous {expected} {_DTYPES[kind]} array, "
-                             f"got {out.shape} {out.dtype}")
+        if out.shape != expected or out.dtype != _DTYPES[kind] or not out.flags.c_contiguous \
+                or not out.flags.writeable:
+            layout = "" if out.flags.c_contiguous else " not C-contiguous"
+            access = "" if out.flags.writeable else " read-only"
+            raise ValueError(f"out must be a writable C-contiguous {expected} {_DTYPES[kind]} "
+                             f"array, got a{access}{layout} {out.shape} {out.dtype} one")
 
     def _open(self, path: Path) -> io.BufferedReader | None:
         """The entry opened for reading; None when absent (an unreadable one is deleted)."""

@@ -11,6 +11,7 @@ one the laterality flip mirrors). ``spacing`` and ``shape`` are given in (D, H, 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,13 @@ def _crop_or_pad(settings: PreprocessSettings) -> tio.Transform:
     return tio.CropOrPad(shape, padding_mode=0)
 
 
+def _keep_random_state() -> contextlib.AbstractContextManager[None]:
+    """Every torchio transform draws from torch's global generator (its probability ``p``)
+    even when deterministic: without this a cache miss would shift the training
+    augmentation drawn after it, so a warm and a cold cache would augment differently."""
+    return torch.random.fork_rng(devices=[])
+
+
 def to_dhw(tensor: torch.Tensor) -> np.ndarray:
     """(1, X, Y, Z) torchio tensor → (D, H, W) = (Z, Y, X) contiguous array."""
     return np.ascontiguousarray(tensor[0].numpy().transpose(2, 1, 0))
@@ -82,8 +90,9 @@ def preprocess_image(path: str | Path, settings: PreprocessSettings) -> tio.Scal
     the preprocessed grid — what mapping a prediction back to the input needs."""
     data, affine = load_volume(path, settings.first_volume_of_4d)
     image = tio.ScalarImage(tensor=torch.from_numpy(data)[None], affine=affine)
-    for transform in _geometry(settings):
-        image = transform(image)
+    with _keep_random_state():
+        for transform in _geometry(settings):
+            image = transform(image)
     tensor = image.data.float()
     low, high = np.percentile(tensor.numpy(), settings.percentiles)
     if high > low:
@@ -91,7 +100,8 @@ def preprocess_image(path: str | Path, settings: PreprocessSettings) -> tio.Scal
     else:  # a constant volume carries no contrast; map it to zeros instead of dividing by 0
         tensor = torch.zeros_like(tensor)
     image = tio.ScalarImage(tensor=tensor, affine=image.affine)
-    return _crop_or_pad(settings)(image)
+    with _keep_random_state():
+        return _crop_or_pad(settings)(image)
 
 
 def preprocess_mask(path: str | Path, settings: PreprocessSettings) -> np.ndarray:
@@ -104,7 +114,8 @@ def preprocess_mask(path: str | Path, settings: PreprocessSettings) -> np.ndarra
     if np.any(data < 0) or np.any(data > 255) or np.any(data != np.round(data)):
         raise ValueError(f"mask must hold integer labels 0..255: {path}")
     mask = tio.LabelMap(tensor=torch.from_numpy(data.astype(np.int16))[None], affine=affine)
-    for transform in _geometry(settings):
-        mask = transform(mask)
-    mask = _crop_or_pad(settings)(mask)
+    with _keep_random_state():
+        for transform in _geometry(settings):
+            mask = transform(mask)
+        mask = _crop_or_pad(settings)(mask)
     return to_dhw(mask.data).astype(np.uint8)

@@ -84,3 +84,19 @@ def test_mask_uses_nearest_neighbour_and_keeps_labels(tmp_path):
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PreprocessSettings(**kwargs)
+
+
+def test_preprocessing_leaves_the_training_random_stream_alone(tmp_path):
+    """torchio draws from torch's generator in every transform; a cache miss must not
+    shift the augmentation drawn after it (warm and cold caches augment alike)."""
+    import torch
+
+    volume = write_nifti(tmp_path / "v.nii.gz", head_volume())
+    mask = write_nifti(tmp_path / "m.nii.gz", (head_volume() > 0.5).astype(np.uint8))
+    settings = PreprocessSettings(spacing=(3.0, 3.0, 3.0), shape=(8, 8, 8))
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    preprocess_volume(volume, settings)
+    preprocess_mask(mask, settings)
+    assert torch.equal(torch.rand(4), expected)
