@@ -82,8 +82,11 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         settings = self.cache.settings
         image = np.empty((len(pair.volume_keys), *settings.shape), np.float16)
         for channel, (key, path) in enumerate(zip(pair.volume_keys, pair.volumes, strict=True)):
-            self.cache.get_or_create(key, "image", partial(preprocess_volume, path, settings),
-                                     out=image[channel])
+            out = image[channel]
+            got = self.cache.get_or_create(key, "image", partial(preprocess_volume, path,
+                                                                 settings), out=out)
+            if got is not out:  # a cache that returned its own array instead of filling out
+                np.copyto(out, got)
         return torch.from_numpy(_mirror(image) if mirrored else image)
 
     def _mask(self, pair: Pair, mirrored: bool) -> torch.Tensor:
