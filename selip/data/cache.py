@@ -38,6 +38,7 @@ class VolumeCache:
         self.root = Path(root)
         self.settings = settings
         self._settings_fingerprint = settings.fingerprint()
+        self._shape = tuple(int(s) for s in settings.shape)  # every entry's (D, H, W)
         self._write_failure_reported = False
 
     def key(self, content_digest: str, kind: Kind) -> str:
@@ -96,7 +97,7 @@ class VolumeCache:
         return array
 
     def _check_out(self, out: np.ndarray, kind: Kind) -> None:
-        expected = tuple(int(s) for s in self.settings.shape)
+        expected = self._shape
         if out.shape != expected or out.dtype != _DTYPES[kind] or not out.flags.c_contiguous \
                 or not out.flags.writeable:
             layout = "" if out.flags.c_contiguous else " not C-contiguous"
@@ -117,7 +118,6 @@ class VolumeCache:
     def _valid_layout(self, handle: io.BufferedReader, kind: Kind
                       ) -> tuple[tuple[int, ...], np.dtype] | None:
         """(shape, dtype) when the open entry's header and size are what ``kind`` expects."""
-        expected_shape = tuple(int(s) for s in self.settings.shape)
         try:
             version = np.lib.format.read_magic(handle)
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -127,7 +127,7 @@ class VolumeCache:
             size = os.fstat(handle.fileno()).st_size
         except (OSError, ValueError, EOFError):
             return None
-        if shape != expected_shape or fortran or dtype != _DTYPES[kind]:
+        if shape != self._shape or fortran or dtype != _DTYPES[kind]:
             return None
         if size != data_offset + int(np.prod(shape)) * dtype.itemsize:
             return None
@@ -140,7 +140,7 @@ class VolumeCache:
 
     def store(self, key: str, array: np.ndarray, kind: Kind) -> None:
         """Write ``array`` atomically as the entry of ``key``."""
-        expected = tuple(int(s) for s in self.settings.shape)
+        expected = self._shape
         if array.shape != expected or array.dtype != _DTYPES[kind]:
             raise ValueError(f"cache entry must be {expected} {_DTYPES[kind]}, "
                              f"got {array.shape} {array.dtype}")
