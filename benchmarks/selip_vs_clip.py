@@ -63,7 +63,7 @@ def pretrain_and_test(arm: str, seed: int, manifest: str, out: Path, epochs: int
 
 
 def downstream(checkpoint: str, name: str, seed: int, manifest: str, out: Path,
-               epochs: int | None, segment_epochs: int | None) -> dict[str, float]:
+               epochs: int | None, segment_epochs: int) -> dict[str, float]:
     """Linear probes at 10 % and 100 % of the labels, and fine-tuned segmentation Dice."""
     common = ["--data.manifest", manifest, "--seed_everything", str(seed), *QUIET,
               "--model.init_args.encoder_ckpt", checkpoint]
@@ -75,13 +75,11 @@ def downstream(checkpoint: str, name: str, seed: int, manifest: str, out: Path,
             "--data.label_fraction", str(fraction)])
         results[f"linear{fraction:.0%}/accuracy"] = probe["test/accuracy"]
         results[f"linear{fraction:.0%}/auroc"] = probe["test/auroc"]
-    segment_epochs = segment_epochs if segment_epochs is not None else epochs
     if segment_epochs == 0:
         return results  # segmentation skipped
     segment = fit_then_test("configs/segment.yaml", out, f"{name}_segment", [
-        *common, *([] if segment_epochs is None else ["--trainer.max_epochs",
-                                                      str(segment_epochs)]),
-        "--model.init_args.mode", "finetune"])
+        *common, "--trainer.max_epochs", str(segment_epochs), "--model.init_args.mode",
+        "finetune"])
     results["segment/dice"] = segment["test/dice"]
     return results
 
@@ -147,6 +145,9 @@ def main() -> None:
     if args.quick:
         args.seeds, args.epochs, args.downstream_epochs = args.seeds[:1], 1, 1
         args.segment_epochs = 1
+    if args.segment_epochs < 0:
+        raise SystemExit(f"--segment_epochs must be >= 0 (0 skips segmentation), got "
+                         f"{args.segment_epochs}")
         args.out = args.out.with_name(args.out.name + "_quick")
     if not Path(args.manifest).exists():
         generate_demo_cohort(Path(args.manifest).parent, num_exams=200, seed=0)
