@@ -184,12 +184,19 @@ PREEMPTED_EXIT_CODE = 3
 
 def _training(args: list[str]) -> int:
     """LightningCLI subcommands; user errors end with a message, not a traceback
-    (set SELIP_DEBUG=1 to see the traceback)."""
+    (set SELIP_DEBUG=1 to see the traceback). In a multi-process run every error line
+    names the rank it comes from."""
     import os
+    import traceback
 
-    from selip.lightning_cli import run_training_cli
-    from selip.tasks.last_checkpoint import Preempted
+    from selip.launch import RANK_FAILED_EXIT_CODE, RankFailed, rank_label
+    from selip.lightning_compat import LightningVersionError
 
+    try:
+        from selip.lightning_cli import run_training_cli
+        from selip.tasks.last_checkpoint import Preempted
+    except LightningVersionError as err:
+        return _fail(str(err))
     try:
         return run_training_cli(args)
     except Preempted as stop:
@@ -199,10 +206,17 @@ def _training(args: list[str]) -> int:
         print(f"selip: {stop}; resume with the same command and --ckpt_path last",
               file=sys.stderr, flush=True)
         return PREEMPTED_EXIT_CODE
+    except RankFailed as err:  # another rank died first: that is the error to report
+        return _fail(str(err), code=RANK_FAILED_EXIT_CODE)
     except ValueError as err:  # ManifestError, bad settings, bad checkpoints
         if os.environ.get("SELIP_DEBUG"):
             raise
-        return _fail(str(err))
+        return _fail(f"{rank_label()}{err}")
+    except Exception as err:
+        if not rank_label():
+            raise  # one process: Python's own traceback says it all
+        traceback.print_exc()
+        return _fail(f"{rank_label()}failed with {type(err).__name__}: {err}", code=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

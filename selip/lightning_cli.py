@@ -22,9 +22,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from selip.data.datamodule import SelipDataModule
+from selip.launch import lightning_launcher, watch_parent
+from selip.lightning_compat import check_lightning
 from selip.tasks.checkpointing import AtomicCheckpointIO, CheckpointError
 from selip.tasks.last_checkpoint import LastCheckpoint
 from selip.tasks.resume import find_last_checkpoint, slurm_version
+
+check_lightning()  # SelipCLI overrides a private hook; fail here rather than silently
 
 #: ``--ckpt_path`` values that Lightning resolves itself (``last`` is selip's, see below).
 _CKPT_KEYWORDS = ("best", "hpc", "registry")
@@ -143,14 +147,20 @@ class SelipCLI(LightningCLI):
 
 def training_cli(argv: list[str], callbacks: list[pl.Callback] | None = None) -> SelipCLI:
     """Run a LightningCLI subcommand and return the CLI (its trainer holds the metrics);
-    ``callbacks`` are added to the config's (for benchmarks and experiments)."""
-    program = sys.argv[:1]
-    saved, sys.argv = sys.argv, program  # args are passed explicitly, not read from argv
+    ``callbacks`` are added to the config's (for benchmarks and experiments).
+
+    The ranks that Lightning's launcher starts (``--trainer.devices N --trainer.strategy
+    ddp``) run exactly ``python -m selip.cli <argv>``, whoever called this (see
+    :mod:`selip.launch`); ``sys.argv`` is not what they run, and LightningCLI warns when it
+    holds arguments beside ``args``, so it is just the program meanwhile."""
+    watch_parent()
+    saved, sys.argv = sys.argv, sys.argv[:1]
     try:
-        return SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
-                        subclass_mode_model=True, args=argv,
-                        trainer_defaults={"callbacks": callbacks} if callbacks else None,
-                        save_config_kwargs={"overwrite": True})
+        with lightning_launcher(argv):
+            return SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
+                            subclass_mode_model=True, args=argv,
+                            trainer_defaults={"callbacks": callbacks} if callbacks else None,
+                            save_config_kwargs={"overwrite": True})
     finally:
         sys.argv = saved
 

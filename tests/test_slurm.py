@@ -95,8 +95,11 @@ def test_a_preempted_ddp_job_requeues_resumes_and_finishes(cluster, tiny_cohort,
                          _job_args(manifest, tmp_path, record), env, cwd=tmp_path,
                          output=output)
 
+    def steps(rank: int) -> list[int]:
+        return [b["step"] for b in recorded(record) if b["rank"] == rank] if record.exists() else []
+
     def rank0_steps() -> list[int]:
-        return [b["step"] for b in recorded(record) if b["rank"] == 0] if record.exists() else []
+        return steps(0)
 
     def ended() -> bool:
         return cluster.job(job)["JobState"] in ("COMPLETED", "FAILED", "CANCELLED")
@@ -124,5 +127,26 @@ def test_a_preempted_ddp_job_requeues_resumes_and_finishes(cluster, tiny_cohort,
     final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == total
     assert rank0_steps() == list(range(1, total + 1))  # no step trained twice or skipped
+    assert steps(1) == rank0_steps()  # every rank trained the same steps
     logged = _logged_steps(run)
     assert sorted(logged) == list(range(total)), str(logged)  # each step logged once
+
+
+def test_a_rank_that_fails_ends_the_job_naming_the_rank(cluster, tiny_cohort, tmp_path):
+    manifest = tiny_cohort(n=16)
+    record, output = tmp_path / "batches.jsonl", tmp_path / "job.out"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "SELIP_CONFIG": str(ROOT / "configs" / "demo.yaml"),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    fault = {"class_path": "tests.rank_faults.RaiseOnRank", "init_args": {"rank": 1, "step": 2}}
+    args = [*_job_args(manifest, tmp_path, record), f"--trainer.callbacks+={json.dumps(fault)}"]
+    job = cluster.submit(ROOT / "scripts" / "slurm" / "demo-cpu.sbatch", args, env,
+                         cwd=tmp_path, output=output)
+
+    def ended() -> bool:
+        return cluster.job(job)["JobState"] in ("COMPLETED", "FAILED", "CANCELLED")
+
+    _wait(ended, 180, "the job to end", output)
+    log = output.read_text()
+    assert cluster.job(job)["JobState"] == "FAILED", log[-3000:]
+    assert "selip: rank 1: failed with RuntimeError: injected failure on rank 1" in log, log[-3000:]
