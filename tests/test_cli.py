@@ -43,8 +43,9 @@ def test_prepare_reports_every_problem_and_exits_non_zero(tmp_path, capsys):
                  str(tmp_path / "c"), "--data.progress", "false"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("selip: 4 problems in the data:")
+    assert err.startswith("selip: 5 problems in the data:")
     assert "row 1 (exam a), column 'report': report is empty" in err
+    assert "row 1 (exam a), column 't1': file not found" in err  # checked despite the above
     assert "no volume for any of the sequences t1" in err
     assert "Traceback" not in err
 
@@ -111,3 +112,30 @@ def test_similarity_builds_then_reuses_the_table(tiny_cohort, tmp_path, capsys):
     assert main([*args, "--data.similarity_top_k", "3", "--show", "2"]) == 0
     out = capsys.readouterr().out
     assert "top-3 neighbours per report" in out and len(out.strip().splitlines()) == 7
+
+
+def test_console_script_lists_table_and_file_problems_in_one_run(tmp_path):
+    from tests.conftest import head_volume, write_nifti
+
+    data = write_nifti(tmp_path / "good.nii.gz", head_volume()).read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"exam_id": "a", "t1": "good.nii.gz", "report": ""},
+        {"exam_id": "b", "t1": "missing.nii.gz", "report": "No abnormality detected."},
+        {"exam_id": "c", "t1": "cut.nii.gz", "report": "No abnormality detected."},
+    ])
+    script = Path(sys.executable).with_name("selip")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "selip.cli"]
+    config = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    result = subprocess.run([*command, "prepare", "--config", str(config), "--data.manifest",
+                             str(manifest), "--data.cache_dir", str(tmp_path / "cache"),
+                             "--data.sequences", "[t1, flair]", "--data.progress", "false",
+                             "--check_only", "true"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("selip: 4 problems in the data:")
+    assert "sequence 'flair' was requested but the manifest has no such column" in result.stderr
+    assert "row 1 (exam a), column 'report': report is empty" in result.stderr
+    assert "row 2 (exam b), column 't1': file not found" in result.stderr
+    assert "row 3 (exam c), column 't1': corrupt or truncated" in result.stderr
+    assert "Traceback" not in result.stderr

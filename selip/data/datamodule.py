@@ -25,7 +25,7 @@ from selip.data.reports import NORMAL_REPORT_TEXT, parse_report, swap_laterality
 from selip.data.sampler import ResumableSampler
 from selip.data.splits import assign_splits, labelled_subset
 from selip.data.text import load_tokenizer, tokenize
-from selip.data.validation import Requirements, check_files, check_structure, resolve_sequences
+from selip.data.validation import Requirements, check_manifest, resolve_sequences
 from selip.similarity.config import SimilarityConfig, resolve_config
 from selip.similarity.sparse import SparseSimilarityTable, load_or_build_sparse
 from selip.similarity.table import SimilarityTable, load_or_build
@@ -186,12 +186,10 @@ class SelipDataModule(pl.LightningDataModule):
     def read_and_check(self, open_files: bool) -> Manifest:
         """Read the manifest and raise :class:`ManifestError` listing every problem."""
         manifest, problems = read_manifest(self.manifest_path)
-        if not problems:
-            problems = check_structure(manifest, self.needs)
-        if not problems and open_files:
-            problems = check_files(manifest, self.needs, self.preprocess.first_volume_of_4d,
-                                   self.digests, self.cache_dir / "checked",
-                                   num_threads=max(1, self.num_workers), progress=self.progress)
+        problems = check_manifest(manifest, problems, self.needs, open_files,
+                                  self.preprocess.first_volume_of_4d, self.digests,
+                                  self.cache_dir / "checked",
+                                  num_threads=max(1, self.num_workers), progress=self.progress)
         if problems:
             raise ManifestError(problems)
         return manifest

@@ -3,14 +3,15 @@
 Two layers: :func:`check_structure` looks only at the table (cheap, runs on every
 rank); :func:`check_files` opens every NIfTI it names (missing, unreadable, corrupt, 4D,
 NaN/Inf). File checks are memoised by content digest in the cache folder, so a second
-run over an unchanged archive costs a ``stat`` per file.
+run over an unchanged archive costs a ``stat`` per file. :func:`check_manifest` runs both
+in one go: a problem in the table never hides the files' problems.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,13 @@ def resolve_sequences(manifest: Manifest, requested: Iterable[str] | None) -> li
     return [s.lower() for s in requested]
 
 
-def check_structure(manifest: Manifest, needs: Requirements) -> list[Problem]:
-    """Problems visible in the table itself (no file is opened)."""
+def check_structure(manifest: Manifest, needs: Requirements,
+                    skip_rows: Collection[int] = ()) -> list[Problem]:
+    """Problems visible in the table itself (no file is opened).
+
+    Args:
+        skip_rows: rows already reported as unreadable (their cells are not checked).
+    """
     source = str(manifest.path)
     problems: list[Problem] = []
     sequences = resolve_sequences(manifest, needs.sequences)
@@ -65,8 +71,11 @@ def check_structure(manifest: Manifest, needs: Requirements) -> list[Problem]:
         problems.append(Problem(source, f"split is empty in {with_split.count(False)} of "
                                 f"{len(with_split)} rows; fill it for every exam or remove the "
                                 "column", column="split"))
+    absent = {"exam_id", "report"} - set(manifest.columns)  # reported once by read_manifest
     for exam in manifest.exams:
-        problems += _check_row(source, exam, sequences, needs, counts)
+        if exam.row not in skip_rows:
+            problems += [p for p in _check_row(source, exam, sequences, needs, counts)
+                         if p.column not in absent]
     return problems
 
 
@@ -153,3 +162,28 @@ def check_files(manifest: Manifest, needs: Requirements, first_volume_of_4d: boo
                             unit="file", disable=not progress or not jobs, leave=False))
     digests.save()
     return [p for p in results if p is not None]
+
+
+def check_manifest(manifest: Manifest, read_problems: list[Problem], needs: Requirements,
+                   open_files: bool = True, first_volume_of_4d: bool = False,
+                   digests: FileDigests | None = None, checked_dir: Path | None = None,
+                   num_threads: int = 4, progress: bool = True) -> list[Problem]:
+    """Every problem of the manifest and its files, in row order (table-wide ones first).
+
+    The table and, with ``open_files``, the files of every column that exists are checked
+    in the same run, so a missing column or an empty report does not hide a missing or
+    corrupt file. Only a manifest that could not be read at all (no columns) stops early.
+
+    Args:
+        read_problems: the problems :func:`~selip.data.manifest.read_manifest` returned.
+        open_files: also open every volume and mask (see :func:`check_files`).
+    """
+    problems = list(read_problems)
+    if not manifest.columns:
+        return problems
+    unreadable = {p.row for p in read_problems if p.row is not None}
+    problems += check_structure(manifest, needs, skip_rows=unreadable)
+    if open_files:
+        problems += check_files(manifest, needs, first_volume_of_4d, digests, checked_dir,
+                                num_threads=num_threads, progress=progress)
+    return sorted(problems, key=lambda p: -1 if p.row is None else p.row)

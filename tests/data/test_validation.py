@@ -77,7 +77,7 @@ def test_nan_and_inf_voxels(tmp_path):
 
 
 def test_empty_report_and_malformed_structured_report(tmp_path, good):
-    rows = [_row("a", good, report="  "), _row("b", good, report='{"FLAIR": "bright"}')]
+    rows = [_row("a", good, report="  "), _row("b", good, report='{"FLAIR": 3}')]
     problems = _problems(write_manifest(tmp_path / "m.csv", rows))
     assert problems[0].endswith("row 1 (exam a), column 'report': report is empty")
     assert "row 2 (exam b), column 'report'" in problems[1] and "must be a list" in problems[1]
@@ -128,10 +128,11 @@ def test_every_problem_is_reported_at_once(tmp_path, good):
     rows = [_row("a", "missing.nii"), _row("a", good, report=""), _row("c", "nan.nii.gz")]
     path = write_manifest(tmp_path / "m.csv", rows)
     datamodule = SelipDataModule(str(path), cache_dir=str(tmp_path / "cache"), progress=False)
-    # structural problems come first: the duplicate id and the empty report
+    # the table's problems (duplicate id twice, empty report) do not hide the files' ones
     with pytest.raises(ManifestError) as caught:
         datamodule.prepare_data()
-    assert len(caught.value.problems) == 3  # duplicate twice + empty report
+    assert [(p.row, p.column) for p in caught.value.problems] == [
+        (1, "exam_id"), (1, "t1"), (2, "exam_id"), (2, "report"), (3, "t1")]  # in row order
     rows[1]["exam_id"], rows[1]["report"] = "b", "ok text"
     write_manifest(path, rows)
     with pytest.raises(ManifestError) as caught:
@@ -168,3 +169,49 @@ def test_file_checks_are_memoised_by_content(tmp_path, good):
     problems = check_files(manifest, Requirements(), digests=digests, checked_dir=checked,
                            progress=False)
     assert len(problems) == 1 and "NaN/Inf" in str(problems[0])
+
+
+def _truncated_copy(source: Path, target: Path) -> None:
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+
+
+def _four_problem_manifest(tmp_path: Path, good: str) -> Path:
+    """A missing sequence column (when flair is requested), an empty report (row 1), a
+    missing file (row 2) and a truncated ``.nii.gz`` (row 3)."""
+    _truncated_copy(tmp_path / good, tmp_path / "cut.nii.gz")
+    rows = [_row("a", good, report=" "), _row("b", "missing.nii.gz"), _row("c", "cut.nii.gz")]
+    return write_manifest(tmp_path / "m.csv", rows)
+
+
+FOUR_PROBLEMS = ("column 'flair': sequence 'flair' was requested but the manifest has no such",
+                 "row 1 (exam a), column 'report': report is empty",
+                 "row 2 (exam b), column 't1': file not found",
+                 "row 3 (exam c), column 't1': corrupt or truncated")
+
+
+def test_table_problems_do_not_stop_the_file_checks(tmp_path, good):
+    path = _four_problem_manifest(tmp_path, good)
+    datamodule = SelipDataModule(str(path), cache_dir=str(tmp_path / "cache"),
+                                 sequences=["t1", "flair"], progress=False)
+    with pytest.raises(ManifestError) as caught:
+        datamodule.prepare_data()
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "4 problems in the data:"
+    for expected, line in zip(FOUR_PROBLEMS, lines[1:], strict=True):
+        assert expected in line
+
+
+def test_unreadable_rows_and_absent_columns_add_no_noise(tmp_path, good):
+    lines = [json.dumps({"exam_id": "a", "t1": good}), "{broken",
+             json.dumps({"exam_id": "c", "t1": "missing.nii.gz"})]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    datamodule = SelipDataModule(str(path), cache_dir=str(tmp_path / "cache"), progress=False)
+    with pytest.raises(ManifestError) as caught:
+        datamodule.prepare_data()
+    problems = caught.value.problems
+    # the absent report column is named once (not once per row); the broken line once
+    assert [(p.row, p.column) for p in problems] == [(None, None), (2, None), (3, "t1")]
+    assert "required column 'report' is missing" in problems[0].message
+    assert "not valid JSON" in problems[1].message and "file not found" in problems[2].message

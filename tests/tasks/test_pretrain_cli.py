@@ -129,7 +129,9 @@ def test_a_bad_manifest_stops_fit_with_every_problem(tmp_path, capsys):
     demo = Path(__file__).parents[2] / "configs" / "demo.yaml"
     assert main(["fit", "--config", str(demo), *tiny_overrides(bad, tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "2 problems in the data" in err and "Traceback" not in err
+    # the absent flair column, the empty report and the missing t1 file, in one run
+    assert "3 problems in the data" in err and "Traceback" not in err
+    assert "missing.nii.gz" in err
 
 
 def test_selip_test_writes_retrieval_metrics_and_topk_ids(tiny_cohort, tmp_path, capsys):
