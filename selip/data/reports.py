@@ -6,15 +6,26 @@ A report is given either as free text or as structured findings per sequence
     {"FLAIR": [{"location": "left frontal lobe", "appearance": "hyperintense signal"}]}
     {"normal": true}
 
+The authors' structured form, one findings text per sequence, is read too::
+
+    {"T1": "在左侧基底节区表现为低信号",
+     "FLAIR": "在左侧基底节区表现为高信号，在右侧额叶表现为低信号"}
+    {"normal": "未见明显异常"}
+
 Free text follows a one-section-per-line grammar, a sequence name, a colon, and the
-findings for that sequence separated by semicolons::
+findings for that sequence::
 
     T1: left frontal lobe: hypointense signal.
     FLAIR: left frontal lobe: hyperintense signal; right thalamus: hyperintense signal.
 
+Findings are separated as the authors do (``finding_pieces``): by the full-width comma
+``，`` of their Chinese reports, and by ``;`` ``；`` ``。`` and line breaks; an ASCII comma
+never separates findings (``hyperintense, irregular signal`` is one appearance).
+
 Free text without sequence headers (any other prose) is paired unchanged with every
-sequence. The text paired with a sequence is that sequence's findings joined by "; ";
-a sequence without findings, and every sequence of a normal report, is paired with the
+sequence. The text paired with a sequence is that sequence's findings joined by "; "
+(by "，" when they are Chinese, so the authors' text comes back unchanged); a sequence
+without findings, and every sequence of a normal report, is paired with the
 normal-report text (the sequence shows nothing abnormal).
 """
 
@@ -34,6 +45,8 @@ NORMAL_REPORT_TEXT = "No abnormality detected."
 _SECTION = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_*+-]*)\s*[:：]\s*(.*?)\s*[.。]?\s*$")
 _LATERALITY_EN = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 _LATERALITY_ZH = str.maketrans({"左": "右", "右": "左"})
+_FINDING_BREAKS = re.compile(r"[;；。，\n]+")
+_CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 class ReportError(ValueError):
@@ -74,26 +87,58 @@ class Report:
         found = self.findings.get(sequence.lower(), ())
         if not found:
             return normal_text
-        return "; ".join(f.render() for f in found)
+        return join_findings(found)
 
 
-def _structured(data: Mapping[str, Any]) -> Report:
-    if data.get("normal") is True:
+def finding_pieces(text: str) -> list[str]:
+    """The findings of a free text, split as the authors do: at ``，`` (their Chinese
+    reports join the findings of a sequence with it), ``;`` ``；`` ``。`` and line breaks.
+    An ASCII comma does not split. Pieces are stripped; empty ones are dropped."""
+    return [p.strip() for p in _FINDING_BREAKS.split(text) if p.strip(" .")]
+
+
+def join_findings(findings: Iterable[Finding]) -> str:
+    """Rendered findings joined by "; ", or by the authors' "，" when they are Chinese."""
+    rendered = [f.render() for f in findings]
+    separator = "，" if any(_CJK.search(r) for r in rendered) else "; "
+    return separator.join(rendered)
+
+
+def _text_findings(text: str, normal_text: str) -> tuple[Finding, ...]:
+    """The findings of one sequence's text; none for the normal text."""
+    if normalise_text(text) == normalise_text(normal_text):  # "FLAIR: No abnormality detected."
+        return ()
+    return tuple(_split_finding(p) for p in finding_pieces(text))
+
+
+def _listed_findings(sequence: str, items: list[Any]) -> tuple[Finding, ...]:
+    """Findings given as ``{"location", "appearance"}`` objects."""
+    parsed = []
+    for item in items:
+        if not isinstance(item, Mapping) or not {"location", "appearance"} <= item.keys():
+            raise ReportError(f"each finding for {sequence!r} needs 'location' and "
+                              f"'appearance', got {item!r}")
+        parsed.append(Finding(str(item["location"]).strip(), str(item["appearance"]).strip()))
+    return tuple(parsed)
+
+
+def _structured(data: Mapping[str, Any], normal_text: str) -> Report:
+    """A structured report: per sequence a list of finding objects or a findings text
+    (the authors' form); ``{"normal": true}`` or ``{"normal": "<text>"}`` is normal."""
+    if data.get("normal") is True or isinstance(data.get("normal"), str):
         return Report(findings={}, normal=True)
     findings: dict[str, tuple[Finding, ...]] = {}
     for sequence, items in data.items():
         if sequence == "normal":
             continue
-        if not isinstance(items, list):
+        if isinstance(items, str):
+            findings[sequence.lower()] = _text_findings(items, normal_text)
+        elif isinstance(items, list):
+            findings[sequence.lower()] = _listed_findings(sequence, items)
+        else:
             raise ReportError(f"findings for {sequence!r} must be a list of "
-                              f"{{'location', 'appearance'}} objects, got {type(items).__name__}")
-        parsed = []
-        for item in items:
-            if not isinstance(item, Mapping) or not {"location", "appearance"} <= item.keys():
-                raise ReportError(f"each finding for {sequence!r} needs 'location' and "
-                                  f"'appearance', got {item!r}")
-            parsed.append(Finding(str(item["location"]).strip(), str(item["appearance"]).strip()))
-        findings[sequence.lower()] = tuple(parsed)
+                              f"{{'location', 'appearance'}} objects or a findings text, "
+                              f"got {type(items).__name__}")
     if not any(findings.values()):
         raise ReportError("structured report has no findings; write {\"normal\": true} "
                           "for a normal exam")
@@ -117,12 +162,7 @@ def _free_text(text: str, sequences: Iterable[str], normal_text: str) -> Report:
         match = _SECTION.match(line)
         if match is None or match.group(1).lower() not in headers:
             return Report(findings={}, free_text=text.strip())
-        body = match.group(2)
-        if normalise_text(body) == normalise_text(normal_text):  # "FLAIR: No abnormality detected."
-            sections[match.group(1).lower()] = ()
-            continue
-        parts = [p.strip() for p in re.split(r"[;；]", body) if p.strip()]
-        sections[match.group(1).lower()] = tuple(_split_finding(p) for p in parts)
+        sections[match.group(1).lower()] = _text_findings(match.group(2), normal_text)
     if not any(sections.values()):
         return Report(findings={}, normal=True)
     return Report(findings=sections)
@@ -140,7 +180,7 @@ def parse_report(report: str | Mapping[str, Any], normal_text: str = NORMAL_REPO
         ReportError: for an empty report or malformed structured findings.
     """
     if isinstance(report, Mapping):
-        return _structured(report)
+        return _structured(report, normal_text)
     text = str(report).strip()
     if not text:
         raise ReportError("report is empty")
@@ -151,7 +191,7 @@ def parse_report(report: str | Mapping[str, Any], normal_text: str = NORMAL_REPO
             raise ReportError(f"report looks like JSON but does not parse: {err}") from None
         if not isinstance(data, dict):
             raise ReportError("a structured report must be a JSON object")
-        return _structured(data)
+        return _structured(data, normal_text)
     if normalise_text(text) == normalise_text(normal_text):
         return Report(findings={}, normal=True)
     return _free_text(text, sequences, normal_text)
@@ -171,7 +211,7 @@ def render_report(findings: Mapping[str, list[Finding]] | None,
     lines = []
     for sequence, items in findings.items():
         if items:
-            body = "; ".join(f.render() for f in items)
+            body = join_findings(items)
             lines.append(f"{names.get(sequence, sequence.upper())}: {body}.")
     return "\n".join(lines)
 

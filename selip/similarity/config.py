@@ -24,7 +24,7 @@ ENGLISH_SIGNAL_TAGS = ("restricted diffusion", "hyperintense", "hypointense", "i
 DEFAULT_NORMAL_TEXTS = (NORMAL_REPORT_TEXT, "未见明显异常", "未见异常")
 
 #: Bump when the scoring code changes its results: old tables go stale.
-SIMILARITY_VERSION = 1
+SIMILARITY_VERSION = 2  # 2: findings also split at the authors' full-width comma
 
 
 @dataclass(frozen=True)

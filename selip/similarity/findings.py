@@ -1,8 +1,9 @@
 """Reports → findings for scoring (DESIGN §2.3).
 
 A report (structured dict, JSON string, sectioned free text, or one sequence's pair text)
-becomes a tuple of findings, pooled over sequences, or is recognised as normal. Free
-text without sections is split into findings at ``;`` ``；`` ``。`` and line breaks; a
+becomes a tuple of findings, pooled over sequences, or is recognised as normal. Text is
+split into findings as the authors do (``selip.data.reports.finding_pieces``): at the
+full-width comma ``，``, ``;`` ``；`` ``。`` and line breaks, never at an ASCII comma; a
 finding reads ``<location>: <appearance>`` (English grammar) or
 ``在<location>表现为<appearance>`` (the authors' Chinese grammar), else the whole piece is
 its appearance.
@@ -16,10 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from selip.data.reports import Finding, ReportError, normalise_text, parse_report
+from selip.data.reports import (
+    Finding,
+    ReportError,
+    finding_pieces,
+    normalise_text,
+    parse_report,
+)
 from selip.similarity.config import SimilarityConfig
 
-_PIECES = re.compile(r"[;；。\n]+")
 _CHINESE = re.compile(r"^\s*在?(?P<location>.+?)表现为(?P<appearance>.+?)\s*$")
 
 
@@ -52,8 +58,7 @@ def split_finding(piece: str) -> Finding:
 
 def split_findings(text: str) -> tuple[Finding, ...]:
     """Findings of a free text (no sequence sections)."""
-    pieces = [p.strip() for p in _PIECES.split(text) if p.strip(" .")]
-    return tuple(split_finding(p) for p in pieces)
+    return tuple(split_finding(p) for p in finding_pieces(text))
 
 
 def is_normal_text(text: str, config: SimilarityConfig) -> bool:
@@ -79,10 +84,17 @@ def report_findings(report: str | Mapping[str, Any], config: SimilarityConfig) -
     if parsed.free_text is not None:
         findings = split_findings(parsed.free_text)
     else:
-        findings = tuple(f for items in parsed.findings.values() for f in items)
+        findings = tuple(_located(f) for items in parsed.findings.values() for f in items)
     if not findings:
         raise ReportError(f"no findings in report {str(report)[:60]!r}")
     return ScoredReport(findings)
+
+
+def _located(finding: Finding) -> Finding:
+    """A parsed finding without a location, read again in both grammars: the report
+    parser splits ``<location>: <appearance>`` only, so a Chinese
+    ``在<location>表现为<appearance>`` comes to here whole."""
+    return finding if finding.location else split_finding(finding.appearance)
 
 
 def signal_tag(appearance: str, tags: tuple[str, ...]) -> str:

@@ -50,11 +50,46 @@ def test_chinese_headers_and_punctuation():
     assert report.text_for("flair") == "在左侧基底节区表现为高信号"
 
 
+def test_chinese_findings_split_at_the_full_width_comma():
+    text = "在左侧基底节区表现为高信号，在右侧额叶表现为低信号"
+    report = parse_report(f"FLAIR: {text}。\nT1: 在左侧基底节区表现为低信号")
+    assert report.findings["flair"] == (Finding("", "在左侧基底节区表现为高信号"),
+                                        Finding("", "在右侧额叶表现为低信号"))
+    assert report.text_for("flair") == text  # joined again by the authors' 「，」
+    # a 「；」 or 「。」 inside a section separates findings too
+    assert parse_report("FLAIR: 在脑桥表现为等信号。在右侧额叶表现为低信号").text_for("flair") == \
+        "在脑桥表现为等信号，在右侧额叶表现为低信号"
+
+
+def test_ascii_commas_stay_inside_an_english_finding():
+    report = parse_report("FLAIR: left frontal lobe: hyperintense, irregular signal; "
+                          "pons: small cyst.")
+    assert report.findings["flair"] == (Finding("left frontal lobe",
+                                                "hyperintense, irregular signal"),
+                                        Finding("pons", "small cyst"))
+    assert report.text_for("flair") == ("left frontal lobe: hyperintense, irregular signal; "
+                                        "pons: small cyst")
+
+
+def test_the_authors_structured_json_of_texts():
+    data = {"T1": "在左侧基底节区表现为低信号",
+            "FLAIR": "在左侧基底节区表现为高信号，在右侧额叶表现为低信号"}
+    report = parse_report(json.dumps(data, ensure_ascii=False))
+    assert report == parse_report(data)
+    assert report.text_for("T1") == data["T1"]
+    assert report.text_for("flair") == data["FLAIR"]
+    assert len(report.findings["flair"]) == 2
+    assert report.text_for("dwi", "未见明显异常") == "未见明显异常"
+    for normal in ({"normal": "未见明显异常"}, '{"normal": "未见明显异常"}'):
+        assert parse_report(normal, normal_text="未见明显异常").normal
+
+
 @pytest.mark.parametrize("bad, message", [
     ("", "empty"),
     ("   ", "empty"),
     ("{not json", "does not parse"),
-    ('{"FLAIR": "bright"}', "must be a list"),
+    ('{"FLAIR": 3}', "must be a list"),
+    ('{"FLAIR": "No abnormality detected."}', "no findings"),
     ('{"FLAIR": [{"location": "x"}]}', "appearance"),
     ('{"FLAIR": []}', "no findings"),
     ("[1, 2]", None),
