@@ -5,15 +5,34 @@ L2-normalised (scores are plain dot products), ``report_ids`` (N,) — equal id 
 report text — and ``sample_ids`` (N,), unique per pair. Distributed samplers pad the last
 batch with repeated samples, so rows are first de-duplicated by ``sample_id``.
 
+- ties never help a query (DESIGN §2.6): a rank is 1 + the number of wrong candidates
+  scoring *at least as high* as the best-scoring correct one, so a tied wrong candidate
+  ranks ahead of the correct one. A collapsed model (every embedding equal) therefore
+  ranks every query last instead of first, and can never be chosen as the best checkpoint.
+  Scores are compared exactly (no tolerance); correct candidates tying each other cost
+  nothing.
 - image→text: every image queries the pool of unique texts (one per report id, the
-  embedding of the first pair carrying that id). Its rank is 1 + the number of pool texts
-  scoring strictly higher than its own report's text (ties count in the query's favour).
+  embedding of the first pair carrying that id); the correct text is its own report's.
 - text→image: every unique text queries all images; the correct images are those of that
-  report, and the rank is that of the best-scoring one (again 1 + strictly higher).
+  report, and the rank is that of the best-scoring one.
 - semantic R@K: a hit is any candidate whose report has S ≥ τ with the true report (the
-  exact match always counts). Computed as the optimistic rank of the best-scoring relevant
-  candidate, so it is never below exact R@K.
+  exact match always counts). The rank of the best-scoring hit, so it is never below exact
+  R@K.
 - median rank: the lower middle value for an even count (``torch.median`` semantics).
+
+Baselines beside every figure:
+
+- chance: the exact expected R@K of a uniformly random order of the candidates, 1 −
+  C(M − h, K) / C(M, K) averaged over queries, where M is the candidate count and h the
+  query's hits (1 for exact image→text, the report's images for text→image, the semantic
+  hits for semantic R@K). A random order has no ties, so this is the level a model that
+  has learnt nothing reaches on average; a collapsed one scores at or below it.
+- frequency prior (image→text only, needs the training counts): every image ranks the
+  pool texts by how many training pairs carry them (unseen reports count 0), no model;
+  ties in the prior are counted pessimistically too, exact and semantic R@K and median
+  rank. Text→image has no meaningful analogue: without a model nothing is known of an
+  image but its report, which is the answer, and an order that ignores the images is no
+  better than chance, so its baseline is ``chance_t2i_*``.
 
 Scores are computed ``chunk_size`` queries at a time in float32 on the inputs' device; the
 top-k lists come back on CPU. Pure torch: no Lightning here.
@@ -24,6 +43,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +63,8 @@ class RetrievalResult:
 
     ``N`` = images after de-duplication, ``T`` = unique texts. The top-k width is
     ``min(max(ks), T)`` for image→text and ``min(max(ks), N)`` for text→image; lists are in
-    descending score order, ties broken by pool order (first appearance).
+    descending score order, ties broken by pool order (first appearance) — a display order
+    only: the ranks count every tie against the query.
     """
 
     metrics: dict[str, float]
@@ -98,6 +119,15 @@ def deduplicate(sample_ids: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
     return (sample_ids[keep], *(t[keep.to(t.device)] for t in tensors))
 
 
+def _validate_counts(train_counts: Tensor) -> None:
+    if train_counts.ndim != 1 or train_counts.is_complex():
+        raise ValueError(f"train_counts must be (R,) counts per report id; got shape "
+                         f"{tuple(train_counts.shape)} {train_counts.dtype}")
+    if not bool(torch.isfinite(train_counts).all()) or bool((train_counts < 0).any()):
+        raise ValueError(f"train_counts must be finite and ≥ 0; got {train_counts[:8].tolist()}"
+                         f"{' …' if train_counts.numel() > 8 else ''}")
+
+
 def _validate(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor, sample_ids: Tensor,
               ks: tuple[int, ...], chunk_size: int) -> None:
     if image_emb.ndim != 2 or text_emb.shape != image_emb.shape:
@@ -119,9 +149,16 @@ def _validate(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor, sample_id
 
 
 def _best_rank(scores: Tensor, mask: Tensor) -> Tensor:
-    """(c, M) scores and a (c, M) mask with ≥ 1 True per row → (c,) 1 + #(scores > best)."""
+    """Pessimistic rank of the best-scoring correct candidate of each query.
+
+    Args:
+        scores: (c, M) candidate scores. mask: (c, M) correct candidates, ≥ 1 per row.
+
+    Returns:
+        (c,) int64: 1 + the wrong candidates scoring ≥ the best correct one (ties lose).
+    """
     best = scores.masked_fill(~mask, -math.inf).amax(dim=1, keepdim=True)
-    return 1 + (scores > best).sum(dim=1)
+    return 1 + ((scores >= best) & ~mask).sum(dim=1)
 
 
 def _lookup(similarity: SimilarityFn, rows: Tensor, cols: Tensor) -> Tensor:
@@ -132,51 +169,86 @@ def _lookup(similarity: SimilarityFn, rows: Tensor, cols: Tensor) -> Tensor:
     return block.to(device=rows.device, dtype=torch.float32)
 
 
-@dataclass
-class _Direction:
-    ranks: Tensor  # (Q,) int64
-    semantic_ranks: Tensor | None  # (Q,) int64
-    topk: Tensor  # (Q, k) candidate indices, CPU
-    scores: Tensor  # (Q, k) float32, CPU
-
-
 def _rank_direction(queries: Tensor, candidates: Tensor, correct: Callable[[slice], Tensor],
-                    relevant: Callable[[slice], Tensor] | None, k: int,
-                    chunk_size: int) -> _Direction:
+                    relevant: Callable[[slice], Tensor] | None, k: int, chunk_size: int,
+                    prior: Tensor | None = None) -> dict[str, Tensor]:
     """Rank ``candidates`` (M, E) for each query of ``queries`` (Q, E), chunk by chunk.
 
-    ``correct(sl)`` / ``relevant(sl)`` give (c, M) bool masks for the queries in ``sl``.
+    ``correct(sl)`` / ``relevant(sl)`` give (c, M) bool masks for the queries in ``sl``;
+    ``prior`` (M,) is an optional fixed score per candidate (the same for every query),
+    ranked against the same masks.
+
+    Returns:
+        ``ranks`` (Q,), with ``relevant`` also ``semantic_ranks`` (Q,) and ``hits`` (Q,),
+        the semantic hits per query; with ``prior`` also ``prior_ranks`` (and
+        ``prior_semantic_ranks``); ``topk`` (Q, k) candidate indices and ``scores`` (Q, k)
+        float32, on CPU.
     """
-    ranks, semantic, top_index, top_score = [], [], [], []
+    found: defaultdict[str, list[Tensor]] = defaultdict(list)
     for start in range(0, queries.shape[0], chunk_size):
         sl = slice(start, start + chunk_size)
         scores = queries[sl] @ candidates.T  # (c, M)
         exact = correct(sl)
-        ranks.append(_best_rank(scores, exact))
-        if relevant is not None:
-            semantic.append(_best_rank(scores, exact | relevant(sl)))
+        hit = exact | relevant(sl) if relevant is not None else None
+        rankings = {"": scores} if prior is None else {"": scores,
+                                                       "prior_": prior.expand_as(scores)}
+        for name, ranking in rankings.items():
+            found[f"{name}ranks"].append(_best_rank(ranking, exact))
+            if hit is not None:
+                found[f"{name}semantic_ranks"].append(_best_rank(ranking, hit))
+        if hit is not None:
+            found["hits"].append(hit.sum(dim=1))
         ordered, index = scores.sort(dim=1, descending=True, stable=True)
-        top_index.append(index[:, :k].cpu())
-        top_score.append(ordered[:, :k].cpu())
-    return _Direction(torch.cat(ranks), torch.cat(semantic) if semantic else None,
-                      torch.cat(top_index), torch.cat(top_score))
+        found["topk"].append(index[:, :k].cpu())
+        found["scores"].append(ordered[:, :k].cpu())
+    return {name: torch.cat(parts) for name, parts in found.items()}
 
 
 def _recall(ranks: Tensor, ks: tuple[int, ...], prefix: str) -> dict[str, float]:
     return {f"{prefix}R@{k}": (ranks <= k).double().mean().item() for k in ks}
 
 
-def _chance_t2i(group_sizes: Tensor, num_images: int, k: int) -> float:
-    """Mean over text queries of P(a random order puts one of its m images in the top k)."""
-    m = group_sizes.double().cpu()
-    n = float(num_images)
-    if k >= num_images:
+def _chance(hits: Tensor, num_candidates: int, k: int) -> float:
+    """Expected R@k of a uniformly random order of the candidates (hypergeometric).
+
+    Args:
+        hits: (Q,) correct candidates per query (≥ 1). num_candidates: M.
+
+    Returns:
+        The mean over queries of 1 − C(M − h, k) / C(M, k).
+    """
+    m = hits.double().cpu()
+    n = float(num_candidates)
+    if k >= num_candidates:
         return 1.0
-    rest = n - m  # images of other reports
+    rest = n - m  # wrong candidates
     log_miss = (torch.lgamma(rest + 1) - torch.lgamma((rest - k).clamp(min=0) + 1)
                 - math.lgamma(n + 1) + math.lgamma(n - k + 1))
     miss = torch.where(rest >= k, log_miss.exp(), torch.zeros_like(m))
     return (1 - miss).mean().item()
+
+
+def _prior_scores(train_counts: Tensor, pool_ids: Tensor) -> Tensor:
+    """(T,) float64 training count of each pool text; ids outside ``train_counts`` count 0.
+
+    Args:
+        train_counts: (R,) training pairs per report id. pool_ids: (T,) report ids.
+    """
+    counts = train_counts.to(device=pool_ids.device, dtype=torch.float64)
+    if counts.numel() == 0:
+        return torch.zeros(pool_ids.shape, dtype=torch.float64, device=pool_ids.device)
+    seen = (pool_ids >= 0) & (pool_ids < counts.numel())
+    return torch.where(seen, counts[pool_ids.clamp(0, counts.numel() - 1)], 0.0)
+
+
+def _rank_metrics(found: dict[str, Tensor], ks: tuple[int, ...], prefix: str
+                  ) -> dict[str, float]:
+    """R@K and median rank of ``found["ranks"]``, semantic R@K where present."""
+    metrics = _recall(found["ranks"], ks, prefix)
+    metrics[f"{prefix}median_rank"] = float(found["ranks"].median().item())
+    if "semantic_ranks" in found:
+        metrics |= _recall(found["semantic_ranks"], ks, f"{prefix}semantic_")
+    return metrics
 
 
 def _semantic_masks(similarity: SimilarityFn, threshold: float, report_ids: Tensor,
@@ -201,8 +273,8 @@ def _semantic_masks(similarity: SimilarityFn, threshold: float, report_ids: Tens
 def retrieval_metrics(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor,
                       sample_ids: Tensor, ks: tuple[int, ...] = (1, 5, 10),
                       similarity: SimilarityFn | None = None,
-                      semantic_threshold: float = 0.5, chunk_size: int = 1024
-                      ) -> RetrievalResult:
+                      semantic_threshold: float = 0.5, chunk_size: int = 1024,
+                      train_counts: Tensor | None = None) -> RetrievalResult:
     """Image↔text retrieval over the de-duplicated text pool.
 
     Args:
@@ -215,15 +287,22 @@ def retrieval_metrics(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor,
             ids, e.g. ``SimilarityTable.lookup``; enables semantic R@K.
         semantic_threshold: τ; a candidate is a semantic hit when S(true, its report) ≥ τ.
         chunk_size: queries scored at once.
+        train_counts: optional (R,) training pairs per report id (index = report id; ids
+            outside it count 0); enables the frequency prior.
 
     Returns:
         A :class:`RetrievalResult`. Metric keys: ``i2t_R@K``, ``i2t_median_rank``,
         ``t2i_R@K``, ``t2i_median_rank``, with ``similarity`` also ``i2t_semantic_R@K`` and
         ``t2i_semantic_R@K``; ``chance_i2t_R@K`` = min(1, K / T), ``chance_t2i_R@K`` (the
-        exact expectation under a random image order), ``num_queries_i2t`` (N),
-        ``num_queries_t2i`` and ``num_texts`` (T).
+        exact expectation under a random image order), with ``similarity`` also
+        ``chance_i2t_semantic_R@K`` and ``chance_t2i_semantic_R@K``; with ``train_counts``
+        ``prior_i2t_R@K``, ``prior_i2t_median_rank`` (and, with ``similarity``,
+        ``prior_i2t_semantic_R@K``); ``num_queries_i2t`` (N), ``num_queries_t2i`` and
+        ``num_texts`` (T).
     """
     _validate(image_emb, text_emb, report_ids, sample_ids, ks, chunk_size)
+    if train_counts is not None:
+        _validate_counts(train_counts)
     device = image_emb.device
     sample_ids, image, text, report_ids = deduplicate(
         sample_ids.to(device), image_emb.float(), text_emb.to(device).float(),
@@ -238,30 +317,32 @@ def retrieval_metrics(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor,
     if similarity is not None:
         i2t_relevant, t2i_relevant = _semantic_masks(similarity, semantic_threshold,
                                                      report_ids, pool_ids, pool_of)
+    prior = _prior_scores(train_counts, pool_ids) if train_counts is not None else None
     i2t = _rank_direction(image, pool_text, lambda sl: pool_of[sl, None] == slots[None, :],
-                          i2t_relevant, min(k_max, t), chunk_size)
+                          i2t_relevant, min(k_max, t), chunk_size, prior)
     t2i = _rank_direction(pool_text, image, lambda sl: slots[sl, None] == pool_of[None, :],
                           t2i_relevant, min(k_max, n), chunk_size)
 
-    metrics: dict[str, float] = {}
-    for prefix, direction in (("i2t_", i2t), ("t2i_", t2i)):
-        metrics |= _recall(direction.ranks, ks, prefix)
-        metrics[f"{prefix}median_rank"] = float(direction.ranks.median().item())
-    for prefix, direction in (("i2t_", i2t), ("t2i_", t2i)):
-        if direction.semantic_ranks is not None:
-            metrics |= _recall(direction.semantic_ranks, ks, f"{prefix}semantic_")
+    metrics = _rank_metrics(i2t, ks, "i2t_") | _rank_metrics(t2i, ks, "t2i_")
     group_sizes = torch.bincount(pool_of, minlength=t)
     metrics |= {f"chance_i2t_R@{k}": min(1.0, k / t) for k in ks}
-    metrics |= {f"chance_t2i_R@{k}": _chance_t2i(group_sizes, n, k) for k in ks}
+    metrics |= {f"chance_t2i_R@{k}": _chance(group_sizes, n, k) for k in ks}
+    for prefix, found, candidates in (("i2t_", i2t, t), ("t2i_", t2i, n)):
+        if "hits" in found:
+            metrics |= {f"chance_{prefix}semantic_R@{k}": _chance(found["hits"], candidates, k)
+                        for k in ks}
+    if prior is not None:
+        metrics |= _rank_metrics({k.removeprefix("prior_"): v for k, v in i2t.items()
+                                  if k.startswith("prior_")}, ks, "prior_i2t_")
     metrics |= {"num_queries_i2t": float(n), "num_queries_t2i": float(t), "num_texts": float(t)}
 
     pool_ids_cpu, sample_ids_cpu = pool_ids.cpu(), sample_ids.cpu()
     return RetrievalResult(
         metrics=metrics,
-        image_to_text_topk=pool_ids_cpu[i2t.topk], image_to_text_scores=i2t.scores,
-        text_to_image_topk=sample_ids_cpu[t2i.topk], text_to_image_scores=t2i.scores,
+        image_to_text_topk=pool_ids_cpu[i2t["topk"]], image_to_text_scores=i2t["scores"],
+        text_to_image_topk=sample_ids_cpu[t2i["topk"]], text_to_image_scores=t2i["scores"],
         text_query_ids=pool_ids_cpu, image_query_ids=sample_ids_cpu,
-        image_to_text_ranks=i2t.ranks.cpu(), text_to_image_ranks=t2i.ranks.cpu())
+        image_to_text_ranks=i2t["ranks"].cpu(), text_to_image_ranks=t2i["ranks"].cpu())
 
 
 def _write_topk_csv(path: Path, header: list[str], query_ids: Tensor, topk: Tensor,

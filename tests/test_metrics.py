@@ -1,6 +1,7 @@
 """Retrieval metrics: hand-built embeddings with known ranks, de-duplication, semantic R@K."""
 
 import csv
+import itertools
 import json
 import math
 
@@ -55,16 +56,29 @@ def reference_ranks(image, text, report_ids, lookup, tau):
     for q in range(image.shape[0]):
         scores = pool @ image[q]
         true = slot[int(report_ids[q])]
-        i2t.append(1 + int((scores > scores[true]).sum()))
-        best = max(scores[j] for j in range(len(pool_ids)) if rel[true, j] or j == true)
-        i2t_sem.append(1 + int((scores > best).sum()))
+        hit = [j == true or bool(rel[true, j]) for j in range(len(pool_ids))]
+        i2t.append(pessimistic_rank(scores.tolist(), [j == true for j in range(len(hit))]))
+        i2t_sem.append(pessimistic_rank(scores.tolist(), hit))
     for q in range(len(pool_ids)):
-        scores = image @ pool[q]
-        best = max(scores[i] for i in range(image.shape[0]) if report_ids[i] == pool_ids[q])
-        t2i.append(1 + int((scores > best).sum()))
-        best = max(scores[i] for i in range(image.shape[0]) if rel[q, slot[int(report_ids[i])]])
-        t2i_sem.append(1 + int((scores > best).sum()))
+        scores = (image @ pool[q]).tolist()
+        i2t_ids = report_ids.tolist()
+        t2i.append(pessimistic_rank(scores, [r == pool_ids[q] for r in i2t_ids]))
+        t2i_sem.append(pessimistic_rank(scores, [bool(rel[q, slot[r]]) for r in i2t_ids]))
     return i2t, t2i, i2t_sem, t2i_sem
+
+
+def pessimistic_rank(scores: list[float], hit: list[bool]) -> int:
+    """1 + the misses scoring at least as high as the best hit (ties never help)."""
+    best = max(s for s, h in zip(scores, hit, strict=True) if h)
+    return 1 + sum(s >= best and not h for s, h in zip(scores, hit, strict=True))
+
+
+def brute_force_chance(hits: list[list[bool]], k: int) -> float:
+    """Mean over queries of P(a hit in the top k) over every order of the candidates."""
+    orders = list(itertools.permutations(range(len(hits[0]))))
+    found = [sum(any(row[c] for c in order[:k]) for order in orders) / len(orders)
+             for row in hits]
+    return sum(found) / len(found)
 
 
 def test_perfect_retrieval():
@@ -98,14 +112,42 @@ def test_median_is_lower_middle_for_even_counts():
     assert result.metrics["i2t_median_rank"] == 1.0
 
 
-def test_ties_count_in_the_query_favour():
+def test_ties_never_help_a_query():
     # Reports 0 and 1 have identical embeddings: each image ties its true text with the
-    # other one, so both rank 1 (only strictly higher scores push a rank down).
+    # other one, and the tied wrong candidate is counted ahead of the correct one.
     text = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     result = retrieval_metrics(text, text, torch.tensor([0, 1, 2]), torch.arange(3))
-    assert result.image_to_text_ranks.tolist() == [1, 1, 1]
-    assert result.text_to_image_ranks.tolist() == [1, 1, 1]
+    assert result.image_to_text_ranks.tolist() == [2, 2, 1]
+    assert result.text_to_image_ranks.tolist() == [2, 2, 1]
+    assert result.metrics["i2t_R@1"] == pytest.approx(1 / 3)
     assert result.image_to_text_topk[:, 0].tolist() == [0, 0, 2]  # lists: pool order
+
+
+def test_ties_among_the_correct_candidates_do_not_count_against_a_query():
+    # Report 7 is on images 0 and 1, which tie with each other and beat image 2.
+    image = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    result = retrieval_metrics(image, image, torch.tensor([7, 7, 8]), torch.arange(3))
+    assert result.text_to_image_ranks.tolist() == [1, 1]
+    assert result.image_to_text_ranks.tolist() == [1, 1, 1]
+
+
+def test_a_constant_encoder_scores_at_or_below_chance():
+    # A collapsed model: every image and text embedding is the same vector.
+    report_ids = torch.tensor([0, 0, 1, 2, 3, 4, 5, 6])
+    constant = torch.full((8, 4), 0.5)
+    lookup = matrix_lookup(torch.eye(7) + 0.9 * (torch.arange(7)[:, None] == 6 - torch.arange(7)))
+    result = retrieval_metrics(constant, constant, report_ids, torch.arange(8), ks=(1, 5),
+                               similarity=lookup)
+    m = result.metrics
+    for key in ("i2t", "t2i"):
+        for k in (1, 5):
+            assert m[f"{key}_R@{k}"] <= m[f"chance_{key}_R@{k}"]
+            assert m[f"{key}_semantic_R@{k}"] <= m[f"chance_{key}_semantic_R@{k}"]
+        assert m[f"{key}_R@1"] == 0.0
+    assert m["i2t_median_rank"] == 7.0  # the worst of 7 texts, not 1
+    assert result.image_to_text_ranks.tolist() == [7] * 8
+    assert result.text_to_image_ranks.tolist() == [7, 8, 8, 8, 8, 8, 8]  # 8 - images + 1
+    assert m["t2i_median_rank"] == 8.0
 
 
 def test_topk_shapes_and_content():
@@ -205,6 +247,73 @@ def test_chance_values():
     assert dup.metrics["chance_i2t_R@1"] == pytest.approx(0.5)
 
 
+def test_frequency_prior_ranks_texts_by_training_count():
+    # Pool 10, 11, 12 with 1, 5 and 0 training pairs (12 is past the end: unseen, 0).
+    counts = torch.tensor([0] * 10 + [1, 5])
+    m = permuted(ks=(1, 2, 5), train_counts=counts).metrics
+    # the prior ranks 11, 10, 12 for every image: the images' texts rank 2, 1, 3.
+    assert m["prior_i2t_R@1"] == pytest.approx(1 / 3)
+    assert m["prior_i2t_R@2"] == pytest.approx(2 / 3)
+    assert m["prior_i2t_R@5"] == 1.0
+    assert m["prior_i2t_median_rank"] == 2.0
+    assert not any(key.startswith("prior_t2i") for key in m)
+    # the prior needs no model: perfect embeddings leave it unchanged
+    emb = torch.eye(3)
+    perfect = retrieval_metrics(emb, emb, REPORTS, SAMPLES, ks=(1, 2, 5), train_counts=counts)
+    assert {k: v for k, v in perfect.metrics.items() if k.startswith("prior")} == \
+        {k: v for k, v in m.items() if k.startswith("prior")}
+    assert "prior_i2t_R@1" not in permuted().metrics  # only with training counts
+
+
+def test_ties_in_the_frequency_prior_never_help_a_query():
+    # 10 and 11 both seen twice: each ranks 2nd; an all-unseen pool ranks everything last.
+    tied = permuted(ks=(1, 2), train_counts=torch.tensor([0] * 10 + [2, 2])).metrics
+    assert tied["prior_i2t_R@1"] == 0.0
+    assert tied["prior_i2t_R@2"] == pytest.approx(2 / 3)
+    unseen = permuted(ks=(1, 2), train_counts=torch.zeros(5, dtype=torch.long)).metrics
+    assert unseen["prior_i2t_R@2"] == 0.0 and unseen["prior_i2t_median_rank"] == 3.0
+
+
+def test_frequency_prior_semantic_recall():
+    # S(10, 12) = 0.8: image 2 (report 12) is a semantic hit at 10, which the prior puts
+    # 2nd; images 0 and 1 keep their exact ranks 2 and 1.
+    s = torch.eye(3)
+    s[0, 2] = s[2, 0] = 0.8
+    m = permuted(ks=(1, 2), train_counts=torch.tensor([0] * 10 + [1, 5]),
+                 similarity=matrix_lookup(s, offset=10)).metrics
+    assert m["prior_i2t_semantic_R@1"] == pytest.approx(1 / 3)
+    assert m["prior_i2t_semantic_R@2"] == 1.0
+    assert m["prior_i2t_R@2"] == pytest.approx(2 / 3)
+
+
+def test_semantic_chance_is_the_exact_expectation_of_a_random_order():
+    # Report 0 is on images 0 and 1; S(1, 2) = 0.9, every other pair 0.
+    s = torch.eye(4)
+    s[1, 2] = s[2, 1] = 0.9
+    report_ids = torch.tensor([0, 0, 1, 2, 3])
+    emb = F.normalize(torch.randn(5, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    m = retrieval_metrics(emb, emb, report_ids, torch.arange(5), ks=(1, 2, 3),
+                          similarity=matrix_lookup(s)).metrics
+    relevant = (s >= 0.5).tolist()
+    i2t_hits = [relevant[r] for r in report_ids.tolist()]  # (N, T) over the pool 0..3
+    t2i_hits = [[relevant[q][r] for r in report_ids.tolist()] for q in range(4)]  # (T, N)
+    for k in (1, 2, 3):
+        assert m[f"chance_i2t_semantic_R@{k}"] == pytest.approx(brute_force_chance(i2t_hits, k))
+        assert m[f"chance_t2i_semantic_R@{k}"] == pytest.approx(brute_force_chance(t2i_hits, k))
+    # one hit per query and K over the pool: the exact chance and certainty
+    assert m["chance_i2t_semantic_R@1"] == pytest.approx((1 + 1 + 2 + 2 + 1) / 4 / 5)
+    assert "chance_i2t_semantic_R@1" not in retrieval_metrics(emb, emb, report_ids,
+                                                               torch.arange(5)).metrics
+
+
+def test_semantic_chance_of_one_hit_is_the_exact_chance():
+    zero = matrix_lookup(torch.zeros(3, 3), offset=10)
+    m = permuted(ks=(1, 2, 5), similarity=zero).metrics
+    for key in ("i2t", "t2i"):
+        for k in (1, 2, 5):
+            assert m[f"chance_{key}_semantic_R@{k}"] == pytest.approx(m[f"chance_{key}_R@{k}"])
+
+
 def test_chunk_size_does_not_change_results():
     image, text, report_ids, sample_ids, lookup = random_case(seed=2)
     small = retrieval_metrics(image, text, report_ids, sample_ids, similarity=lookup,
@@ -228,12 +337,16 @@ def test_deduplicate_keeps_first_occurrence_in_order():
 
 
 def test_write_outputs(tmp_path):
-    result = permuted(ks=(1, 2))
+    result = permuted(ks=(1, 2), train_counts=torch.tensor([0] * 10 + [1, 5]),
+                      similarity=matrix_lookup(torch.eye(3), offset=10))
     paths = write_retrieval_outputs(result, tmp_path / "eval", prefix="val")
     assert [p.name for p in paths] == ["val_metrics.json", "val_i2t_topk.csv",
                                        "val_t2i_topk.csv"]
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == sorted(p.name for p in paths)
-    assert json.loads(paths[0].read_text()) == result.metrics
+    written = json.loads(paths[0].read_text())
+    assert written == result.metrics
+    assert {"prior_i2t_R@1", "prior_i2t_semantic_R@2", "prior_i2t_median_rank",
+            "chance_i2t_semantic_R@1", "chance_t2i_semantic_R@2"} <= set(written)
     with paths[1].open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["query_sample_id", "position", "report_id", "score"]
@@ -255,6 +368,9 @@ def test_write_outputs(tmp_path):
     ({"chunk_size": 0}, "chunk_size"),
     ({"image_emb": torch.full((3, 3), math.nan)}, "finite"),
     ({"similarity": lambda rows, cols: torch.ones(1, 1)}, "similarity returned"),
+    ({"train_counts": torch.tensor([1, -1])}, "train_counts"),
+    ({"train_counts": torch.ones(2, 2)}, "train_counts"),
+    ({"train_counts": torch.tensor([1.0, math.nan])}, "train_counts"),
 ])
 def test_invalid_inputs(change, message):
     kwargs = {"image_emb": SCORES, "text_emb": torch.eye(3), "report_ids": REPORTS,
