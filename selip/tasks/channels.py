@@ -1,15 +1,23 @@
-"""How many image channels the data gives, and making a task's encoder take them.
+"""How the data's sequences reach a task's model: as image channels, and as indices.
 
 With ``data.stack_sequences`` an exam's sequences arrive as channels of one image;
 classification and segmentation inflate a pretrained 1-channel stem to match, while the
 tasks that pair one sequence with text (pretraining, zero-shot) refuse stacked data.
+
+A pretrained sequence embedding (``sequence_embedding``) is indexed in the pretraining
+run's ``data.sequences`` order, which its checkpoint stores as a name → index map;
+:class:`SequenceIndex` translates a later run's own sequence indices to it by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from typing import Any
 
 import lightning.pytorch as pl
+import torch
+import yaml
 
 from selip.models import ImageEncoder
 from selip.models.image_encoder import match_input_channels
@@ -34,3 +42,99 @@ def require_single_channel(module: pl.LightningModule, task: str) -> None:
         raise ValueError(f"{task} pairs one sequence volume with its text; set "
                          "data.stack_sequences false (stacked channels are for the "
                          "classification and segmentation tasks)")
+
+
+def data_sequence_names(module: pl.LightningModule) -> list[str] | None:
+    """The datamodule's sequence names in the order of its ``sequence`` indices (None
+    without a trainer or datamodule)."""
+    try:
+        trainer = module.trainer
+    except RuntimeError:  # not attached to a trainer
+        return None
+    names = getattr(getattr(trainer, "datamodule", None), "sequences", None)
+    return [str(n) for n in names] if names else None
+
+
+def pretraining_sequences(checkpoint: Mapping[str, Any], required: bool
+                          ) -> dict[str, int] | None:
+    """The sequence name → index map a pretraining checkpoint's sequence embedding uses.
+
+    ``checkpoint["selip"]["sequences"]`` since selip stores it. Older checkpoints fall
+    back to the run's recorded config (``checkpoint["selip"]["config"]``): its
+    ``data.sequences`` list is the order the datamodule numbered the sequences in. Without
+    that list (unset, the datamodule numbered the manifest's sequence columns, which the
+    checkpoint does not record) or without a config, the order is unknown: None, or with
+    ``required`` (the sequence embedding is on) a ValueError, since a guess would silently
+    add another sequence's vector to every image.
+    """
+    record = checkpoint.get("selip") or {}
+    stored = record.get("sequences")
+    if isinstance(stored, Mapping) and stored:
+        return {str(name): int(index) for name, index in stored.items()}
+    config = record.get("config")
+    data = (yaml.safe_load(config) or {}).get("data") if isinstance(config, str) else None
+    listed = data.get("sequences") if isinstance(data, Mapping) else None
+    if isinstance(listed, list) and listed:
+        return {str(name).lower(): index for index, name in enumerate(listed)}
+    if required:
+        raise ValueError("the pretraining checkpoint records no sequence order (it predates "
+                         "checkpoint['selip']['sequences'] and its config lists no "
+                         "data.sequences), so its sequence embedding cannot be matched to "
+                         "this run's sequences by name; store the pretraining run's order "
+                         "there, e.g. {'t1': 0, 'flair': 1} for data.sequences [t1, flair]")
+    return None
+
+
+class SequenceIndex:
+    """Translates the datamodule's ``sequence`` indices to the pretraining run's, by name.
+
+    A run numbers the sequences of its own ``data.sequences``: zero-shot's ``[flair]``
+    gives FLAIR index 0, which was T1's slot in a ``[t1, flair]`` pretraining.
+
+    Args:
+        known: the pretraining name → index map; None in the pretraining run itself
+            (its datamodule's numbering is the map).
+        enabled: the model has a sequence embedding; off, indices pass unchanged.
+    """
+
+    def __init__(self, known: Mapping[str, int] | None = None, enabled: bool = True) -> None:
+        self.known = dict(known) if known is not None else None
+        self.enabled = enabled
+        self._table: tuple[tuple[str, ...], torch.Tensor] | None = None
+
+    def mapping(self, names: Sequence[str] | None) -> dict[str, int] | None:
+        """The name → index map of this model given the data's ``names`` (what a
+        pretraining checkpoint stores); None when neither is known."""
+        if self.known is not None:
+            return dict(self.known)
+        return {name: index for index, name in enumerate(names)} if names else None
+
+    def table(self, names: Sequence[str]) -> torch.Tensor:
+        """(len(names),) int64: the pretraining index of each data sequence.
+
+        Raises:
+            ValueError: a data sequence the pretraining never saw.
+        """
+        known = self.mapping(names) or {}
+        unseen = [name for name in names if name not in known]
+        if unseen:
+            raise ValueError(f"data.sequences has {', '.join(unseen)}, which the pretrained "
+                             "sequence embedding never saw; it knows "
+                             f"{', '.join(known) or 'none'} (pretrain with them, or use "
+                             "those sequences)")
+        return torch.tensor([known[name] for name in names], dtype=torch.long)
+
+    def check(self, names: Sequence[str] | None) -> None:
+        """Raise :meth:`table`'s error up front (from ``setup``), where it applies."""
+        if self.enabled and self.known is not None and names:
+            self.table(names)
+
+    def __call__(self, sequence: torch.Tensor, names: Sequence[str] | None) -> torch.Tensor:
+        """The batch's (B,) data indices as the sequence embedding numbers them."""
+        if not self.enabled or self.known is None or not names:
+            return sequence
+        key = tuple(names)
+        if self._table is None or self._table[0] != key or \
+                self._table[1].device != sequence.device:
+            self._table = (key, self.table(names).to(sequence.device))
+        return self._table[1][sequence]

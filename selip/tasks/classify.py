@@ -18,7 +18,7 @@ from torch import nn
 
 from selip.models import ImageEncoderConfig
 from selip.tasks.channels import fit_encoder_to_data
-from selip.tasks.downstream import downstream_optimizer, starting_encoder
+from selip.tasks.downstream import downstream_optimizer, freeze_encoder, starting_encoder
 
 
 def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
@@ -62,7 +62,7 @@ class ClassificationTask(pl.LightningModule):
         self.save_hyperparameters(ignore=["image_encoder"])
         self.hparams["image_encoder"] = asdict(self.encoder.config)
         if mode == "linear":
-            self.encoder.requires_grad_(False)
+            freeze_encoder(self.encoder)
         self.head: nn.Linear | None = None
         if num_classes is not None:
             self._build_head(num_classes)
@@ -93,9 +93,18 @@ class ClassificationTask(pl.LightningModule):
             features = self.encoder(image)
         return self.head(features)
 
-    def on_train_epoch_start(self) -> None:
-        if self.hparams["mode"] == "linear":
-            self.encoder.eval()  # a probe reads frozen features, batch-norm statistics included
+    def train(self, mode: bool = True) -> ClassificationTask:
+        """Train (or eval) mode, except that a linear probe's encoder stays in eval mode: a
+        probe reads frozen features, batch-norm statistics included.
+
+        Every ``model.train()`` passes through here, whether Lightning (after validation,
+        in versions or with hooks that call it), a callback or a user calls it; Lightning
+        2.x's evaluation loops instead restore the modes they captured, eval included.
+        """
+        super().train(mode)
+        if self.hparams.get("mode") == "linear":
+            freeze_encoder(self.encoder)
+        return self
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = nn.functional.cross_entropy(self(batch["image"]), batch["label"])

@@ -33,6 +33,18 @@ def load_pretrained_encoder(path: str) -> ImageEncoder:
     return encoder
 
 
+def freeze_encoder(encoder: ImageEncoder) -> None:
+    """Fix an encoder: no gradients, and eval mode, so its batch-norm layers normalise with
+    their pretrained running statistics and never update them (a frozen encoder left in
+    train mode would normalise each batch by itself and let its statistics drift).
+
+    ``model.train()`` puts every submodule back in train mode, so a task with a frozen
+    encoder calls this again from its own ``train()`` (see ``ClassificationTask.train``).
+    """
+    encoder.requires_grad_(False)
+    encoder.eval()
+
+
 def starting_encoder(mode: str, modes: tuple[str, ...], encoder_ckpt: str | None,
                      image_encoder: ImageEncoderConfig | Mapping[str, Any] | None
                      ) -> ImageEncoder:

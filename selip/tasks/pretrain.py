@@ -22,7 +22,12 @@ from selip.losses import LossParts, positives_from_ids, selip_loss_local, soft_t
 from selip.metrics import RetrievalResult, retrieval_metrics, write_retrieval_outputs
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
 from selip.similarity.table import SimilarityTable
-from selip.tasks.channels import require_single_channel
+from selip.tasks.channels import (
+    SequenceIndex,
+    data_sequence_names,
+    pretraining_sequences,
+    require_single_channel,
+)
 from selip.tasks.checkpointing import add_reproducibility_record
 from selip.tasks.profiling import SectionTimer
 from selip.tasks.schedule import resolve_warmup, warmup_then_decay
@@ -34,6 +39,21 @@ def _config(value: Any, kind: type) -> Any:
     if value is None:
         return kind()
     return kind(**value) if isinstance(value, Mapping) else value
+
+
+def train_report_counts(datamodule: Any) -> torch.Tensor | None:
+    """(R,) int64 training pairs per report id, the frequency prior of retrieval.
+
+    Counts the ``report_id`` of the datamodule's ``pairs`` in the ``train`` split (the
+    shown text, not a flipped pair's mirror); R is the report table's size. None when the
+    datamodule has no training pairs (the prior is then left out).
+    """
+    pairs = getattr(datamodule, "pairs", None) or []
+    ids = [pair.report_id for pair in pairs if pair.split == "train"]
+    if not ids:
+        return None
+    size = max(len(getattr(datamodule, "report_table", ())), max(ids) + 1)
+    return torch.bincount(torch.tensor(ids, dtype=torch.long), minlength=size)
 
 
 class PretrainTask(pl.LightningModule):
@@ -108,10 +128,14 @@ class PretrainTask(pl.LightningModule):
                                 sequence_embedding)
         self.run_config: str | None = None  # the resolved CLI config, set by selip's CLI
         self._val_outputs: list[dict[str, torch.Tensor]] = []
+        self._train_counts: torch.Tensor | None = None  # (R,) for the retrieval prior
         self._figure_batch: dict[str, torch.Tensor] | None = None
         self._skipped_steps = 0
         # Times the similarity lookup and the loss of each step when enabled (off: free).
         self.step_timer = SectionTimer(enabled=False)
+        # The sequence embedding's name → index map: the datamodule's numbering in a fresh
+        # run, the checkpoint's once one is loaded (resumed, tested, zero-shot).
+        self.sequence_index = SequenceIndex(enabled=sequence_embedding)
 
     # -- data-dependent pieces -----------------------------------------------------------
     @property
@@ -121,6 +145,7 @@ class PretrainTask(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         require_single_channel(self, "pretraining")
+        self._train_counts = train_report_counts(getattr(self.trainer, "datamodule", None))
 
     def on_fit_start(self) -> None:
         if self.hparams["kl_weight"] > 0 and self.similarity_table is None:
@@ -140,7 +165,8 @@ class PretrainTask(pl.LightningModule):
         image→text logits.
         """
         hp = self.hparams
-        image = self.model.encode_image(batch["image"], batch["sequence"])
+        image = self.model.encode_image(
+            batch["image"], self.sequence_index(batch["sequence"], data_sequence_names(self)))
         text = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
         rank, _ = world()
         all_image, all_text = gather_with_grad(image), gather_with_grad(text)
@@ -191,14 +217,19 @@ class PretrainTask(pl.LightningModule):
         return logits
 
     def _retrieval(self, stage: str) -> tuple[RetrievalResult, dict[str, torch.Tensor]]:
-        """Retrieval over the whole split, gathered from every rank (duplicates removed)."""
+        """Retrieval over the whole split, gathered from every rank (duplicates removed).
+
+        Logs every figure of :func:`retrieval_metrics` under ``{stage}/``: beside the
+        model's, ``chance_*`` and (from the datamodule's training pairs) ``prior_i2t_*``.
+        """
         merged = {k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]}
         gathered = {k: gather_no_grad(v) for k, v in merged.items()}
         table = self.similarity_table
         result = retrieval_metrics(
             gathered["image_emb"], gathered["text_emb"], gathered["report_id"],
             gathered["sample_id"], similarity=table.lookup if table is not None else None,
-            semantic_threshold=self.hparams["semantic_threshold"])
+            semantic_threshold=self.hparams["semantic_threshold"],
+            train_counts=self._train_counts)
         metrics = {f"{stage}/{k}": float(v) for k, v in result.metrics.items()
                    if not k.startswith("num_")}
         self.log_dict(metrics, sync_dist=False, rank_zero_only=False)
@@ -327,3 +358,15 @@ class PretrainTask(pl.LightningModule):
             checkpoint, run_config=self.run_config,
             similarity_key=table.key if table is not None else None,
             manifest=getattr(datamodule, "manifest_path", None))
+        sequences = self.sequence_index.mapping(data_sequence_names(self))
+        if sequences is not None:  # what later runs translate their sequence indices to
+            checkpoint["selip"]["sequences"] = sequences
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Take the checkpoint's sequence order (a resumed or tested run, zero-shot).
+
+        Raises:
+            ValueError: the sequence embedding is on and the order is unknown.
+        """
+        enabled = self.model.sequence_embedding is not None
+        self.sequence_index = SequenceIndex(pretraining_sequences(checkpoint, enabled), enabled)

@@ -22,7 +22,7 @@ from selip.data.preprocess import preprocess_image, to_dhw
 from selip.models import ImageEncoderConfig
 from selip.models.decoder import UNetDecoder
 from selip.tasks.channels import fit_encoder_to_data
-from selip.tasks.downstream import downstream_optimizer, starting_encoder
+from selip.tasks.downstream import downstream_optimizer, freeze_encoder, starting_encoder
 from selip.tasks.prediction import to_original_space, write_nifti
 
 
@@ -54,7 +54,7 @@ class SegmentationTask(pl.LightningModule):
         self.encoder = starting_encoder(mode, ("finetune", "frozen", "scratch"), encoder_ckpt,
                                         image_encoder)
         if mode == "frozen":
-            self.encoder.requires_grad_(False)
+            freeze_encoder(self.encoder)
         self.save_hyperparameters(ignore=["image_encoder"])
         self.hparams["image_encoder"] = asdict(self.encoder.config)
         self.decoder = UNetDecoder(self.encoder.stage_channels, num_classes, decoder_width)
@@ -68,6 +68,19 @@ class SegmentationTask(pl.LightningModule):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) → (B, classes, D, H, W) logits."""
         return self.decoder(self.encoder.stages(image), image.shape[2:])
+
+    def train(self, mode: bool = True) -> SegmentationTask:
+        """Train (or eval) mode, except that a frozen encoder stays in eval mode: its
+        batch-norm layers keep their pretrained statistics (see ``freeze_encoder``).
+
+        Every ``model.train()`` passes through here, whether Lightning (after validation,
+        in versions or with hooks that call it), a callback or a user calls it; Lightning
+        2.x's evaluation loops instead restore the modes they captured, eval included.
+        """
+        super().train(mode)
+        if self.hparams.get("mode") == "frozen":
+            freeze_encoder(self.encoder)
+        return self
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["image"]), batch["mask"])

@@ -14,13 +14,14 @@ import torch
 
 from selip.data.text import load_tokenizer, tokenize
 from selip.models import SelipModel
-from selip.tasks.channels import require_single_channel
+from selip.tasks.channels import SequenceIndex, data_sequence_names, require_single_channel
 from selip.tasks.checkpointing import CheckpointError, load_checkpoint
 from selip.tasks.classify import classification_metrics
 
 
-def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any]]:
-    """The dual encoder of a SeLIP pretraining checkpoint and its hyper-parameters."""
+def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any], SequenceIndex]:
+    """The dual encoder of a SeLIP pretraining checkpoint, its hyper-parameters and its
+    sequence order (for a sequence embedding; see :class:`SequenceIndex`)."""
     from selip.tasks.pretrain import PretrainTask
 
     checkpoint = load_checkpoint(path)
@@ -30,7 +31,8 @@ def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any]]:
         raise CheckpointError(f"{path} is not a SeLIP pretraining checkpoint")
     task = PretrainTask(**hparams)
     task.load_state_dict(checkpoint["state_dict"])
-    return task.model, hparams
+    task.on_load_checkpoint(checkpoint)
+    return task.model, hparams, task.sequence_index
 
 
 class ZeroShotTask(pl.LightningModule):
@@ -58,12 +60,13 @@ class ZeroShotTask(pl.LightningModule):
         if not prompts or any(not texts for texts in prompts.values()):
             raise ValueError("prompts must give at least one prompt text for every class")
         self.save_hyperparameters()
-        self.model, pretrain_hparams = load_pretrained_model(pretrain_ckpt)
+        self.model, pretrain_hparams, self.sequence_index = load_pretrained_model(pretrain_ckpt)
         self.text_model: str | None = pretrain_hparams["text_encoder"].get("model")
         self.class_embeddings: torch.Tensor | None = None
 
     def setup(self, stage: str) -> None:
         require_single_channel(self, "zero-shot classification")
+        self.sequence_index.check(data_sequence_names(self))  # unseen sequences: fail early
         classes = list(getattr(getattr(self.trainer, "datamodule", None), "classes", []))
         missing = [c for c in classes if c not in self.hparams["prompts"]]
         if missing:
@@ -85,7 +88,8 @@ class ZeroShotTask(pl.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         assert self.class_embeddings is not None
-        image = self.model.encode_image(batch["image"], batch["sequence"])
+        image = self.model.encode_image(
+            batch["image"], self.sequence_index(batch["sequence"], data_sequence_names(self)))
         logits = self.model.logit_scale() * image @ self.class_embeddings.T
         self.test_metrics.update(logits.softmax(-1), batch["label"])
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from selip.cli import main
 
@@ -52,3 +54,25 @@ def pretrained(tiny_cohort, tmp_path) -> tuple[Path, Path]:  # type: ignore[no-u
     assert code == 0
     [checkpoint] = root.glob("runs/demo/version_*/checkpoints/last.ckpt")
     return manifest, checkpoint
+
+
+@pytest.fixture
+def frozen_encoder_states(pretrained, tmp_path):  # type: ignore[no-untyped-def]
+    """Runs a downstream config with a frozen encoder (2 epochs: training steps with a
+    validation in between) and returns ``(pretrained, trained)`` encoder state dicts."""
+
+    def run(config: str, mode: str, **extra: object) -> tuple[dict[str, Any], dict[str, Any]]:
+        manifest, checkpoint = pretrained
+        args = tiny_data_overrides(manifest, tmp_path / mode, **{
+            "--model.init_args.mode": mode, "--model.init_args.encoder_ckpt": str(checkpoint),
+            "--data.similarity": "null", "--trainer.max_epochs": 2,
+            "--trainer.num_sanity_val_steps": 1, **extra})
+        assert main(["fit", "--config", str(ROOT / "configs" / config), *args]) == 0
+        [last] = (tmp_path / mode).glob("runs/*/version_*/checkpoints/last.ckpt")
+        before = torch.load(checkpoint, weights_only=True)["state_dict"]
+        after = torch.load(last, weights_only=True)["state_dict"]
+        return ({k.removeprefix("model.image_"): v for k, v in before.items()
+                 if k.startswith("model.image_encoder.")},
+                {k: v for k, v in after.items() if k.startswith("encoder.")})
+
+    return run

@@ -123,3 +123,23 @@ def test_pretraining_refuses_stacked_sequences(tiny_cohort, tmp_path, capsys):
     assert main(["fit", "--config", str(ROOT / "configs" / "demo.yaml"), *args,
                  "--trainer.fast_dev_run", "1"]) == 2
     assert "stack_sequences" in capsys.readouterr().err
+
+
+def test_a_linear_probe_encoder_stays_frozen_batch_norm_statistics_included(
+        frozen_encoder_states):
+    pretrained, trained = frozen_encoder_states("classify.yaml", "linear")
+    assert any(k.endswith("running_var") for k in trained)
+    assert trained.keys() == pretrained.keys()
+    for name, value in pretrained.items():
+        torch.testing.assert_close(trained[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_train_mode_leaves_a_linear_probe_encoder_in_eval_mode(pretrained):
+    _, checkpoint = pretrained
+    task = ClassificationTask(mode="linear", encoder_ckpt=str(checkpoint), num_classes=2)
+    assert not task.encoder.training
+    task.train()
+    assert task.training and task.head is not None and task.head.training
+    assert not task.encoder.training
+    finetune = ClassificationTask(mode="finetune", encoder_ckpt=str(checkpoint), num_classes=2)
+    assert finetune.train().encoder.training

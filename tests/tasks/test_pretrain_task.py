@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from selip.tasks import PretrainTask
+from selip.tasks.pretrain import train_report_counts
 from tests.tasks.conftest import TINY_IMAGE, TINY_TEXT
 
 
@@ -91,3 +95,58 @@ def test_a_step_with_non_finite_gradients_is_skipped(monkeypatch):
     task.on_before_optimizer_step(optimizer)
     optimizer.step()
     assert not torch.equal(weight, before) and task._skipped_steps == 1
+
+
+class _Table:
+    """Similarity lookup over report ids: S = 1 on the diagonal, else 0."""
+
+    def lookup(self, rows: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
+        cols = rows if cols is None else cols
+        return (rows[:, None] == cols[None, :]).float()
+
+
+def _datamodule() -> SimpleNamespace:
+    # Training pairs carry reports 0, 0, 0, 1, 2; report 3 is only in validation.
+    splits = ["train"] * 5 + ["val"] * 3 + ["unused"]
+    report_ids = [0, 0, 0, 1, 2, 0, 1, 3, 1]
+    pairs = [SimpleNamespace(split=s, report_id=r) for s, r in zip(splits, report_ids, strict=True)]
+    return SimpleNamespace(pairs=pairs, report_table=["a", "b", "c", "d"],
+                           similarity_table=_Table())
+
+
+def _collapsed_outputs() -> list[dict[str, torch.Tensor]]:
+    constant = torch.full((3, 8), 8 ** -0.5)  # a collapsed model: every embedding equal
+    return [{"image_emb": constant, "text_emb": constant, "report_id": torch.tensor([0, 1, 3]),
+             "sample_id": torch.tensor([5, 6, 7])}]
+
+
+def test_training_report_counts_come_from_the_train_pairs_only():
+    counts = train_report_counts(_datamodule())
+    assert counts is not None and counts.tolist() == [3, 1, 1, 0]
+    assert train_report_counts(None) is None
+    assert train_report_counts(SimpleNamespace(pairs=[], report_table=[])) is None
+
+
+def test_retrieval_logs_the_frequency_prior_and_semantic_chance(monkeypatch, tmp_path):
+    task = _task()
+    trainer = SimpleNamespace(datamodule=_datamodule(), is_global_zero=True,
+                              log_dir=str(tmp_path), default_root_dir=str(tmp_path))
+    task._trainer = trainer  # type: ignore[assignment]
+    logged: dict[str, float] = {}
+    monkeypatch.setattr(task, "log_dict", lambda values, **kwargs: logged.update(values))
+    task.setup("fit")
+    task._val_outputs = _collapsed_outputs()
+    task._retrieval("val")
+    # the prior ranks reports 0 (3 pairs), 1 (1), 3 (unseen): the truths rank 1, 2, 3
+    assert logged["val/prior_i2t_R@1"] == pytest.approx(1 / 3)
+    assert logged["val/prior_i2t_median_rank"] == 2.0
+    assert logged["val/prior_i2t_semantic_R@1"] == pytest.approx(1 / 3)
+    assert logged["val/chance_i2t_semantic_R@1"] == pytest.approx(1 / 3)
+    assert logged["val/chance_t2i_semantic_R@5"] == 1.0
+    assert logged["val/i2t_R@1"] == 0.0 and logged["val/i2t_median_rank"] == 3.0  # collapsed
+    task._val_outputs = _collapsed_outputs()
+    task.on_test_epoch_end()
+    written = json.loads((tmp_path / "test_retrieval" / "retrieval_metrics.json").read_text())
+    assert written["prior_i2t_R@1"] == pytest.approx(1 / 3)
+    assert {"prior_i2t_R@10", "chance_i2t_semantic_R@10", "chance_t2i_semantic_R@1"} <= set(
+        written)

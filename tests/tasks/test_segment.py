@@ -108,3 +108,23 @@ def test_predict_writes_masks_in_each_inputs_own_shape_and_affine(tiny_cohort, t
     assert [o.name.split("_", 1)[1] for o in outputs] == ["t1_flair_mask.nii.gz"] * 2
     source = nib.load(tmp_path / "exams" / outputs[0].name.split("_")[0] / "t1.nii.gz")
     assert nib.load(outputs[0]).shape == source.shape
+
+
+def test_a_frozen_encoder_stays_frozen_batch_norm_statistics_included(frozen_encoder_states):
+    pretrained, trained = frozen_encoder_states("segment.yaml", "frozen",
+                                                **{"--model.init_args.decoder_width": 4})
+    assert any(k.endswith("running_mean") for k in trained)
+    assert any(k.endswith("num_batches_tracked") for k in trained)
+    assert trained.keys() == pretrained.keys()
+    for name, value in pretrained.items():
+        torch.testing.assert_close(trained[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_train_mode_leaves_a_frozen_encoder_in_eval_mode(pretrained):
+    _, checkpoint = pretrained
+    task = SegmentationTask(mode="frozen", encoder_ckpt=str(checkpoint), decoder_width=4)
+    assert not task.encoder.training
+    task.train()
+    assert task.training and task.decoder.training and not task.encoder.training
+    finetune = SegmentationTask(mode="finetune", encoder_ckpt=str(checkpoint), decoder_width=4)
+    assert finetune.train().encoder.training
