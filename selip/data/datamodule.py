@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from selip.data.augment import AugmentSettings, augment_batch
@@ -24,7 +25,14 @@ from selip.data.report_table import ReportTable
 from selip.data.reports import NORMAL_REPORT_TEXT, parse_report, swap_laterality
 from selip.data.sampler import ResumableSampler
 from selip.data.splits import assign_splits, labelled_subset
-from selip.data.text import load_tokenizer, tokenize
+from selip.data.text import (
+    UNKNOWN_TOKEN_WARN_SHARE,
+    UnknownTokens,
+    UnknownTokensWarning,
+    load_tokenizer,
+    tokenize,
+    unknown_tokens,
+)
 from selip.data.validation import Requirements, check_manifest, resolve_sequences
 from selip.similarity.config import SimilarityConfig, resolve_config
 from selip.similarity.sparse import SparseSimilarityTable, load_or_build_sparse
@@ -295,13 +303,53 @@ class SelipDataModule(pl.LightningDataModule):
         self.pairs = [self._pair(sample_id, manifest, splits[i], i, s, t)
                       for sample_id, (i, s, t) in enumerate(texts)]
         self.digests.save()
-        tokenizer = load_tokenizer(self.text_model)
-        input_ids, attention_mask = tokenize(self.report_table.texts, tokenizer, self.max_length)
+        self.added_tokens: list[str] = []
+        input_ids, attention_mask = self._tokenize()
         for split in ("train", "val", "test"):
             chosen = [p for p in self.pairs if p.split == split]
             self.datasets[split] = PairDataset(chosen, self.cache, input_ids, attention_mask,
                                                self.augment if split == "train" else None,
                                                with_mask=self.needs.require_mask)
+
+    # -- report tokens ------------------------------------------------------------------
+    def _tokenize(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R, L) ``input_ids`` and ``attention_mask`` of every report text, and the share
+        of them the tokenizer does not know (:attr:`unknown_tokens`)."""
+        tokenizer = load_tokenizer(self.text_model, self.added_tokens)
+        self.unknown_tokens: UnknownTokens = unknown_tokens(self.report_table.texts, tokenizer)
+        return tokenize(self.report_table.texts, tokenizer, self.max_length)
+
+    def training_unknown_characters(self) -> list[str]:
+        """The characters of the training pairs' texts (mirrored ones included) that the
+        tokenizer maps to [UNK], sorted: the same list on every rank."""
+        ids = {i for p in self.pairs if p.split == "train"
+               for i in (p.report_id, p.mirrored_report_id)}
+        texts = [self.report_table.texts[i] for i in sorted(ids)]
+        return sorted(unknown_tokens(texts, load_tokenizer(self.text_model)).characters)
+
+    def add_tokens(self, tokens: list[str]) -> None:
+        """Tokenise every report again with ``tokens`` added to the vocabulary (after the
+        tokenizer's own, in this order), as the text encoder's embeddings expect."""
+        if list(tokens) == self.added_tokens:
+            return
+        self.added_tokens = list(tokens)
+        input_ids, attention_mask = self._tokenize()
+        for dataset in self.datasets.values():
+            dataset.input_ids, dataset.attention_mask = input_ids, attention_mask
+
+    def unknown_tokens_message(self) -> str | None:
+        """What to do when more than ``UNKNOWN_TOKEN_WARN_SHARE`` of the report tokens are
+        [UNK] (``selip prepare`` prints it), else None."""
+        if self.unknown_tokens.share <= UNKNOWN_TOKEN_WARN_SHARE:
+            return None
+        return self.unknown_tokens.message()
+
+    def warn_unknown_tokens(self) -> None:
+        """Warn once per run when many report tokens are [UNK] (pretraining calls this
+        after adding any tokens of ``text_encoder.add_unknown_tokens``)."""
+        message = self.unknown_tokens_message()
+        if message:
+            rank_zero_warn(message, category=UnknownTokensWarning)
 
     @property
     def image_channels(self) -> int:

@@ -30,6 +30,12 @@ class TextEncoderConfig:
         gradient_checkpointing: trade compute for memory in the encoder.
         config_overrides: changes to the model config, e.g. a tiny test encoder
             ``{"num_hidden_layers": 1, "hidden_size": 32}`` (requires ``pretrained: false``).
+        add_unknown_tokens: add every character of the training reports that the
+            tokenizer maps to [UNK] to its vocabulary, with new (trained) embedding rows —
+            for reports in a language the model was not trained on, e.g. Chinese with the
+            English MiniLM. Pretraining fills ``added_tokens`` from the data.
+        added_tokens: the tokens added after the tokenizer's own, in id order; recorded in
+            the checkpoint so that a reload tokenises and embeds exactly the same way.
     """
 
     model: str | None = None
@@ -38,6 +44,8 @@ class TextEncoderConfig:
     freeze: bool = False
     gradient_checkpointing: bool = False
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    add_unknown_tokens: bool = False
+    added_tokens: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.pooling not in ("cls", "mean"):
@@ -84,10 +92,21 @@ class TextEncoder(nn.Module):
             self.model.pooler = None
         self._register_load_state_dict_pre_hook(_drop_pooler_weights)
         self.out_features = int(self.model.config.hidden_size)
+        self.base_vocabulary = int(self.model.get_input_embeddings().num_embeddings)
+        self.added_tokens: list[str] = []
+        self.add_tokens(config.added_tokens)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         if config.freeze:
             self.model.requires_grad_(False)
+
+    def add_tokens(self, tokens: list[str]) -> None:
+        """Grow the embedding table to the base vocabulary + ``tokens`` (their ids follow
+        the tokenizer's own, as ``load_tokenizer(..., added_tokens=tokens)`` assigns them).
+        The new rows start at the mean of the others (Hugging Face's resize)."""
+        self.added_tokens = list(tokens)
+        if tokens or self.model.get_input_embeddings().num_embeddings != self.base_vocabulary:
+            self.model.resize_token_embeddings(self.base_vocabulary + len(tokens))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -145,7 +145,23 @@ class PretrainTask(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         require_single_channel(self, "pretraining")
-        self._train_counts = train_report_counts(getattr(self.trainer, "datamodule", None))
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self._train_counts = train_report_counts(datamodule)
+        if hasattr(datamodule, "add_tokens"):
+            self._align_vocabulary(datamodule, stage)
+
+    def _align_vocabulary(self, datamodule: Any, stage: str) -> None:
+        """Tokens and embeddings agree: with ``text_encoder.add_unknown_tokens`` a new run
+        adds the training texts' unknown characters to both (recorded in the
+        hyper-parameters, so a resumed or tested checkpoint rebuilds the same vocabulary);
+        then warn if many report tokens are still [UNK]."""
+        text = self.model.text_encoder
+        if text.config.add_unknown_tokens and not text.added_tokens and stage == "fit":
+            tokens = datamodule.training_unknown_characters()
+            text.add_tokens(tokens)
+            self.hparams["text_encoder"]["added_tokens"] = tokens
+        datamodule.add_tokens(text.added_tokens)
+        datamodule.warn_unknown_tokens()
 
     def on_fit_start(self) -> None:
         if self.hparams["kl_weight"] > 0 and self.similarity_table is None:

@@ -77,7 +77,7 @@ class ZeroShotTask(pl.LightningModule):
 
     @torch.no_grad()
     def on_test_epoch_start(self) -> None:
-        tokenizer = load_tokenizer(self.text_model)
+        tokenizer = load_tokenizer(self.text_model, self.model.text_encoder.added_tokens)
         vectors = []
         for name in self.classes:
             ids, mask = tokenize(list(self.hparams["prompts"][name]), tokenizer,
