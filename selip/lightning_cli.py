@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from selip.data.datamodule import SelipDataModule
 from selip.launch import lightning_launcher, watch_parent
 from selip.lightning_compat import check_lightning
+from selip.metrics import retrieval_summary
 from selip.tasks.checkpointing import AtomicCheckpointIO, CheckpointError
 from selip.tasks.last_checkpoint import LastCheckpoint
 from selip.tasks.resume import find_last_checkpoint, slurm_version
@@ -127,6 +128,14 @@ class SelipCLI(LightningCLI):
             kwargs.setdefault("plugins", plugins)
         return super().instantiate_trainer(**kwargs)
 
+    def after_test(self) -> None:
+        """Print the test retrieval figures beside their baselines (pretraining)."""
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                   if k.startswith("test/")}
+        if self.trainer.is_global_zero and any(k.startswith("test/chance_") for k in metrics):
+            print("\ntest metrics:")
+            print("\n".join(retrieval_summary(metrics, "test/")))
+
     def after_fit(self) -> None:
         """Print the final validation metrics and where the logs are."""
         if not self.trainer.is_global_zero:
@@ -135,8 +144,7 @@ class SelipCLI(LightningCLI):
                    if k.startswith("val/")}
         if metrics:
             print("\nfinal validation metrics:")
-            for key in sorted(metrics):
-                print(f"  {key:28s} {metrics[key]:.4f}")
+            print("\n".join(retrieval_summary(metrics, "val/")))
         logger = self.trainer.logger
         if logger is not None and getattr(logger, "log_dir", None):
             print(f"TensorBoard logs: {logger.log_dir}  (tensorboard --logdir {logger.save_dir})")

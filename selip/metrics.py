@@ -44,7 +44,7 @@ import csv
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -381,3 +381,23 @@ def write_retrieval_outputs(result: RetrievalResult, folder: Path,
                     result.text_query_ids, result.text_to_image_topk,
                     result.text_to_image_scores)
     return paths
+
+
+def retrieval_summary(metrics: Mapping[str, float], prefix: str = "val/") -> list[str]:
+    """The end-of-run table: each retrieval figure beside its uniform chance and the
+    frequency prior (no model), so a reader sees at once whether the model beats the
+    trivial rankings; then every other ``prefix`` metric. ``-`` where a baseline does not
+    apply (the prior ranks texts for images only)."""
+    figures = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
+    baselines = {k for k in figures if k.startswith(("chance_", "prior_"))}
+    rows = sorted(k for k in figures if f"chance_{k}" in figures or f"prior_{k}" in figures)
+
+    def cell(key: str) -> str:
+        return f"{figures[key]:8.4f}" if key in figures else f"{'-':>8}"
+
+    lines = [f"  {'retrieval':28s} {'model':>8} {'chance':>8} {'prior':>8}"]
+    lines += [f"  {key:28s} {cell(key)} {cell('chance_' + key)} {cell('prior_' + key)}"
+              for key in rows]
+    rest = sorted(set(figures) - set(rows) - baselines)
+    lines += [f"  {key:28s} {figures[key]:8.4f}" for key in rest]
+    return lines if rows else [f"  {key:28s} {figures[key]:8.4f}" for key in sorted(figures)]

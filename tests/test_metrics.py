@@ -399,3 +399,16 @@ def test_cuda_matches_cpu():
     gpu_sem = retrieval_metrics(image.cuda(), text.cuda(), report_ids.cuda(), sample_ids.cuda(),
                                 similarity=matrix_lookup(s))
     assert "t2i_semantic_R@5" in gpu_sem.metrics
+
+
+def test_the_end_of_run_summary_puts_each_figure_beside_chance_and_prior():
+    from selip.metrics import retrieval_summary
+
+    lines = retrieval_summary({"val/i2t_R@1": 0.08, "val/chance_i2t_R@1": 0.03,
+                               "val/prior_i2t_R@1": 0.33, "val/t2i_R@1": 0.1,
+                               "val/chance_t2i_R@1": 0.05, "val/loss": 3.4,
+                               "train/loss": 9.0})
+    assert lines[0].split() == ["retrieval", "model", "chance", "prior"]
+    assert lines[1].split() == ["i2t_R@1", "0.0800", "0.0300", "0.3300"]
+    assert lines[2].split() == ["t2i_R@1", "0.1000", "0.0500", "-"]  # no prior for t2i
+    assert lines[3].split() == ["loss", "3.4000"] and len(lines) == 4

@@ -32,7 +32,11 @@ def test_fast_dev_run_of_every_config(config, tiny_cohort, tmp_path, capsys):
     code = main(["fit", "--config", str(config), *tiny_overrides(manifest, tmp_path),
                  "--trainer.fast_dev_run", "1"])
     assert code == 0
-    assert "final validation metrics" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "final validation metrics" in out
+    # every retrieval figure beside its chance level and the frequency prior
+    [row] = [line.split() for line in out.splitlines() if line.split()[:1] == ["i2t_R@1"]]
+    assert len(row) == 4 and all(0.0 <= float(x) <= 1.0 for x in row[1:])
 
 
 def test_bf16_mixed_precision_on_cpu(tiny_cohort, tmp_path):
