@@ -31,7 +31,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def demo_data(argv: Sequence[str]) -> int:
-    """``selip demo-data --out DIR [--num-exams N] [--seed S]``."""
+    """``selip demo-data --out DIR [--num-exams N] [--seed S] [--language {en,zh}]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="selip demo-data",
@@ -39,13 +39,16 @@ def demo_data(argv: Sequence[str]) -> int:
     parser.add_argument("--out", required=True, help="output folder (manifest.csv goes there)")
     parser.add_argument("--num-exams", type=int, default=200, help="number of exams (200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--language", choices=("en", "zh"), default="en",
+                        help="report language: en, English free text (default); zh, the "
+                             "authors' Chinese JSON reports (在<location>表现为<appearance>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     from selip.data.demo import generate_demo_cohort
 
     try:
         manifest = generate_demo_cohort(args.out, num_exams=args.num_exams, seed=args.seed,
-                                        progress=not args.quiet)
+                                        progress=not args.quiet, language=args.language)
     except (ValueError, OSError) as err:
         return _fail(str(err))
     print(f"demo cohort: {args.num_exams} exams, manifest {manifest}")
@@ -80,6 +83,21 @@ def _prepare_parser() -> Any:
     return parser
 
 
+def _report_unknown_tokens(datamodule: Any, config: Any) -> None:
+    """Warn when the tokenizer cannot see much of the reports, or say what
+    ``text_encoder.add_unknown_tokens`` will add."""
+    text_encoder = ((config.model or {}).get("init_args") or {}).get("text_encoder") or {}
+    if text_encoder.get("add_unknown_tokens") and datamodule.unknown_tokens.characters:
+        added = datamodule.training_unknown_characters()
+        print(f"text model: {len(added)} characters unknown to its tokenizer will be added "
+              f"to the vocabulary (text_encoder.add_unknown_tokens): {''.join(added[:40])}"
+              f"{' …' if len(added) > 40 else ''}")
+        return
+    message = datamodule.unknown_tokens_message()
+    if message:
+        print(f"selip: warning: {message}", file=sys.stderr)
+
+
 def prepare(argv: Sequence[str]) -> int:
     """``selip prepare --config CONFIG``: validate, then fill the cache."""
     from selip.data.datamodule import SelipDataModule
@@ -98,6 +116,7 @@ def prepare(argv: Sequence[str]) -> int:
           f"({', '.join(f'{k} {n}' for k, n in splits.items())}), "
           f"{len(datamodule.report_table)} unique report texts, "
           f"sequences {', '.join(datamodule.sequences)}")
+    _report_unknown_tokens(datamodule, config)
     if config.check_only:
         return 0
     workers = config.workers or max(1, datamodule.num_workers)

@@ -71,17 +71,20 @@ class Report:
     """A parsed report: findings per (lower-case) sequence name, or normal.
 
     ``free_text`` holds prose that follows no sequence grammar; it is then paired
-    unchanged with every sequence.
+    unchanged with every sequence. ``normal_text`` is a normal report's own sentence
+    (the authors' ``{"normal": "未见明显异常"}``), paired with every sequence instead of
+    the configured normal text.
     """
 
     findings: Mapping[str, tuple[Finding, ...]]
     normal: bool = False
     free_text: str | None = None
+    normal_text: str | None = None
 
     def text_for(self, sequence: str, normal_text: str = NORMAL_REPORT_TEXT) -> str:
         """The text paired with ``sequence`` (DESIGN §2.1)."""
         if self.normal:
-            return normal_text
+            return self.normal_text or normal_text
         if self.free_text is not None:
             return self.free_text
         found = self.findings.get(sequence.lower(), ())
@@ -125,8 +128,10 @@ def _listed_findings(sequence: str, items: list[Any]) -> tuple[Finding, ...]:
 def _structured(data: Mapping[str, Any], normal_text: str) -> Report:
     """A structured report: per sequence a list of finding objects or a findings text
     (the authors' form); ``{"normal": true}`` or ``{"normal": "<text>"}`` is normal."""
-    if data.get("normal") is True or isinstance(data.get("normal"), str):
+    if data.get("normal") is True:
         return Report(findings={}, normal=True)
+    if isinstance(data.get("normal"), str) and data["normal"].strip():
+        return Report(findings={}, normal=True, normal_text=data["normal"].strip())
     findings: dict[str, tuple[Finding, ...]] = {}
     for sequence, items in data.items():
         if sequence == "normal":

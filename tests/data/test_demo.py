@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +15,7 @@ import pytest
 from selip.data.demo import LABELS, MANIFEST_COLUMNS, REGIONS, SEQUENCES, generate_demo_cohort
 from selip.data.demo.anatomy import TISSUES
 from selip.data.demo.exams import ExamPlan, plan_exam, synthesize_exam
+from selip.data.demo.lesions import Lesion
 from selip.data.reports import NORMAL_REPORT_TEXT, parse_report
 
 NUM_EXAMS = 6  # one label block: every label present, two normal exams
@@ -228,3 +230,29 @@ def test_rejects_no_exams(tmp_path, num_exams):
 def test_rejects_negative_seed(tmp_path):
     with pytest.raises(ValueError, match="seed"):
         generate_demo_cohort(tmp_path, num_exams=1, seed=-1, progress=False)
+
+
+def test_reports_in_english_by_default_and_in_the_authors_chinese_grammar():
+    blob = np.zeros((1, 4))
+    lesions = (Lesion("infarct", "left", "thalamus", blob),
+               Lesion("infarct", "right", "basal ganglia", blob))
+    plan = ExamPlan(seed=0, index=0, label="infarct", orientation="RAS", lesions=lesions)
+    english = plan.report()
+    assert plan.report("en") == english
+    assert english.splitlines()[3] == ("DWI: left thalamus: restricted diffusion; "
+                                       "right basal ganglia: restricted diffusion.")
+    chinese = json.loads(plan.report("zh"))
+    assert list(chinese) == ["T1", "T2", "FLAIR", "DWI", "ADC"]
+    assert chinese["T1"] == "在左侧丘脑表现为等信号，在右侧基底节区表现为等信号"
+    assert chinese["DWI"] == "在左侧丘脑表现为弥散受限高信号，在右侧基底节区表现为弥散受限高信号"
+    normal = ExamPlan(seed=0, index=1, label="normal", orientation="RAS", lesions=())
+    assert normal.report() == NORMAL_REPORT_TEXT
+    assert json.loads(normal.report("zh")) == {"normal": "未见明显异常"}
+    with pytest.raises(ValueError, match="report language"):
+        plan.report("fr")
+
+
+def test_rejects_an_unknown_language(tmp_path):
+    with pytest.raises(ValueError, match="report language"):
+        generate_demo_cohort(tmp_path, num_exams=1, language="fr", progress=False)
+    assert not (tmp_path / "manifest.csv").exists()

@@ -144,3 +144,10 @@ def test_a_section_with_the_normal_text_has_no_findings():
     assert report.text_for("flair") == NORMAL_REPORT_TEXT
     assert report.text_for("dwi") == "left thalamus: restricted diffusion"
     assert parse_report("FLAIR: No abnormality detected.\nT1: no abnormality detected").normal
+
+
+def test_a_normal_report_with_its_own_sentence_pairs_every_sequence_with_it():
+    report = parse_report('{"normal": "未见明显异常"}')
+    assert report.normal and report.text_for("flair") == "未见明显异常"
+    assert report.text_for("t1", normal_text="No abnormality detected.") == "未见明显异常"
+    assert parse_report('{"normal": true}').text_for("t1") == "No abnormality detected."

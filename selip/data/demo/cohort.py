@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from selip.data.atomic import atomic_write_bytes
+from selip.data.demo.chinese import check_language
 from selip.data.demo.contrasts import SEQUENCES
 from selip.data.demo.exams import ExamPlan, ExamVolumes, check_seed, plan_exam, synthesize_exam
 
@@ -46,15 +47,17 @@ def nifti_gz_bytes(data: np.ndarray, affine: np.ndarray) -> bytes:
     return gzip.compress(image.to_bytes(), compresslevel=_GZIP_LEVEL, mtime=0)
 
 
-def write_exam(plan: ExamPlan, volumes: ExamVolumes, out_dir: Path) -> dict[str, str]:
+def write_exam(plan: ExamPlan, volumes: ExamVolumes, out_dir: Path,
+               language: str = "en") -> dict[str, str]:
     """Write one exam's NIfTI files under ``out_dir/exams/<exam_id>/``.
 
     Returns:
-        The exam's manifest row (paths relative to ``out_dir``, POSIX separators).
+        The exam's manifest row (paths relative to ``out_dir``, POSIX separators), its
+        report in ``language`` (``en`` or ``zh``).
     """
     folder = Path("exams") / plan.exam_id
     (out_dir / folder).mkdir(parents=True, exist_ok=True)
-    row = {"exam_id": plan.exam_id, "report": plan.report(), "label": plan.label}
+    row = {"exam_id": plan.exam_id, "report": plan.report(language), "label": plan.label}
     arrays = {**volumes.images, "mask": volumes.mask}
     for name, data in arrays.items():
         relative = folder / f"{name}.nii.gz"
@@ -74,7 +77,7 @@ def write_manifest(rows: list[dict[str, str]], path: Path) -> None:
 
 
 def generate_demo_cohort(out_dir: str | Path, num_exams: int = 200, seed: int = 0,
-                         progress: bool = True) -> Path:
+                         progress: bool = True, language: str = "en") -> Path:
     """Write the demo cohort into ``out_dir`` and return the path of ``out_dir/manifest.csv``.
 
     Synthetic head MRI exams on real anatomy (the MNI152 template shipped with nilearn),
@@ -86,22 +89,26 @@ def generate_demo_cohort(out_dir: str | Path, num_exams: int = 200, seed: int = 
         num_exams: number of exams (>= 1). Exam ``k`` does not depend on ``num_exams``.
         seed: non-negative integer; the same seed gives byte-identical files.
         progress: show a progress bar over exams on stderr.
+        language: the reports' language: ``en``, the English demo grammar (free text), or
+            ``zh``, the authors' Chinese JSON reports (:mod:`selip.data.demo.chinese`).
+            Only the report column depends on it; volumes, masks and labels do not.
 
     Raises:
-        ValueError: for ``num_exams < 1`` or a negative seed.
+        ValueError: for ``num_exams < 1``, a negative seed or an unknown language.
     """
     if isinstance(num_exams, bool) or not isinstance(num_exams, (int, np.integer)):
         raise ValueError(f"num_exams must be an integer >= 1, got {num_exams!r}")
     if num_exams < 1:
         raise ValueError(f"num_exams must be >= 1, got {num_exams}")
     seed = check_seed(seed)
+    language = check_language(language)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for index in tqdm(range(int(num_exams)), desc="demo exams", unit="exam", file=sys.stderr,
                       disable=not progress):
         plan = plan_exam(seed, index)
-        rows.append(write_exam(plan, synthesize_exam(plan), out))
+        rows.append(write_exam(plan, synthesize_exam(plan), out, language))
     manifest = out / "manifest.csv"
     write_manifest(rows, manifest)
     return manifest

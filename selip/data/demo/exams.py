@@ -20,6 +20,7 @@ from selip.data.demo.anatomy import (
     sample_subject,
     subject_to_template,
 )
+from selip.data.demo.chinese import check_language, render_report_zh
 from selip.data.demo.contrasts import (
     SEQUENCE_NAMES,
     SEQUENCES,
@@ -82,12 +83,16 @@ class ExamPlan:
         """The manifest id, ``demo_0000`` style."""
         return f"demo_{self.index:04d}"
 
-    def findings(self) -> dict[str, list[Finding]]:
-        """Per sequence column, one finding per lesion (empty lists when normal)."""
-        return {s: [lesion.finding(s) for lesion in self.lesions] for s in SEQUENCES}
+    def findings(self, language: str = "en") -> dict[str, list[Finding]]:
+        """Per sequence column, one finding per lesion (empty lists when normal), in
+        English (``en``) or Chinese (``zh``)."""
+        return {s: [lesion.finding(s, language) for lesion in self.lesions] for s in SEQUENCES}
 
-    def report(self) -> str:
-        """The free-text report (the normal-report text for a normal exam)."""
+    def report(self, language: str = "en") -> str:
+        """The report: English free text (the normal-report text for a normal exam), or
+        for ``zh`` the authors' Chinese JSON report (:func:`render_report_zh`)."""
+        if check_language(language) == "zh":
+            return render_report_zh(self.findings("zh"), sequence_names=SEQUENCE_NAMES)
         return render_report(self.findings(), sequence_names=SEQUENCE_NAMES)
 
 

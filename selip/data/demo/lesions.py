@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from selip.data.demo.anatomy import TissueAtlas
+from selip.data.demo.chinese import check_language, chinese_finding
 from selip.data.reports import Finding
 
 #: Diagnosis labels of the demo cohort (``normal`` exams have no lesion).
@@ -121,9 +122,13 @@ class Lesion:
         """The location as written in the report, e.g. ``left basal ganglia``."""
         return f"{self.side} {self.region}"
 
-    def finding(self, sequence: str) -> Finding:
-        """The report finding of this lesion on ``sequence``."""
-        return Finding(self.location, SIGNATURES[self.kind].appearance[sequence])
+    def finding(self, sequence: str, language: str = "en") -> Finding:
+        """The report finding of this lesion on ``sequence``, in English (``en``) or in
+        Chinese (``zh``: ``左侧丘脑`` / ``高信号``, see :mod:`selip.data.demo.chinese`)."""
+        appearance = SIGNATURES[self.kind].appearance[sequence]
+        if check_language(language) == "zh":
+            return chinese_finding(self.side, self.region, appearance)
+        return Finding(self.location, appearance)
 
 
 def _centre(region: str, side: str, rng: np.random.Generator) -> np.ndarray:
