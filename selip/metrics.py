@@ -399,5 +399,7 @@ def retrieval_summary(metrics: Mapping[str, float], prefix: str = "val/") -> lis
     lines += [f"  {key:28s} {cell(key)} {cell('chance_' + key)} {cell('prior_' + key)}"
               for key in rows]
     rest = sorted(set(figures) - set(rows) - baselines)
-    lines += [f"  {key:28s} {figures[key]:8.4f}" for key in rest]
-    return lines if rows else [f"  {key:28s} {figures[key]:8.4f}" for key in sorted(figures)]
+    # The other metrics keep their full names, as TensorBoard shows them.
+    lines += [f"  {prefix + key:28s} {figures[key]:8.4f}" for key in rest]
+    return lines if rows else [f"  {prefix + key:28s} {figures[key]:8.4f}"
+                               for key in sorted(figures)]

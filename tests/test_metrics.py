@@ -411,4 +411,5 @@ def test_the_end_of_run_summary_puts_each_figure_beside_chance_and_prior():
     assert lines[0].split() == ["retrieval", "model", "chance", "prior"]
     assert lines[1].split() == ["i2t_R@1", "0.0800", "0.0300", "0.3300"]
     assert lines[2].split() == ["t2i_R@1", "0.1000", "0.0500", "-"]  # no prior for t2i
-    assert lines[3].split() == ["loss", "3.4000"] and len(lines) == 4
+    assert lines[3].split() == ["val/loss", "3.4000"] and len(lines) == 4
+    assert retrieval_summary({"val/f1": 0.5}) == [f"  {'val/f1':28s}   0.5000"]
