@@ -38,7 +38,16 @@ class LogitScale(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)),
                                       requires_grad=learnable)
         self.max_log_scale = math.log(max_scale)
+        self.clamp_()
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Put the parameter back under the cap; call after every optimiser step (as
+        open_clip does). A cap applied only in the forward pass has zero gradient above
+        it, so a scale that once overshot could never come back down."""
+        self.log_scale.clamp_(max=self.max_log_scale)
 
     def forward(self) -> torch.Tensor:
-        # Clamping the log keeps the gradient at zero above the cap, as in open_clip.
+        # The forward clamp only guards a parameter set above the cap by hand or an old
+        # checkpoint; at the cap itself (after clamp_) the gradient still flows.
         return self.log_scale.clamp(max=self.max_log_scale).exp()

@@ -89,18 +89,29 @@ class SparseSimilarityTable:
         return self.info.size
 
     def place(self, device: torch.device | str, budget_bytes: int) -> bool:
-        """Keep both arrays on ``device`` when they fit ``budget_bytes``; True if placed."""
+        """Keep both arrays on ``device`` when they fit ``budget_bytes``; True if placed.
+
+        They stay int32 / float16 there, exactly the ``nbytes`` the budget is checked
+        against (int64 indices would take 1.7x the budget); only a batch's gathered rows
+        are widened."""
         if self.nbytes > budget_bytes:
             self._placed = None
             return False
-        self._placed = (torch.from_numpy(np.array(self.neighbours, dtype=np.int64)).to(device),
+        self._placed = (torch.from_numpy(np.array(self.neighbours)).to(device),
                         torch.from_numpy(np.array(self.values)).to(device))
         return True
+
+    @property
+    def placed_nbytes(self) -> int:
+        """Bytes the placed arrays take on their device (0 when not placed)."""
+        if self._placed is None:
+            return 0
+        return sum(t.numel() * t.element_size() for t in self._placed)
 
     def _rows(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         placed = self._placed
         if placed is not None and placed[0].device == ids.device:
-            return placed[0][ids], placed[1][ids].float()
+            return placed[0][ids].long(), placed[1][ids].float()
         index = ids.detach().cpu().numpy()
         neighbours = torch.from_numpy(self.neighbours[index].astype(np.int64))
         values = torch.from_numpy(self.values[index].astype(np.float32))

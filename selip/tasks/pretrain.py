@@ -320,17 +320,27 @@ class PretrainTask(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Skip a step whose gradients are not finite instead of poisoning the weights.
 
-        16-mixed on CUDA has a gradient scaler that does this; bf16 and 32 have none. All
-        gradients are dropped (AdamW then leaves every weight and moment as it was) and
-        ``train/skipped_steps`` counts the skips.
+        16-mixed on CUDA has a gradient scaler that does this (and skips its own early
+        overflow steps while it calibrates): selip then checks nothing and counts nothing.
+        bf16 and 32 have none: all gradients are dropped (AdamW then leaves every weight
+        and moment as it was) and ``train/skipped_steps`` counts the skips. The check is
+        one device-side reduction and a single host sync per step, not one per tensor.
         """
+        plugin = getattr(self._trainer, "precision_plugin", None)  # None: no trainer (tests)
+        if getattr(plugin, "scaler", None) is not None:
+            return
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        finite = all(bool(torch.isfinite(g).all()) for g in grads)
-        if not finite:
+        if grads and not bool(torch.stack([g.isfinite().all() for g in grads]).all()):
             self._skipped_steps += 1
             for parameter in self.parameters():
                 parameter.grad = None
         self.log("train/skipped_steps", float(self._skipped_steps), on_step=True, on_epoch=False)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser's step, then the logit scale back under its cap (see
+        :meth:`LogitScale.clamp_`)."""
+        super().optimizer_step(*args, **kwargs)
+        self.model.logit_scale.clamp_()
 
     # -- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

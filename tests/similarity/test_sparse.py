@@ -79,6 +79,15 @@ def test_placed_and_memory_mapped_lookups_agree(tmp_path):
     torch.testing.assert_close(sparse.lookup(ids, columns), from_disk)
 
 
+def test_a_placed_table_takes_no_more_than_its_budget(tmp_path):
+    sparse = build_sparse_table(tmp_path, reports(30), CONFIG, top_k=4, progress=False)
+    ids = torch.tensor([1, 5, 9])
+    from_disk = sparse.lookup(ids)
+    assert sparse.place("cpu", budget_bytes=sparse.nbytes)  # exactly its size fits
+    assert sparse.placed_nbytes == sparse.nbytes  # int64 indices took 1.7x the budget
+    torch.testing.assert_close(sparse.lookup(ids), from_disk)
+
+
 def test_reuse_integrity_and_a_new_key_per_k(tmp_path):
     texts = reports(25)
     table, built = load_or_build_sparse(tmp_path, texts, CONFIG, top_k=3, progress=False)

@@ -150,3 +150,55 @@ def test_retrieval_logs_the_frequency_prior_and_semantic_chance(monkeypatch, tmp
     assert written["prior_i2t_R@1"] == pytest.approx(1 / 3)
     assert {"prior_i2t_R@10", "chance_i2t_semantic_R@10", "chance_t2i_semantic_R@1"} <= set(
         written)
+
+
+def test_the_finiteness_check_costs_one_host_sync(monkeypatch):
+    task = _task()
+    monkeypatch.setattr(task, "log", lambda *args, **kwargs: None)
+    for parameter in task.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    syncs = []
+    original = torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: syncs.append(1) or original(t))
+    task.on_before_optimizer_step(torch.optim.AdamW(task.parameters()))
+    assert len(syncs) == 1  # was one per gradient tensor (269 for the paper model)
+
+
+def test_under_a_gradient_scaler_selip_neither_skips_nor_counts(monkeypatch):
+    task = _task()
+    monkeypatch.setattr(task, "log", lambda *args, **kwargs: None)
+    task._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=object()))
+    weight = task.model.image_projection.linear.weight
+    weight.grad = torch.full_like(weight, float("inf"))  # the scaler's own early overflow
+    task.on_before_optimizer_step(torch.optim.AdamW(task.parameters()))
+    assert weight.grad is not None and task._skipped_steps == 0  # the scaler skips it
+
+
+def test_the_logit_scale_comes_back_down_from_its_cap():
+    """The issue's demonstration: once the scale had overshot the cap, 200 AdamW steps that
+    wanted a smaller scale left it there with gradient 0. Clamped after every step, it
+    never exceeds the cap and follows the gradient back down."""
+    import math
+
+    task = _task(temperature=0.02)
+    log_scale = task.model.logit_scale.log_scale
+    cap = math.log(100.0)
+    optimizer = torch.optim.AdamW([log_scale], lr=1e-2, weight_decay=0.0)
+
+    def step(sign: float, index: int) -> None:
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = sign * task.model.logit_scale()
+            loss.backward()
+            return loss
+
+        task.optimizer_step(0, index, optimizer, closure)
+
+    for index in range(100):  # wants a larger scale: pushes against the cap
+        step(-1.0, index)
+        assert float(log_scale) <= cap + 1e-6  # the cap in float32
+    assert math.isclose(float(log_scale), cap, rel_tol=1e-6)  # held at the cap
+    for index in range(200):  # now wants a smaller one
+        step(1.0, index)
+    assert float(log_scale) < cap - 0.1
+    assert float(task.model.logit_scale()) < 100.0 * math.exp(-0.1)
