@@ -60,13 +60,18 @@ def _load(config: TextEncoderConfig) -> Any:
 
     name = resolve_text_model(config.model)
     local = Path(name).exists()
+    # float32 whatever the stored dtype: transformers loads with dtype="auto", so an fp16
+    # or bf16 checkpoint (and from_config, which follows config.dtype) would give half
+    # weights; GradScaler then refuses their fp16 gradients under 16-mixed, and AdamW
+    # loses small updates to bf16 weights. Autocast does the mixed precision.
     try:
         if config.pretrained:
-            return AutoModel.from_pretrained(name, local_files_only=local or None)
+            return AutoModel.from_pretrained(name, local_files_only=local or None,
+                                             dtype=torch.float32)
         hf_config = AutoConfig.from_pretrained(name, local_files_only=local or None)
         for key, value in config.config_overrides.items():
             setattr(hf_config, key, value)
-        return AutoModel.from_config(hf_config)
+        return AutoModel.from_config(hf_config, dtype=torch.float32)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load text model {name!r}: give a local folder with its "
                          f"config and weights ({err})") from None

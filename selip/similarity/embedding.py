@@ -6,6 +6,8 @@ pooling over tokens, L2-normalised; batched, on the GPU when there is one.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -27,20 +29,29 @@ def model_identity(text_model: str | None) -> str:
     return "|".join(parts)
 
 
+def load_text_model(name: str) -> Any:
+    """The encoder in float32 whatever its stored dtype (transformers' default is "auto").
+
+    fp16 on the CPU is slow or unsupported for some kernels, and the scores (and their
+    cache) should not depend on the device or on how the weights were saved; a MiniLM
+    over finding texts costs little in float32 on a GPU too.
+    """
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(name, local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot load text model {name!r} from local files ({err})") from None
+
+
 @torch.no_grad()
 def embed_texts(texts: list[str], text_model: str | None = None, batch_size: int = 256,
                 device: str | None = None, progress: bool = False) -> np.ndarray:
     """Embed ``texts``; returns (N, E) float32 with unit-norm rows."""
-    from transformers import AutoModel
-
     name = resolve_text_model(text_model)
     tokenizer = load_tokenizer(name)
-    try:
-        model = AutoModel.from_pretrained(name, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot load text model {name!r} from local files ({err})") from None
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(target).eval()
+    model = load_text_model(name).to(target).eval()
     chunks = []
     for start in tqdm(range(0, len(texts), batch_size), desc="embedding findings",
                       disable=not progress, leave=False):
