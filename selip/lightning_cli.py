@@ -128,6 +128,15 @@ class SelipCLI(LightningCLI):
             kwargs.setdefault("plugins", plugins)
         return super().instantiate_trainer(**kwargs)
 
+    def before_fit(self) -> None:
+        """Refuse training settings that cannot work, before any step runs."""
+        if str(self.trainer.precision) in ("16-true", "16"):
+            # AdamW's eps (1e-8) is 0 in float16: a weight whose gradient or its square
+            # underflows becomes NaN at the first optimiser step.
+            raise ValueError("trainer.precision 16-true cannot train (AdamW's state in "
+                             "float16 underflows to NaN); use 16-mixed (float16 autocast "
+                             "with float32 weights) or bf16-true")
+
     def after_test(self) -> None:
         """Print the test retrieval figures beside their baselines (pretraining)."""
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()

@@ -8,12 +8,17 @@ transfer (``SelipDataModule.on_after_batch_transfer``): one batched ``grid_sampl
 instead of a per-sample resampling in every worker, so the workers only read the cache
 and the accelerator never waits for augmentation.
 
-Randomness comes from torch's generator (the DataLoader seeds each worker differently;
-the device-side part uses the run's seeded global generator).
+Every draw takes a ``torch.Generator`` (None: the global one). LightningCLI seeds every
+rank alike, so the global generator alone would give sample j the same flip, affine, gamma
+and intensity draw on every rank. The device-side part draws from :func:`step_generator`
+seeded from (run seed, rank, epoch, batch), so a resumed run draws again what the first
+one drew; the workers draw from the global generator on rank 0 and, on the other ranks,
+from one seeded per sample from it and the rank (``PairDataset.generator``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -50,32 +55,48 @@ class AugmentSettings:
         return self.enabled and self.flip_probability > 0
 
 
-def _chance(probability: float) -> bool:
-    return probability > 0 and float(torch.rand(())) < probability
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from any integers (negative ones too), e.g. (seed, rank, epoch, batch):
+    a hash rather than a sum, so that (seed, rank + 1) and (seed + 1, rank) differ."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
-def draw_flip(settings: AugmentSettings) -> bool:
-    """Whether this sample is mirrored left–right (one draw with ``flip_probability``).
+def step_generator(parts: tuple[int, ...], device: torch.device | str = "cpu"
+                   ) -> torch.Generator:
+    """A generator on ``device`` seeded from ``parts`` (see :func:`mix_seed`)."""
+    return torch.Generator(device=device).manual_seed(mix_seed(*parts))
+
+
+def _chance(probability: float, generator: torch.Generator | None) -> bool:
+    return probability > 0 and float(torch.rand((), generator=generator)) < probability
+
+
+def draw_flip(settings: AugmentSettings, generator: torch.Generator | None = None) -> bool:
+    """Whether this sample is mirrored left–right (one draw with ``flip_probability``
+    from ``generator``; None: the global one).
 
     The dataset draws it before reading the volume so that the read itself can mirror
     (a reversed NumPy copy, about 3× faster than ``torch.flip`` on float16).
     """
-    return settings.flips and _chance(settings.flip_probability)
+    return settings.flips and _chance(settings.flip_probability, generator)
 
 
-def flip_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentSettings
+def flip_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentSettings,
+              generator: torch.Generator | None = None
               ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """Mirror left–right with ``flip_probability`` (in the workers).
 
     Args:
         image: (C, D, H, W); W is the left–right axis (see selip.data.preprocess).
         mask: (1, D, H, W) labels, or None.
+        generator: a CPU generator for the draw (None: the global one).
 
     Returns:
         ``(image, mask, flipped)``; when ``flipped`` the caller must pair the image with
         the mirrored report text.
     """
-    if not draw_flip(settings):
+    if not draw_flip(settings, generator):
         return image, mask, False
     return image.flip(-1), mask.flip(-1) if mask is not None else None, True
 
@@ -96,14 +117,15 @@ def _rotation(angles: torch.Tensor) -> torch.Tensor:
 
 def random_affine_theta(count: int, shape: tuple[int, int, int],
                         spacing: tuple[float, float, float], settings: AugmentSettings,
-                        device: torch.device) -> torch.Tensor:
+                        device: torch.device, generator: torch.Generator | None = None
+                        ) -> torch.Tensor:
     """(count, 3, 4) ``affine_grid`` matrices of random rotations (±degrees about each axis),
     per-axis scalings (1 ± scales) and translations (± translation_mm), built in mm about the
     volume centre and expressed in the normalised coordinates of a (D, H, W) = ``shape``
     volume with voxel size ``spacing`` — so a rotation stays a rotation when the voxels or
-    the field of view are anisotropic."""
+    the field of view are anisotropic. ``generator``: on ``device`` (None: the global one)."""
     def uniform(bound: float, size: tuple[int, ...]) -> torch.Tensor:
-        return (torch.rand(size, device=device) * 2 - 1) * bound
+        return (torch.rand(size, device=device, generator=generator) * 2 - 1) * bound
 
     # affine_grid's coordinates are (x, y, z) = (W, H, D); half extents in mm per axis.
     half = torch.tensor([shape[2] * spacing[2], shape[1] * spacing[1], shape[0] * spacing[0]],
@@ -116,7 +138,7 @@ def random_affine_theta(count: int, shape: tuple[int, int, int],
 
 
 def augment_batch(images: torch.Tensor, masks: torch.Tensor | None, settings: AugmentSettings,
-                  spacing: tuple[float, float, float]
+                  spacing: tuple[float, float, float], generator: torch.Generator | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Affine (trilinear for images, nearest for masks), gamma and intensity scaling of a
     batch, each drawn per sample, on whatever device the batch is on.
@@ -125,18 +147,23 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor | None, settings: Au
         images: (B, C, D, H, W) float in about [0, 1].
         masks: (B, 1, D, H, W) integer labels, or None.
         spacing: voxel size in mm, (D, H, W) order.
+        generator: every draw's generator, on the batch's device (None: the global one).
 
     Returns:
-        ``(images, masks)``, same shapes and dtypes.
+        ``(images, masks)``: the images float32 (whatever came in), the masks as they came.
     """
     if not settings.enabled or images.shape[0] == 0:
         return images, masks
     count, device = images.shape[0], images.device
+
+    def rand(size: int) -> torch.Tensor:
+        return torch.rand(size, device=device, generator=generator)
+
     images = images.float()
-    chosen = (torch.rand(count, device=device) < settings.affine_probability).nonzero()[:, 0]
+    chosen = (rand(count) < settings.affine_probability).nonzero()[:, 0]
     if len(chosen):
         theta = random_affine_theta(len(chosen), tuple(images.shape[2:]),  # type: ignore[arg-type]
-                                    spacing, settings, device)
+                                    spacing, settings, device, generator)
         grid = F.affine_grid(theta, [len(chosen), 1, *images.shape[2:]], align_corners=False)
         images = images.clone()
         images[chosen] = F.grid_sample(images[chosen], grid, mode="bilinear",
@@ -147,18 +174,18 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor | None, settings: Au
             masks = masks.clone()
             masks[chosen] = moved.round().to(masks.dtype)
     if settings.gamma_probability > 0 and settings.log_gamma > 0:
-        gamma = ((torch.rand(count, device=device) * 2 - 1) * settings.log_gamma).exp()
-        apply = torch.rand(count, device=device) < settings.gamma_probability
+        gamma = ((rand(count) * 2 - 1) * settings.log_gamma).exp()
+        apply = rand(count) < settings.gamma_probability
         gamma = torch.where(apply, gamma, torch.ones_like(gamma)).view(-1, 1, 1, 1, 1)
         images = images.clamp(min=0).pow(gamma)
     if settings.intensity_scale > 0:
-        scale = 1 + (torch.rand(count, device=device) * 2 - 1) * settings.intensity_scale
+        scale = 1 + (rand(count) * 2 - 1) * settings.intensity_scale
         images = images * scale.view(-1, 1, 1, 1, 1)
     return images, masks
 
 
 def augment_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentSettings,
-                 spacing: tuple[float, float, float]
+                 spacing: tuple[float, float, float], generator: torch.Generator | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """The whole augmentation of one sample: the flip, then :func:`augment_batch` on a batch
     of one (the training path splits the two between workers and device).
@@ -167,6 +194,7 @@ def augment_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: Augme
         image: (C, D, H, W) float32 in [0, 1].
         mask: (1, D, H, W) integer labels, or None.
         spacing: voxel size in mm, (D, H, W) order.
+        generator: every draw's generator, on the image's device (None: the global one).
 
     Returns:
         ``(image, mask, flipped)``; when ``flipped`` the caller must pair the image with
@@ -174,7 +202,7 @@ def augment_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: Augme
     """
     if not settings.enabled:
         return image, mask, False
-    image, mask, flipped = flip_pair(image, mask, settings)
+    image, mask, flipped = flip_pair(image, mask, settings, generator)
     images, masks = augment_batch(image[None], mask[None] if mask is not None else None,
-                                  settings, spacing)
+                                  settings, spacing, generator)
     return images[0], masks[0] if masks is not None else None, flipped

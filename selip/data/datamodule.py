@@ -15,7 +15,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
-from selip.data.augment import AugmentSettings, augment_batch
+from selip.data.augment import AugmentSettings, augment_batch, step_generator
 from selip.data.cache import VolumeCache
 from selip.data.dataset import Pair, PairDataset
 from selip.data.fingerprint import FileDigests
@@ -420,17 +420,64 @@ class SelipDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int
                                 ) -> dict[str, torch.Tensor]:
-        """Images arrive as float16 and become float32 here, on the device; training
-        batches also get the affine, gamma and intensity augmentation, batched (the flip
-        happened in the workers)."""
-        batch["image"] = batch["image"].float()
+        """Images arrive as float16 (or already cast to a "-true" precision's dtype: Lightning
+        casts the batch before the transfer) and leave in :meth:`input_dtype`, on the
+        device; training batches also get the affine, gamma and intensity augmentation,
+        batched (the flip happened in the workers), drawn from :meth:`augment_generator`."""
+        image = batch["image"]
         if self.trainer is not None and self.trainer.training and self.augment.enabled \
                 and self.augment_on_device():
-            batch["image"], mask = augment_batch(batch["image"], batch.get("mask"),
-                                                 self.augment, self.preprocess.spacing)
+            # In float32 whatever the model computes in, then cast: in bfloat16 (8
+            # significant bits) a 5° rotation's cosine is one step below 1 and the sampling
+            # grid's coordinates near the edges are resolved to a quarter voxel at 128
+            # voxels; a float32 copy of the batch is small next to the activations.
+            image, mask = augment_batch(image.float(), batch.get("mask"), self.augment,
+                                        self.preprocess.spacing,
+                                        self.augment_generator(image.device))
             if mask is not None:
                 batch["mask"] = mask
+        batch["image"] = image.to(self.input_dtype())
         return batch
+
+    def input_dtype(self) -> torch.dtype:
+        """The dtype the model takes its images in: the module's under the "-true"
+        precisions (bfloat16, float16, float64), float32 under 32 and the mixed ones
+        (autocast casts per operation) and without a trainer.
+
+        Asked of the trainer's precision plugin, which casts every floating input to it
+        before the transfer (a no-op when mixed): the float16 the loader ships in must not
+        reach a float32 model, nor float32 a bfloat16 one.
+        """
+        plugin = getattr(self.trainer, "precision_plugin", None)
+        if plugin is None:
+            return torch.float32
+        return plugin.convert_input(torch.empty(0, dtype=torch.float32)).dtype
+
+    def augment_generator(self, device: torch.device) -> torch.Generator | None:
+        """The generator of this training batch's batched augmentation, on ``device``,
+        seeded from (:meth:`augment_seed`, global rank, epoch, batch of the epoch).
+
+        Not the global generator: LightningCLI seeds every rank alike, so sample j of the
+        batch would get the same affine, gamma and intensity draw on every rank. Epoch and
+        batch are the loop counters the training order resumes from (restored from the
+        checkpoint), so a resumed run draws what the first run drew at that batch; not
+        ``global_step``, which stays put across the batches of a gradient accumulation.
+        None (the global generator) without a fit loop.
+        """
+        trainer = self.trainer
+        if getattr(trainer, "fit_loop", None) is None:
+            return None
+        assert trainer is not None
+        epoch, batch = self._fit_progress()
+        return step_generator((self.augment_seed(), trainer.global_rank, epoch, batch), device)
+
+    def augment_seed(self) -> int:
+        """The seed of the training order (``shuffle_seed``, else the run's
+        ``seed_everything``, else 0): one seed fixes both what a batch holds and how it is
+        augmented."""
+        if self.shuffle_seed is not None:
+            return self.shuffle_seed
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def augment_on_device(self) -> bool:
         """Affine/gamma/intensity batched on the accelerator after the transfer; on a CPU
@@ -442,6 +489,8 @@ class SelipDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if "train" in self.datasets:
             self.datasets["train"].augment_fully = not self.augment_on_device()
+            # the workers mix the rank into their draws' seed (PairDataset.generator)
+            self.datasets["train"].rank = self.trainer.global_rank if self.trainer else 0
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:

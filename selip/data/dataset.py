@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from selip.data.augment import AugmentSettings, augment_pair, draw_flip
+from selip.data.augment import AugmentSettings, augment_pair, draw_flip, step_generator
 from selip.data.cache import VolumeCache
 from selip.data.preprocess import preprocess_mask, preprocess_volume
 
@@ -68,6 +68,8 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         # False: only the flip here, the rest batched on the device after the transfer;
         # True: all of it here (CPU runs, where workers run parallel to the step).
         self.augment_fully = False
+        # The trainer's global rank (the datamodule sets it), mixed into the draws' seed.
+        self.rank = 0
         self.with_label = bool(pairs) and all(p.label is not None for p in pairs)
         # Masks only when the task needs them: reading, warping and shipping an unused
         # mask per sample halved the pretraining loader's throughput.
@@ -76,6 +78,22 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def generator(self) -> torch.Generator | None:
+        """The generator of one sample's flip and augmentation: on rank 0 the global one
+        (None), as in a single process; on any other rank one seeded from a draw of the
+        global generator and the rank.
+
+        Not the global generator alone: LightningCLI seeds every rank alike, so with
+        ``num_workers=0`` (or workers seeded without Lightning's per-rank
+        ``worker_init_fn``) every rank would draw the same for the i-th sample it reads.
+        Seeded from the global generator, the stream still follows ``torch.manual_seed``
+        and the DataLoader's per-worker seeds.
+        """
+        if self.rank == 0:
+            return None
+        draw = int(torch.randint(2**62, (), dtype=torch.int64))
+        return step_generator((draw, self.rank))
 
     def _image(self, pair: Pair, mirrored: bool) -> torch.Tensor:
         """(C, D, H, W) float16: each sequence read straight into its channel."""
@@ -103,13 +121,14 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         pair = self.pairs[index]
         # Accelerator runs: only the flip here, drawn first so that the read mirrors; CPU
         # runs (augment_fully): the whole augmentation, flip included, after the read.
+        generator = self.generator() if self.augment is not None else None
         flipped = (self.augment is not None and not self.augment_fully
-                   and draw_flip(self.augment))
+                   and draw_flip(self.augment, generator))
         image = self._image(pair, mirrored=flipped)
         mask = self._mask(pair, mirrored=flipped) if self.with_mask else None
         if self.augment is not None and self.augment_fully:
             image, mask, flipped = augment_pair(image, mask, self.augment,
-                                                self.cache.settings.spacing)
+                                                self.cache.settings.spacing, generator)
             image = image.half()
         report_id = pair.mirrored_report_id if flipped else pair.report_id
         sample = {

@@ -96,3 +96,19 @@ def test_batched_affine_moves_image_and_mask_together_and_keeps_labels():
     for sample, labels in zip(out, out_masks, strict=True):
         inside = sample[labels.bool()]
         assert inside.numel() > 0 and inside.mean() > 0.5
+
+
+def test_a_generator_makes_the_batched_draws_repeat_and_leaves_the_global_one_alone():
+    from selip.data.augment import augment_batch, step_generator
+
+    images = torch.rand(3, 1, 8, 12, 10)
+    always = AugmentSettings(affine_probability=1.0, gamma_probability=1.0)
+    state = torch.get_rng_state()
+    out, _ = augment_batch(images, None, always, (2, 2, 2), step_generator((0, 1, 2, 3)))
+    assert torch.equal(torch.get_rng_state(), state)
+    again, _ = augment_batch(images, None, always, (2, 2, 2), step_generator((0, 1, 2, 3)))
+    other, _ = augment_batch(images, None, always, (2, 2, 2), step_generator((0, 2, 2, 3)))
+    assert torch.equal(out, again) and not torch.equal(out, other)
+    flips = [augment_pair(images[0], None, AugmentSettings(), (2, 2, 2),
+                          step_generator((seed,)))[2] for seed in range(32)]
+    assert 0 < sum(flips) < 32  # the flip draws from the generator too

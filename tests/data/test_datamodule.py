@@ -254,3 +254,24 @@ def test_on_a_cpu_run_the_workers_augment_and_the_device_hook_does_not(tiny_coho
     before = batch["image"].clone()
     after = dm.on_after_batch_transfer(dict(batch), 0)["image"]
     torch.testing.assert_close(after, before.float())  # only the cast, no second augmentation
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [
+    ("32-true", torch.float32), ("bf16-mixed", torch.float32), ("bf16-true", torch.bfloat16),
+    ("16-true", torch.float16), ("64-true", torch.float64)])
+def test_images_leave_the_transfer_in_the_dtype_of_the_trainers_precision(
+        tiny_cohort, tmp_path, precision, dtype):
+    from types import SimpleNamespace
+
+    import lightning.pytorch as pl
+
+    dm = _datamodule(tiny_cohort(n=8), tmp_path, val_fraction=0.25, test_fraction=0.0,
+                     augment=AugmentSettings(affine_probability=1.0))
+    plugin = pl.Trainer(accelerator="cpu", precision=precision, logger=False).precision_plugin
+    batch = plugin.convert_input(next(iter(dm.train_dataloader())))  # what Lightning does first
+    for training in (False, True):  # no trainer accelerator: augmented after the transfer
+        dm.trainer = SimpleNamespace(training=training,  # type: ignore[assignment]
+                                     precision_plugin=plugin)
+        image = dm.on_after_batch_transfer(dict(batch), 0)["image"]
+        assert image.dtype == dtype and image.shape == batch["image"].shape
+        assert torch.equal(image, batch["image"].to(dtype)) != training
