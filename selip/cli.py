@@ -51,7 +51,15 @@ def demo_data(argv: Sequence[str]) -> int:
                                         progress=not args.quiet, language=args.language)
     except (ValueError, OSError) as err:
         return _fail(str(err))
-    print(f"demo cohort: {args.num_exams} exams, manifest {manifest}")
+    from selip.data.demo import TRUTH_FILE
+    from selip.data.demo.exams import plan_exam
+    from selip.data.demo.measure import measure_reports
+
+    print(f"demo cohort: {args.num_exams} exams, manifest {manifest}, truth "
+          f"{manifest.parent / TRUTH_FILE}")
+
+    plans = [plan_exam(args.seed, i) for i in range(args.num_exams)]
+    print(measure_reports(plans, args.language).summary())
     return 0
 
 

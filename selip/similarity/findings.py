@@ -7,6 +7,12 @@ full-width comma ``，``, ``;`` ``；`` ``。`` and line breaks, never at an ASC
 finding reads ``<location>: <appearance>`` (English grammar) or
 ``在<location>表现为<appearance>`` (the authors' Chinese grammar), else the whole piece is
 its appearance.
+
+Reports written by people word one finding many ways. A config can read them through
+synonyms (:data:`~selip.similarity.config.SIGNAL_TAG_SYNONYMS`,
+:data:`~selip.similarity.config.LOCATION_SYNONYMS`): locations become ``<side> <region>``
+before scoring, and pertinent negatives (``no midline shift``: no location, matching a
+``negative_patterns`` entry) are dropped; a report of negatives only is normal.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from selip.data.reports import (
 from selip.similarity.config import SimilarityConfig
 
 _CHINESE = re.compile(r"^\s*在?(?P<location>.+?)表现为(?P<appearance>.+?)\s*$")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_SIDE_EN = re.compile(r"\b(left|right|bilateral)\b", re.IGNORECASE)
+_SIDES_ZH = {"左": "左侧", "右": "右侧", "双": "双侧"}
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,39 @@ def report_findings(report: str | Mapping[str, Any], config: SimilarityConfig) -
         findings = tuple(_located(f) for items in parsed.findings.values() for f in items)
     if not findings:
         raise ReportError(f"no findings in report {str(report)[:60]!r}")
-    return ScoredReport(findings)
+    kept = tuple(f for f in findings if not is_negative(f, config))
+    if not kept:  # pertinent negatives only: nothing abnormal
+        return ScoredReport((), normal=True)
+    if config.location_synonyms:
+        kept = tuple(Finding(canonical_location(f.location, config.location_synonyms),
+                             f.appearance) for f in kept)
+    return ScoredReport(kept)
+
+
+def is_negative(finding: Finding, config: SimilarityConfig) -> bool:
+    """Whether ``finding`` is a pertinent negative: no location, and its text matches one
+    of ``config.negative_patterns`` (case-insensitive)."""
+    if finding.location.strip() or not config.negative_patterns:
+        return False
+    return any(re.search(p, finding.appearance, re.IGNORECASE)
+               for p in config.negative_patterns)
+
+
+def canonical_location(location: str, synonyms: tuple[tuple[str, str], ...]) -> str:
+    """``<side> <region>`` for the first ``(phrase, region)`` whose phrase ``location``
+    holds (``lentiform nucleus on the left`` → ``left basal ganglia``; Chinese
+    ``左基底节`` → ``左侧基底节区``), else ``location`` unchanged. The side is the first
+    of left / right / bilateral (左 / 右 / 双) in the location, if any."""
+    lowered = location.lower()
+    for phrase, region in synonyms:
+        if phrase.lower() not in lowered:
+            continue
+        if _CJK.search(region):
+            side = next((_SIDES_ZH[c] for c in location if c in _SIDES_ZH), "")
+            return side + region
+        match = _SIDE_EN.search(location)
+        return f"{match.group(1).lower()} {region}" if match else region
+    return location
 
 
 def _located(finding: Finding) -> Finding:
@@ -98,11 +139,15 @@ def _located(finding: Finding) -> Finding:
 
 
 def signal_tag(appearance: str, tags: tuple[str, ...]) -> str:
-    """The first tag of ``tags`` found in ``appearance``, else the whole appearance."""
+    """The first tag of ``tags`` found in ``appearance``, else the whole appearance.
+
+    A tag ``name|synonym|…`` is found by any of its words and answers ``name``
+    (``high signal`` → ``hyperintense`` with ``hyperintense|high signal``)."""
     lowered = appearance.lower()
     for tag in tags:
-        if tag.lower() in lowered:
-            return tag.lower()
+        words = tag.lower().split("|")
+        if any(word and word in lowered for word in words):
+            return words[0]
     return lowered.strip()
 
 

@@ -12,11 +12,24 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from selip.data.demo import LABELS, MANIFEST_COLUMNS, REGIONS, SEQUENCES, generate_demo_cohort
+from selip.data.demo import (
+    LABELS,
+    MANIFEST_COLUMNS,
+    REGIONS,
+    SEQUENCES,
+    TRUTH_FILE,
+    generate_demo_cohort,
+    load_truth,
+)
 from selip.data.demo.anatomy import TISSUES
 from selip.data.demo.exams import ExamPlan, plan_exam, synthesize_exam
 from selip.data.demo.lesions import Lesion
-from selip.data.reports import NORMAL_REPORT_TEXT, parse_report
+from selip.data.demo.vocabulary import NORMAL_TEXTS_EN
+from selip.data.demo.vocabulary_zh import NORMAL_TEXTS_ZH
+from selip.data.reports import parse_report
+from selip.similarity import PRESETS
+from selip.similarity.config import LOCATION_SYNONYMS
+from selip.similarity.findings import canonical_location, signal_tag
 
 NUM_EXAMS = 6  # one label block: every label present, two normal exams
 
@@ -104,6 +117,7 @@ def test_same_seed_is_byte_identical_and_exam_k_ignores_cohort_size(cohort, tmp_
     small = generate_demo_cohort(tmp_path / "small", num_exams=3, seed=seed, progress=False)
     full_manifest = (out / "manifest.csv").read_bytes()
     assert full_manifest.startswith(small.read_bytes())
+    assert (out / TRUTH_FILE).read_bytes().startswith((small.parent / TRUTH_FILE).read_bytes())
     for path in sorted((tmp_path / "small" / "exams").rglob("*.nii.gz")):
         relative = path.relative_to(tmp_path / "small")
         assert path.read_bytes() == (out / relative).read_bytes(), relative
@@ -175,25 +189,49 @@ def test_demyelination_is_flair_bright_and_diffusion_iso(cohort):
 def test_normal_exam_has_empty_mask_and_normal_report(cohort):
     out, _, rows = cohort
     for row in (r for r in rows if r["label"] == "normal"):
-        assert row["report"] == NORMAL_REPORT_TEXT
+        assert row["report"] in NORMAL_TEXTS_EN  # one of a few normal phrasings
         assert not np.asarray(_load(out, row, "mask").dataobj).any()
 
 
 def test_reports_parse_back_per_sequence(cohort):
     _, seed, rows = cohort
+    tags = PRESETS["english"].signal_tags
     for plan, row in zip(_plans(seed), rows, strict=True):
+        assert row["report"] == plan.report()
         report = parse_report(row["report"])
-        assert report.normal == (plan.label == "normal")
+        written = plan.written()
         for sequence in SEQUENCES:
-            findings = plan.findings()[sequence]
+            text = report.text_for(sequence)
+            if plan.label == "normal":  # the normal sentence, paired with every sequence
+                assert text == row["report"] == written.normal_text
+                continue
+            findings = written.findings[sequence]
             assert len(findings) == len(plan.lesions)  # every lesion on every sequence
-            expected = "; ".join(f.render() for f in findings) or NORMAL_REPORT_TEXT
-            assert report.text_for(sequence) == expected
-            for finding in findings:
-                side, region = finding.location.split(" ", 1)
-                assert side in ("left", "right") and region in REGIONS
+            assert text == "; ".join(f.render() for f in written.pieces(sequence))
+            for index, finding in findings:
+                lesion = plan.lesions[index]
+                assert canonical_location(finding.location, LOCATION_SYNONYMS) == \
+                    lesion.location
+                assert signal_tag(finding.appearance, tags) == \
+                    signal_tag(lesion.finding(sequence).appearance, tags)
     infarct = next(p for p in _plans(seed) if p.label == "infarct")
-    assert infarct.findings()["dwi"][0].appearance == "restricted diffusion"
+    assert infarct.canonical_findings()["dwi"][0].appearance == "restricted diffusion"
+    assert signal_tag(infarct.findings()["dwi"][0].appearance, tags) == "restricted diffusion"
+
+
+def test_truth_file_has_one_line_per_pair_matching_the_manifest(cohort):
+    out, seed, rows = cohort
+    truths = load_truth(out)
+    assert truths == load_truth(out / TRUTH_FILE)
+    assert list(truths) == [(r["exam_id"], s) for r in rows for s in SEQUENCES]
+    for plan, row in zip(_plans(seed), rows, strict=True):
+        for sequence in SEQUENCES:
+            truth = truths[(row["exam_id"], sequence)]
+            assert truth.diagnosis == row["label"]
+            assert truth.key == {(lesion.kind, lesion.region, lesion.side)
+                                 for lesion in plan.lesions}
+            assert [f.size_mm for f in truth.findings] == [s[0] for s in plan.sizes_mm()]
+            assert all(f.region in REGIONS and f.size_mm >= 1 for f in truth.findings)
 
 
 def test_tissue_contrasts_follow_the_sequences(cohort):
@@ -233,21 +271,25 @@ def test_rejects_negative_seed(tmp_path):
 
 
 def test_reports_in_english_by_default_and_in_the_authors_chinese_grammar():
-    blob = np.zeros((1, 4))
+    blob = np.array([[0.0, 0.0, 0.0, 5.0]])
     lesions = (Lesion("infarct", "left", "thalamus", blob),
                Lesion("infarct", "right", "basal ganglia", blob))
     plan = ExamPlan(seed=0, index=0, label="infarct", orientation="RAS", lesions=lesions)
     english = plan.report()
     assert plan.report("en") == english
-    assert english.splitlines()[3] == ("DWI: left thalamus: restricted diffusion; "
-                                       "right basal ganglia: restricted diffusion.")
+    assert [line.split(":")[0] for line in english.splitlines()] == \
+        ["T1", "T2", "FLAIR", "DWI", "ADC"]
+    # the truth's canonical wording is the fixed vocabulary the demo used to write
+    canonical = plan.canonical_findings()
+    assert [f.render() for f in canonical["dwi"]] == ["left thalamus: restricted diffusion",
+                                                     "right basal ganglia: restricted diffusion"]
     chinese = json.loads(plan.report("zh"))
     assert list(chinese) == ["T1", "T2", "FLAIR", "DWI", "ADC"]
-    assert chinese["T1"] == "在左侧丘脑表现为等信号，在右侧基底节区表现为等信号"
-    assert chinese["DWI"] == "在左侧丘脑表现为弥散受限高信号，在右侧基底节区表现为弥散受限高信号"
+    assert all(text.startswith("在") and text.count("表现为") == 2 for text in chinese.values())
+    assert [f.location for f in plan.canonical_findings("zh")["t1"]] == ["左侧丘脑", "右侧基底节区"]
     normal = ExamPlan(seed=0, index=1, label="normal", orientation="RAS", lesions=())
-    assert normal.report() == NORMAL_REPORT_TEXT
-    assert json.loads(normal.report("zh")) == {"normal": "未见明显异常"}
+    assert normal.report() in NORMAL_TEXTS_EN
+    assert json.loads(normal.report("zh"))["normal"] in NORMAL_TEXTS_ZH
     with pytest.raises(ValueError, match="report language"):
         plan.report("fr")
 

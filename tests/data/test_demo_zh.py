@@ -25,15 +25,26 @@ from selip.data.demo.chinese import (
 )
 from selip.data.demo.exams import plan_exam
 from selip.data.demo.lesions import REGIONS, SIGNATURES
+from selip.data.demo.vocabulary_zh import (
+    APPEARANCE_PHRASES_ZH,
+    FOCI_SIZE_FORMS_ZH,
+    HEDGES_ZH,
+    HYPER_ZH,
+    NEGATIVES_ZH,
+    NORMAL_TEXTS_ZH,
+    REGION_PHRASES_ZH,
+    SEQUENCE_PHRASES_ZH,
+    SIZE_FORMS_ZH,
+)
 from selip.data.reports import parse_report, swap_laterality
 from selip.similarity import PRESETS
-from selip.similarity.config import CHINESE_SIGNAL_TAGS, DEFAULT_NORMAL_TEXTS
-from selip.similarity.findings import signal_tag, split_findings
+from selip.similarity.config import DEFAULT_NORMAL_TEXTS, LOCATION_SYNONYMS
+from selip.similarity.findings import canonical_location, report_findings, signal_tag
 from selip.similarity.table import TableInfo, open_table
 from tests.tasks.conftest import ROOT, TINY_TEXT, tiny_overrides
 
 NUM_EXAMS = 8
-_FINDING = re.compile(r"^在(左侧|右侧)(.+?)表现为(.+)$")
+_FINDING = re.compile(r"^在(左侧|右侧|左|右)(.+?)表现为(.+)$")
 
 
 def _seed_with_a_one_sided_pair_of_findings() -> int:
@@ -60,13 +71,21 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, list[di
 
 
 def test_the_vocabulary_covers_the_demo_and_only_sides_say_left_or_right():
-    assert set(REGIONS_ZH) == set(REGIONS)
+    assert set(REGIONS_ZH) == set(REGIONS) == set(REGION_PHRASES_ZH)
+    assert all(REGION_PHRASES_ZH[r][0] == name for r, name in REGIONS_ZH.items())
     appearances = {a for s in SIGNATURES.values() for a in s.appearance.values()}
     assert appearances <= set(APPEARANCES_ZH)
-    for word in (*REGIONS_ZH.values(), *APPEARANCES_ZH.values()):
+    assert appearances <= set(APPEARANCE_PHRASES_ZH)
+    words = [*REGIONS_ZH.values(), *APPEARANCES_ZH.values(), *HYPER_ZH, *SIZE_FORMS_ZH,
+             *FOCI_SIZE_FORMS_ZH, *NEGATIVES_ZH, *NORMAL_TEXTS_ZH]
+    for bank in (REGION_PHRASES_ZH, APPEARANCE_PHRASES_ZH, SEQUENCE_PHRASES_ZH, HEDGES_ZH):
+        words += [w for phrases in bank.values() for w in phrases]
+    for word in words:
         assert not {"左", "右"} & set(word), word  # the flip must only swap the side
+        assert not {"，", "；", "。"} & set(word) or word in NORMAL_TEXTS_ZH, word
     assert swap_laterality(SIDES_ZH["left"]) == SIDES_ZH["right"]
-    assert NORMAL_REPORT_TEXT_ZH in DEFAULT_NORMAL_TEXTS
+    assert NORMAL_TEXTS_ZH[0] == NORMAL_REPORT_TEXT_ZH
+    assert set(NORMAL_TEXTS_ZH) <= set(DEFAULT_NORMAL_TEXTS)
     with pytest.raises(ValueError, match="report language"):
         check_language("fr")
 
@@ -74,38 +93,51 @@ def test_the_vocabulary_covers_the_demo_and_only_sides_say_left_or_right():
 def test_reports_are_the_authors_json_in_their_grammar(cohort):
     _, seed, rows = cohort
     assert [r["label"] for r in rows] == [plan_exam(seed, i).label for i in range(NUM_EXAMS)]
+    english = PRESETS["english"]
     multi = 0
     for index, row in enumerate(rows):
         plan = plan_exam(seed, index)
+        assert row["report"] == plan.report("zh")
         data = json.loads(row["report"])
         if plan.label == "normal":
-            assert data == {"normal": NORMAL_REPORT_TEXT_ZH}
+            assert list(data) == ["normal"] and data["normal"] in NORMAL_TEXTS_ZH
             report = parse_report(row["report"], normal_text=NORMAL_REPORT_TEXT_ZH)
             assert report.normal
-            assert report.text_for("t1", NORMAL_REPORT_TEXT_ZH) == NORMAL_REPORT_TEXT_ZH
+            assert report.text_for("t1", NORMAL_REPORT_TEXT_ZH) == data["normal"]
+            for preset in ("paper", "english"):
+                assert report_findings(data["normal"], PRESETS[preset]).normal
             continue
         # every lesion shows on every sequence: a text per sequence, keys as the authors'
         assert list(data) == [SEQUENCE_NAMES[s] for s in SEQUENCES]
         report = parse_report(row["report"], normal_text=NORMAL_REPORT_TEXT_ZH)
         assert not report.normal
+        written = plan.written("zh")
         for sequence in SEQUENCES:
             text = data[SEQUENCE_NAMES[sequence]]
             pieces = text.split("，")
-            assert len(pieces) == len(plan.lesions)
-            multi += len(pieces) > 1
-            for piece, lesion in zip(pieces, plan.lesions, strict=True):
+            located = [p for p in pieces if "表现为" in p]
+            assert pieces[len(located):] == list(written.negatives.get(sequence, ()))
+            assert set(pieces[len(located):]) <= set(NEGATIVES_ZH)
+            assert len(located) == len(plan.lesions)
+            multi += len(located) > 1
+            for piece, (lesion_index, _) in zip(located, written.findings[sequence],
+                                                strict=True):
+                lesion = plan.lesions[lesion_index]
                 match = _FINDING.match(piece)
                 assert match is not None, piece
                 side, region, appearance = match.groups()
-                assert side == SIDES_ZH[lesion.side] and region == REGIONS_ZH[lesion.region]
-                assert appearance == APPEARANCES_ZH[SIGNATURES[lesion.kind].appearance[sequence]]
+                assert side[0] == SIDES_ZH[lesion.side][0]
+                location = canonical_location(side + region, LOCATION_SYNONYMS)
+                assert location == SIDES_ZH[lesion.side] + REGIONS_ZH[lesion.region]
+                canonical = APPEARANCES_ZH[SIGNATURES[lesion.kind].appearance[sequence]]
+                assert signal_tag(appearance, english.signal_tags) == \
+                    signal_tag(canonical, english.signal_tags), piece
             # the pair text is the sequence's text unchanged (findings rejoined by "，")
             assert report.text_for(sequence, NORMAL_REPORT_TEXT_ZH) == text
-            # the similarity rule reads location and signal tag out of every finding
-            for finding in split_findings(text):
-                assert finding.location[:2] in SIDES_ZH.values()
-                tag = signal_tag(finding.appearance, CHINESE_SIGNAL_TAGS)
-                assert tag in CHINESE_SIGNAL_TAGS or finding.appearance == "混杂信号"
+            # the similarity reads every finding, and drops the pertinent negatives
+            scored = report_findings(text, english)
+            assert len(scored.findings) == len(plan.lesions)
+            assert all(f.location and f.appearance for f in scored.findings)
     assert multi > 0, "the fixture's seed was chosen to have multi-finding sequences"
 
 
@@ -137,8 +169,9 @@ def test_a_flipped_sample_is_paired_with_the_mirrored_chinese_text(cohort, tmp_p
     dm.prepare_data()
     dm.setup("fit")
     texts = dm.report_table.texts
-    normal = {r["exam_id"] for r in rows if r["label"] == "normal"}
-    assert normal and all(texts[p.report_id] == NORMAL_REPORT_TEXT_ZH
+    normal = {r["exam_id"]: json.loads(r["report"])["normal"] for r in rows
+              if r["label"] == "normal"}
+    assert normal and all(texts[p.report_id] == normal[p.exam_id]
                           for p in dm.pairs if p.exam_id in normal)
     dataset = dm.datasets["train"]
     swapped = 0
@@ -149,8 +182,8 @@ def test_a_flipped_sample_is_paired_with_the_mirrored_chinese_text(cohort, tmp_p
         if flipped != pair.report_id:  # not normal, not both sides: a true mirror
             swapped += 1
             assert texts[flipped] == swap_laterality(text) != text
-            assert text.count("左侧") == texts[flipped].count("右侧") > 0 or \
-                text.count("右侧") == texts[flipped].count("左侧") > 0
+            assert text.count("左") == texts[flipped].count("右") > 0 or \
+                text.count("右") == texts[flipped].count("左") > 0
         elif pair.exam_id not in normal:  # lesions on both sides: the same findings
             assert sorted(swap_laterality(text).split("，")) == sorted(text.split("，"))
     assert swapped > 0

@@ -178,8 +178,11 @@ def test_structured_reports_equal_their_text_form():
 
 
 def test_preset_accepts_a_config_object():
+    english = PRESETS["english"]
     config = SimilarityConfig(syntax="indel", semantic="fields", combine="weighted",
-                              alpha=PRESETS["english"].alpha)
+                              alpha=english.alpha, signal_tags=english.signal_tags,
+                              location_synonyms=english.location_synonyms,
+                              negative_patterns=english.negative_patterns)
     reports = [LEFT_HYPER, RIGHT_HYPER, LEFT_HYPO]
     np.testing.assert_array_equal(report_similarity(reports, preset=config),
                                   report_similarity(reports, preset="english"))

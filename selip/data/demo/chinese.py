@@ -8,10 +8,11 @@ exam with one findings text per sequence that has findings, each finding
     {"T1": "在左侧丘脑表现为等信号，在右侧额叶表现为等信号", "T2": ..., "ADC": ...}
     {"normal": "未见明显异常"}
 
-Locations say the side as ``左侧`` / ``右侧`` (so the laterality flip, which swaps 左 and
-右, mirrors them) and no other vocabulary holds 左 or 右. Appearances carry the Chinese
-signal tags the similarity rule knows (``高信号``, ``低信号``, ``等信号``), so the
-``paper`` preset's field agreement compares them.
+This module holds the grammar and each finding's canonical wording (the truth's
+vocabulary); the report writer (:mod:`selip.data.demo.writer`) words findings with the
+synonyms of :mod:`selip.data.demo.vocabulary_zh`. Locations say the side as ``左侧`` /
+``右侧`` (or ``左`` / ``右``), so the laterality flip, which swaps 左 and 右, mirrors them;
+no other vocabulary holds 左 or 右.
 """
 
 from __future__ import annotations
@@ -68,16 +69,20 @@ def chinese_finding(side: str, region: str, appearance: str) -> Finding:
 
 
 def render_finding_zh(finding: Finding) -> str:
-    """One finding in the authors' grammar: ``在<location>表现为<appearance>``."""
+    """One finding in the authors' grammar: ``在<location>表现为<appearance>``; a finding
+    without a location (a pertinent negative such as ``中线结构居中``) is its appearance."""
+    if not finding.location:
+        return finding.appearance
     return f"在{finding.location}表现为{finding.appearance}"
 
 
 def render_report_zh(findings: Mapping[str, Sequence[Finding]],
-                     sequence_names: Mapping[str, str]) -> str:
+                     sequence_names: Mapping[str, str],
+                     normal_text: str = NORMAL_REPORT_TEXT_ZH) -> str:
     """The authors' structured report: JSON, one findings text per sequence with findings
     (keys from ``sequence_names``, e.g. ``flair`` -> ``FLAIR``), or
-    ``{"normal": "未见明显异常"}`` when no sequence has a finding."""
+    ``{"normal": normal_text}`` when no sequence has a finding."""
     texts = {sequence_names.get(s, s.upper()):
              FINDING_SEPARATOR_ZH.join(render_finding_zh(f) for f in items)
              for s, items in findings.items() if items}
-    return json.dumps(texts or {"normal": NORMAL_REPORT_TEXT_ZH}, ensure_ascii=False)
+    return json.dumps(texts or {"normal": normal_text}, ensure_ascii=False)

@@ -3,6 +3,7 @@
 Layout under ``out_dir``::
 
     manifest.csv                       exam_id,t1,t2,flair,dwi,adc,report,label,mask
+    truth.jsonl                        what each (exam, sequence) pair shows (truth.py)
     exams/demo_0000/{t1,t2,flair,dwi,adc,mask}.nii.gz
 
 Files are byte-identical for a given seed (gzip written with mtime 0) and every file is
@@ -26,6 +27,7 @@ from selip.data.atomic import atomic_write_bytes
 from selip.data.demo.chinese import check_language
 from selip.data.demo.contrasts import SEQUENCES
 from selip.data.demo.exams import ExamPlan, ExamVolumes, check_seed, plan_exam, synthesize_exam
+from selip.data.demo.truth import TRUTH_FILE, pair_truths, write_truth
 
 #: Manifest columns, in order.
 MANIFEST_COLUMNS = ("exam_id", *SEQUENCES, "report", "label", "mask")
@@ -82,7 +84,9 @@ def generate_demo_cohort(out_dir: str | Path, num_exams: int = 200, seed: int = 
 
     Synthetic head MRI exams on real anatomy (the MNI152 template shipped with nilearn),
     five sequences each (T1, T2, FLAIR, DWI, ADC), a report, a diagnosis label
-    (``normal``, ``infarct``, ``tumour``, ``demyelination``) and a lesion mask per exam.
+    (``normal``, ``infarct``, ``tumour``, ``demyelination``) and a lesion mask per exam,
+    and ``truth.jsonl``: the structured truth of every (exam, sequence) pair
+    (:func:`selip.data.demo.truth.load_truth` reads it).
 
     Args:
         out_dir: output folder, created if missing; existing exam files are overwritten.
@@ -104,11 +108,13 @@ def generate_demo_cohort(out_dir: str | Path, num_exams: int = 200, seed: int = 
     language = check_language(language)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, truths = [], []
     for index in tqdm(range(int(num_exams)), desc="demo exams", unit="exam", file=sys.stderr,
                       disable=not progress):
         plan = plan_exam(seed, index)
         rows.append(write_exam(plan, synthesize_exam(plan), out, language))
+        truths += pair_truths(plan)
+    write_truth(truths, out / TRUTH_FILE)
     manifest = out / "manifest.csv"
     write_manifest(rows, manifest)
     return manifest

@@ -2,7 +2,8 @@
 
 Randomness is keyed by ``(seed, stream, index)`` through :class:`numpy.random.SeedSequence`,
 so exam ``k`` is the same whatever the cohort size, and planning (cheap: what the exam
-shows) is separate from synthesis (the volumes).
+shows and its report) is separate from synthesis (the volumes). The report has a stream of
+its own, so its wording never changes the volumes.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ import numpy as np
 from selip.data.demo.anatomy import (
     GRID_SHAPE,
     TISSUES,
+    Subject,
     grid_affine,
     grid_points,
     load_atlas,
     sample_subject,
     subject_to_template,
 )
-from selip.data.demo.chinese import check_language, render_report_zh
+from selip.data.demo.chinese import check_language
 from selip.data.demo.contrasts import (
-    SEQUENCE_NAMES,
     SEQUENCES,
     acquire,
     paint,
@@ -38,7 +39,8 @@ from selip.data.demo.lesions import (
     push_tissue,
     sample_lesions,
 )
-from selip.data.reports import Finding, render_report
+from selip.data.demo.writer import Size, WrittenReport, write_report
+from selip.data.reports import Finding
 
 ORIENTATIONS = ("RAS", "LAS")
 #: Share of exams written with the x axis flipped (LAS) to exercise reorientation.
@@ -47,7 +49,7 @@ LAS_FRACTION = 0.2
 # label in every block (so small demos hold every class), yet exam k still depends only
 # on (seed, k).
 _LABEL_BLOCK = ("normal", "normal", "infarct", "infarct", "tumour", "demyelination")
-_LABEL_STREAM, _PLAN_STREAM, _IMAGE_STREAM = 0, 1, 2
+_LABEL_STREAM, _PLAN_STREAM, _IMAGE_STREAM, _REPORT_STREAM = 0, 1, 2, 3
 
 
 def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
@@ -83,17 +85,39 @@ class ExamPlan:
         """The manifest id, ``demo_0000`` style."""
         return f"demo_{self.index:04d}"
 
+    def subject(self) -> Subject:
+        """How the subject's head sits relative to the template: the first draw of the
+        exam's image stream, the same one :func:`synthesize_exam` makes."""
+        return sample_subject(_rng(self.seed, _IMAGE_STREAM, self.index))
+
+    def sizes_mm(self) -> tuple[Size, ...]:
+        """Per lesion, its (longest, second-longest) extent in mm as the image shows it:
+        the template extent scaled by the subject's head size, rounded."""
+        scale = float(self.subject().scale.mean())
+        return tuple((max(1, round(a * scale)), max(1, round(b * scale)))
+                     for a, b in (lesion.extent_mm() for lesion in self.lesions))
+
+    def written(self, language: str = "en") -> WrittenReport:
+        """The report as written in ``language``: the exam's style and wording, drawn from
+        its own report stream (:func:`selip.data.demo.writer.write_report`)."""
+        rng = _rng(self.seed, _REPORT_STREAM, self.index)
+        return write_report(self.lesions, self.sizes_mm(), rng, check_language(language))
+
     def findings(self, language: str = "en") -> dict[str, list[Finding]]:
-        """Per sequence column, one finding per lesion (empty lists when normal), in
-        English (``en``) or Chinese (``zh``)."""
+        """Per sequence column, the written findings, one per lesion in written order
+        (empty lists when normal), in English (``en``) or Chinese (``zh``)."""
+        written = self.written(language)
+        return {s: [f for _, f in written.findings.get(s, ())] for s in SEQUENCES}
+
+    def canonical_findings(self, language: str = "en") -> dict[str, list[Finding]]:
+        """Per sequence column, one canonical finding per lesion (the truth's fixed
+        vocabulary, no synonyms: what the demo wrote before reports were written)."""
         return {s: [lesion.finding(s, language) for lesion in self.lesions] for s in SEQUENCES}
 
     def report(self, language: str = "en") -> str:
-        """The report: English free text (the normal-report text for a normal exam), or
-        for ``zh`` the authors' Chinese JSON report (:func:`render_report_zh`)."""
-        if check_language(language) == "zh":
-            return render_report_zh(self.findings("zh"), sequence_names=SEQUENCE_NAMES)
-        return render_report(self.findings(), sequence_names=SEQUENCE_NAMES)
+        """The report: English free text in the section grammar (a normal sentence for a
+        normal exam), or for ``zh`` the authors' Chinese JSON report."""
+        return self.written(language).render(language)
 
 
 def plan_exam(seed: int, index: int) -> ExamPlan:

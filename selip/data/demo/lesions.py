@@ -5,7 +5,8 @@ is described by blobs (spheres in template MNI space). Its signature gives, per 
 the appearance written in the report and the tissue value painted into the image, so the
 text and the image agree by construction.
 
-Kinds and their appearances (a fixed vocabulary, so report texts repeat across exams):
+Kinds and their canonical appearances (the truth's vocabulary; the report writer,
+:mod:`selip.data.demo.writer`, words each with synonyms, sizes and hedges):
 
 - infarct: T1 ``isointense signal``; T2, FLAIR ``hyperintense signal``;
   DWI ``restricted diffusion``; ADC ``hypointense signal``.
@@ -122,9 +123,22 @@ class Lesion:
         """The location as written in the report, e.g. ``left basal ganglia``."""
         return f"{self.side} {self.region}"
 
+    def extent_mm(self) -> tuple[float, float]:
+        """The lesion's two largest extents in template mm: the longest and second-longest
+        sides of the box around its blobs, or for plaques the largest focus's diameter
+        (a report gives the largest plaque's size)."""
+        if self.kind == "demyelination":
+            diameter = 2.0 * float(self.blobs[:, 3].max())
+            return diameter, diameter
+        low = (self.blobs[:, :3] - self.blobs[:, 3:4]).min(axis=0)
+        high = (self.blobs[:, :3] + self.blobs[:, 3:4]).max(axis=0)
+        sides = np.sort(high - low)[::-1]
+        return float(sides[0]), float(sides[1])
+
     def finding(self, sequence: str, language: str = "en") -> Finding:
-        """The report finding of this lesion on ``sequence``, in English (``en``) or in
-        Chinese (``zh``: ``左侧丘脑`` / ``高信号``, see :mod:`selip.data.demo.chinese`)."""
+        """The canonical finding of this lesion on ``sequence`` (the truth's wording, no
+        synonyms), in English (``en``) or in Chinese (``zh``: ``左侧丘脑`` / ``高信号``,
+        see :mod:`selip.data.demo.chinese`)."""
         appearance = SIGNATURES[self.kind].appearance[sequence]
         if check_language(language) == "zh":
             return chinese_finding(self.side, self.region, appearance)
