@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python benchmarks/step.py
 	$(BIN)/python benchmarks/similarity.py
 	$(BIN)/python benchmarks/similarity_presets.py
+	$(BIN)/python benchmarks/demo_reports.py
 	$(BIN)/python benchmarks/similarity_scale.py
 	$(BIN)/python benchmarks/selip_vs_clip.py --quick
 
