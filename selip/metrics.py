@@ -18,6 +18,12 @@ batch with repeated samples, so rows are first de-duplicated by ``sample_id``.
 - semantic R@K: a hit is any candidate whose report has S ≥ τ with the true report (the
   exact match always counts). The rank of the best-scoring hit, so it is never below exact
   R@K.
+- clinical R@K (where the truth of each pair is known: the demo, :class:`ClinicalTruth`):
+  a hit describes the same findings, whatever its words — an image and a text match when
+  the image's pair has a truth class that one of the pairs carrying the text has (a text
+  carried by pairs of different truths is a hit for each of them). The exact match always
+  counts, so a pair of unknown truth (class -1) scores as in exact R@K. SeLIP is then
+  graded by what the images show, not by its own training targets S.
 - median rank: the lower middle value for an even count (``torch.median`` semantics).
 
 Baselines beside every figure:
@@ -25,12 +31,13 @@ Baselines beside every figure:
 - chance: the exact expected R@K of a uniformly random order of the candidates, 1 −
   C(M − h, K) / C(M, K) averaged over queries, where M is the candidate count and h the
   query's hits (1 for exact image→text, the report's images for text→image, the semantic
-  hits for semantic R@K). A random order has no ties, so this is the level a model that
-  has learnt nothing reaches on average; a collapsed one scores at or below it.
+  or clinical hits for semantic or clinical R@K). A random order has no ties, so this is
+  the level a model that has learnt nothing reaches on average; a collapsed one scores at
+  or below it.
 - frequency prior (image→text only, needs the training counts): every image ranks the
   pool texts by how many training pairs carry them (unseen reports count 0), no model;
-  ties in the prior are counted pessimistically too, exact and semantic R@K and median
-  rank. Text→image has no meaningful analogue: without a model nothing is known of an
+  ties in the prior are counted pessimistically too, exact, semantic and clinical R@K and
+  median rank. Text→image has no meaningful analogue: without a model nothing is known of an
   image but its report, which is the answer, and an order that ignores the images is no
   better than chance, so its baseline is ``chance_t2i_*``.
 
@@ -44,7 +51,7 @@ import csv
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +62,39 @@ from selip.data.atomic import atomic_open
 
 SimilarityFn = Callable[[Tensor, Tensor], Tensor]
 """``similarity(row_ids (n,), col_ids (m,)) -> (n, m)`` S between report ids."""
+MaskFn = Callable[[slice], Tensor]
+"""``mask(queries) -> (c, M)`` bool: the hits among the M candidates of a chunk of queries."""
+#: The further hit rules beside the exact match, in the order their keys are built.
+RELEVANCE_KINDS = ("semantic", "clinical")
+
+
+@dataclass(frozen=True)
+class ClinicalTruth:
+    """What each pair shows, as integer classes: equal class ⇔ the same findings.
+
+    Built by the datamodule from the demo's ``truth.jsonl`` (a class per distinct set of
+    ``(kind, region, side)``); real archives have none.
+
+    Attributes:
+        pair_classes: (P,) int64 class of the pair whose ``sample_id`` is the index;
+            -1 (or an id past the end) where unknown.
+        report_classes: (R, W) int64 classes of the pairs carrying report id r (the
+            index), padded with -1; ids past the end carry none. A text is a clinical
+            hit for an image when any of its classes is the image's.
+    """
+
+    pair_classes: Tensor
+    report_classes: Tensor
+
+
+def clinical_truth(pair_classes: Sequence[int],
+                   report_classes: Sequence[Collection[int]]) -> ClinicalTruth:
+    """A :class:`ClinicalTruth` from plain lists: (P,) classes and R collections of classes
+    (padded with -1 to the widest)."""
+    width = max((len(c) for c in report_classes), default=0) or 1
+    rows = [sorted(c) + [-1] * (width - len(c)) for c in report_classes]
+    return ClinicalTruth(torch.tensor(list(pair_classes), dtype=torch.long).reshape(-1),
+                         torch.tensor(rows, dtype=torch.long).reshape(len(rows), width))
 
 
 @dataclass
@@ -128,6 +168,14 @@ def _validate_counts(train_counts: Tensor) -> None:
                          f"{' …' if train_counts.numel() > 8 else ''}")
 
 
+def _validate_truth(truth: ClinicalTruth) -> None:
+    for name, tensor, ndim in (("pair_classes", truth.pair_classes, 1),
+                               ("report_classes", truth.report_classes, 2)):
+        if tensor.ndim != ndim or tensor.is_floating_point() or tensor.is_complex():
+            raise ValueError(f"truth.{name} must be a {ndim}-D integer tensor; got shape "
+                             f"{tuple(tensor.shape)} {tensor.dtype}")
+
+
 def _validate(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor, sample_ids: Tensor,
               ks: tuple[int, ...], chunk_size: int) -> None:
     if image_emb.ndim != 2 or text_emb.shape != image_emb.shape:
@@ -169,35 +217,35 @@ def _lookup(similarity: SimilarityFn, rows: Tensor, cols: Tensor) -> Tensor:
     return block.to(device=rows.device, dtype=torch.float32)
 
 
-def _rank_direction(queries: Tensor, candidates: Tensor, correct: Callable[[slice], Tensor],
-                    relevant: Callable[[slice], Tensor] | None, k: int, chunk_size: int,
+def _rank_direction(queries: Tensor, candidates: Tensor, correct: MaskFn,
+                    relevant: Mapping[str, MaskFn], k: int, chunk_size: int,
                     prior: Tensor | None = None) -> dict[str, Tensor]:
     """Rank ``candidates`` (M, E) for each query of ``queries`` (Q, E), chunk by chunk.
 
-    ``correct(sl)`` / ``relevant(sl)`` give (c, M) bool masks for the queries in ``sl``;
-    ``prior`` (M,) is an optional fixed score per candidate (the same for every query),
-    ranked against the same masks.
+    ``correct(sl)`` and each ``relevant[kind](sl)`` (kind: ``semantic``, ``clinical``)
+    give (c, M) bool masks for the queries in ``sl``; a kind's hits are its mask or the
+    correct ones. ``prior`` (M,) is an optional fixed score per candidate (the same for
+    every query), ranked against the same masks.
 
     Returns:
-        ``ranks`` (Q,), with ``relevant`` also ``semantic_ranks`` (Q,) and ``hits`` (Q,),
-        the semantic hits per query; with ``prior`` also ``prior_ranks`` (and
-        ``prior_semantic_ranks``); ``topk`` (Q, k) candidate indices and ``scores`` (Q, k)
-        float32, on CPU.
+        ``ranks`` (Q,); per kind ``{kind}_ranks`` (Q,) and ``{kind}_hits`` (Q,), its hits
+        per query; with ``prior`` also ``prior_ranks`` (and ``prior_{kind}_ranks``);
+        ``topk`` (Q, k) candidate indices and ``scores`` (Q, k) float32, on CPU.
     """
     found: defaultdict[str, list[Tensor]] = defaultdict(list)
     for start in range(0, queries.shape[0], chunk_size):
         sl = slice(start, start + chunk_size)
         scores = queries[sl] @ candidates.T  # (c, M)
         exact = correct(sl)
-        hit = exact | relevant(sl) if relevant is not None else None
+        masks = {"": exact} | {f"{kind}_": exact | mask(sl) for kind, mask in relevant.items()}
         rankings = {"": scores} if prior is None else {"": scores,
                                                        "prior_": prior.expand_as(scores)}
         for name, ranking in rankings.items():
-            found[f"{name}ranks"].append(_best_rank(ranking, exact))
-            if hit is not None:
-                found[f"{name}semantic_ranks"].append(_best_rank(ranking, hit))
-        if hit is not None:
-            found["hits"].append(hit.sum(dim=1))
+            for kind, hit in masks.items():
+                found[f"{name}{kind}ranks"].append(_best_rank(ranking, hit))
+        for kind, hit in masks.items():
+            if kind:
+                found[f"{kind}hits"].append(hit.sum(dim=1))
         ordered, index = scores.sort(dim=1, descending=True, stable=True)
         found["topk"].append(index[:, :k].cpu())
         found["scores"].append(ordered[:, :k].cpu())
@@ -243,17 +291,24 @@ def _prior_scores(train_counts: Tensor, pool_ids: Tensor) -> Tensor:
 
 def _rank_metrics(found: dict[str, Tensor], ks: tuple[int, ...], prefix: str
                   ) -> dict[str, float]:
-    """R@K and median rank of ``found["ranks"]``, semantic R@K where present."""
+    """R@K and median rank of ``found["ranks"]``, semantic and clinical R@K where present."""
     metrics = _recall(found["ranks"], ks, prefix)
     metrics[f"{prefix}median_rank"] = float(found["ranks"].median().item())
-    if "semantic_ranks" in found:
-        metrics |= _recall(found["semantic_ranks"], ks, f"{prefix}semantic_")
+    for kind in RELEVANCE_KINDS:
+        if f"{kind}_ranks" in found:
+            metrics |= _recall(found[f"{kind}_ranks"], ks, f"{prefix}{kind}_")
     return metrics
 
 
+def _hit_chances(found: dict[str, Tensor], ks: tuple[int, ...], prefix: str,
+                 num_candidates: int) -> dict[str, float]:
+    """``chance_{prefix}{kind}_R@K`` of every kind whose hits ``found`` holds."""
+    return {f"chance_{prefix}{kind}_R@{k}": _chance(found[f"{kind}_hits"], num_candidates, k)
+            for kind in RELEVANCE_KINDS if f"{kind}_hits" in found for k in ks}
+
+
 def _semantic_masks(similarity: SimilarityFn, threshold: float, report_ids: Tensor,
-                    pool_ids: Tensor, pool_of: Tensor
-                    ) -> tuple[Callable[[slice], Tensor], Callable[[slice], Tensor]]:
+                    pool_ids: Tensor, pool_of: Tensor) -> tuple[MaskFn, MaskFn]:
     """Chunk → (c, T) and (c, N) masks of candidates with S(true report, theirs) ≥ τ.
 
     Args:
@@ -270,11 +325,54 @@ def _semantic_masks(similarity: SimilarityFn, threshold: float, report_ids: Tens
     return image_to_text, text_to_image
 
 
+def _rows_at(table: Tensor, ids: Tensor) -> Tensor:
+    """``table[ids]`` on ``ids``' device, rows of -1 for ids outside ``table``.
+
+    Args:
+        table: (n,) or (n, W) integer classes. ids: (m,) integer ids.
+
+    Returns:
+        (m,) or (m, W) int64.
+    """
+    table = table.to(device=ids.device, dtype=torch.long)
+    if table.shape[0] == 0:
+        return torch.full((ids.numel(), *table.shape[1:]), -1, dtype=torch.long,
+                          device=ids.device)
+    inside = (ids >= 0) & (ids < table.shape[0])
+    rows = table[ids.clamp(0, table.shape[0] - 1)]
+    return torch.where(inside.view(-1, *[1] * (rows.ndim - 1)), rows, -1)
+
+
+def _clinical_masks(truth: ClinicalTruth, sample_ids: Tensor, pool_ids: Tensor
+                    ) -> tuple[MaskFn, MaskFn]:
+    """Chunk → (c, T) and (c, N) masks of the texts and images that describe the same
+    findings: the image's class is one of the text's classes (unknown classes match nothing).
+
+    Args:
+        sample_ids: (N,) sample id of each image. pool_ids: (T,) report id of each pool text.
+    """
+    image_class = _rows_at(truth.pair_classes, sample_ids)  # (N,)
+    pool_classes = _rows_at(truth.report_classes, pool_ids)  # (T, W)
+    known = image_class >= 0
+
+    def image_to_text(sl: slice) -> Tensor:
+        query = image_class[sl]
+        same = (pool_classes[None, :, :] == query[:, None, None]).any(dim=2)
+        return same & known[sl, None]
+
+    def text_to_image(sl: slice) -> Tensor:
+        same = (pool_classes[sl, :, None] == image_class[None, None, :]).any(dim=1)
+        return same & known[None, :]
+
+    return image_to_text, text_to_image
+
+
 def retrieval_metrics(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor,
                       sample_ids: Tensor, ks: tuple[int, ...] = (1, 5, 10),
                       similarity: SimilarityFn | None = None,
                       semantic_threshold: float = 0.5, chunk_size: int = 1024,
-                      train_counts: Tensor | None = None) -> RetrievalResult:
+                      train_counts: Tensor | None = None,
+                      truth: ClinicalTruth | None = None) -> RetrievalResult:
     """Image↔text retrieval over the de-duplicated text pool.
 
     Args:
@@ -289,6 +387,8 @@ def retrieval_metrics(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor,
         chunk_size: queries scored at once.
         train_counts: optional (R,) training pairs per report id (index = report id; ids
             outside it count 0); enables the frequency prior.
+        truth: optional classes of what each pair shows (index = sample id) and each
+            report id carries; enables clinical R@K.
 
     Returns:
         A :class:`RetrievalResult`. Metric keys: ``i2t_R@K``, ``i2t_median_rank``,
@@ -297,12 +397,16 @@ def retrieval_metrics(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor,
         exact expectation under a random image order), with ``similarity`` also
         ``chance_i2t_semantic_R@K`` and ``chance_t2i_semantic_R@K``; with ``train_counts``
         ``prior_i2t_R@K``, ``prior_i2t_median_rank`` (and, with ``similarity``,
-        ``prior_i2t_semantic_R@K``); ``num_queries_i2t`` (N), ``num_queries_t2i`` and
-        ``num_texts`` (T).
+        ``prior_i2t_semantic_R@K``); with ``truth`` ``i2t_clinical_R@K``,
+        ``t2i_clinical_R@K``, ``chance_i2t_clinical_R@K``, ``chance_t2i_clinical_R@K`` and
+        (with ``train_counts``) ``prior_i2t_clinical_R@K``; ``num_queries_i2t`` (N),
+        ``num_queries_t2i`` and ``num_texts`` (T).
     """
     _validate(image_emb, text_emb, report_ids, sample_ids, ks, chunk_size)
     if train_counts is not None:
         _validate_counts(train_counts)
+    if truth is not None:
+        _validate_truth(truth)
     device = image_emb.device
     sample_ids, image, text, report_ids = deduplicate(
         sample_ids.to(device), image_emb.float(), text_emb.to(device).float(),
@@ -313,10 +417,14 @@ def retrieval_metrics(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor,
     k_max = max(ks)
     slots = torch.arange(t, device=device)
 
-    i2t_relevant = t2i_relevant = None
+    i2t_relevant: dict[str, MaskFn] = {}
+    t2i_relevant: dict[str, MaskFn] = {}
     if similarity is not None:
-        i2t_relevant, t2i_relevant = _semantic_masks(similarity, semantic_threshold,
-                                                     report_ids, pool_ids, pool_of)
+        i2t_relevant["semantic"], t2i_relevant["semantic"] = _semantic_masks(
+            similarity, semantic_threshold, report_ids, pool_ids, pool_of)
+    if truth is not None:
+        i2t_relevant["clinical"], t2i_relevant["clinical"] = _clinical_masks(
+            truth, sample_ids, pool_ids)
     prior = _prior_scores(train_counts, pool_ids) if train_counts is not None else None
     i2t = _rank_direction(image, pool_text, lambda sl: pool_of[sl, None] == slots[None, :],
                           i2t_relevant, min(k_max, t), chunk_size, prior)
@@ -327,10 +435,7 @@ def retrieval_metrics(image_emb: Tensor, text_emb: Tensor, report_ids: Tensor,
     group_sizes = torch.bincount(pool_of, minlength=t)
     metrics |= {f"chance_i2t_R@{k}": min(1.0, k / t) for k in ks}
     metrics |= {f"chance_t2i_R@{k}": _chance(group_sizes, n, k) for k in ks}
-    for prefix, found, candidates in (("i2t_", i2t, t), ("t2i_", t2i, n)):
-        if "hits" in found:
-            metrics |= {f"chance_{prefix}semantic_R@{k}": _chance(found["hits"], candidates, k)
-                        for k in ks}
+    metrics |= _hit_chances(i2t, ks, "i2t_", t) | _hit_chances(t2i, ks, "t2i_", n)
     if prior is not None:
         metrics |= _rank_metrics({k.removeprefix("prior_"): v for k, v in i2t.items()
                                   if k.startswith("prior_")}, ks, "prior_i2t_")

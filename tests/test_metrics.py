@@ -1,4 +1,5 @@
-"""Retrieval metrics: hand-built embeddings with known ranks, de-duplication, semantic R@K."""
+"""Retrieval metrics: hand-built embeddings with known ranks, de-duplication, semantic and
+clinical R@K, chance levels and the frequency prior."""
 
 import csv
 import itertools
@@ -9,7 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selip.metrics import deduplicate, retrieval_metrics, write_retrieval_outputs
+from selip.metrics import (
+    ClinicalTruth,
+    clinical_truth,
+    deduplicate,
+    retrieval_metrics,
+    write_retrieval_outputs,
+)
 
 # Images scored against one-hot texts: image i's score for text j is SCORES[i, j] after
 # row normalisation (the order within a row is unchanged).
@@ -371,6 +378,10 @@ def test_write_outputs(tmp_path):
     ({"train_counts": torch.tensor([1, -1])}, "train_counts"),
     ({"train_counts": torch.ones(2, 2)}, "train_counts"),
     ({"train_counts": torch.tensor([1.0, math.nan])}, "train_counts"),
+    ({"truth": ClinicalTruth(torch.zeros(3), torch.zeros(3, 1, dtype=torch.long))},
+     "truth.pair_classes"),
+    ({"truth": ClinicalTruth(torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))},
+     "truth.report_classes"),
 ])
 def test_invalid_inputs(change, message):
     kwargs = {"image_emb": SCORES, "text_emb": torch.eye(3), "report_ids": REPORTS,
@@ -413,3 +424,122 @@ def test_the_end_of_run_summary_puts_each_figure_beside_chance_and_prior():
     assert lines[2].split() == ["t2i_R@1", "0.1000", "0.0500", "-"]  # no prior for t2i
     assert lines[3].split() == ["val/loss", "3.4000"] and len(lines) == 4
     assert retrieval_summary({"val/f1": 0.5}) == [f"  {'val/f1':28s}   0.5000"]
+
+
+# -- clinical R@K: hits by the truth of each pair (the demo's truth.jsonl) ------------------
+# Four pairs, one-hot texts of reports 10..13; image i's score for text j is CLINICAL[i, j].
+# Truth classes by sample id: 0, 1, 0, 2 — reports 10 and 12 word the same findings apart.
+CLINICAL = F.normalize(torch.tensor([[0.1, 0.2, 0.9, 0.3],
+                                     [0.8, 0.5, 0.1, 0.2],
+                                     [0.1, 0.2, 0.3, 0.9],
+                                     [0.2, 0.1, 0.3, 0.8]]), dim=1)
+CLINICAL_REPORTS = torch.tensor([10, 11, 12, 13])
+CLINICAL_TRUTH = clinical_truth([0, 1, 0, 2], [[]] * 10 + [[0], [1], [0], [2]])
+
+
+def clinical(**kwargs):
+    return retrieval_metrics(CLINICAL, torch.eye(4), CLINICAL_REPORTS, torch.arange(4),
+                             truth=CLINICAL_TRUTH, **kwargs)
+
+
+def truth_hits(truth: ClinicalTruth, report_ids: list[int], sample_ids: list[int]
+               ) -> list[list[bool]]:
+    """Loop reference: (N, T) image i and pool text t describe the same findings (or t is
+    i's own report), the pool in order of first appearance."""
+    pool = list(dict.fromkeys(report_ids))
+    pair_class = truth.pair_classes.tolist()
+    carried = truth.report_classes.tolist()
+    return [[r == t or (pair_class[s] >= 0 and pair_class[s] in carried[t]) for t in pool]
+            for s, r in zip(sample_ids, report_ids, strict=True)]
+
+
+def test_clinical_hits_are_texts_of_the_same_findings():
+    result = clinical(ks=(1, 2, 5))
+    m = result.metrics
+    # exact ranks [4, 2, 2, 1]; image 0 ranks report 12 (its findings, other words) first
+    assert result.image_to_text_ranks.tolist() == [4, 2, 2, 1]
+    assert m["i2t_R@1"] == pytest.approx(1 / 4)
+    # clinical: image 0 → 12 first (rank 1); image 1 → only 11 (rank 2); image 2 → 12 behind
+    # 13 (rank 2); image 3 → 13 (rank 1)
+    assert m["i2t_clinical_R@1"] == pytest.approx(2 / 4)
+    assert m["i2t_clinical_R@2"] == 1.0
+    hits = truth_hits(CLINICAL_TRUTH, CLINICAL_REPORTS.tolist(), list(range(4)))
+    t2i = [pessimistic_rank(CLINICAL[:, t].tolist(), [row[t] for row in hits]) for t in range(4)]
+    for k in (1, 2, 5):
+        assert m[f"t2i_clinical_R@{k}"] == pytest.approx(sum(r <= k for r in t2i) / 4)
+    assert m["t2i_clinical_R@1"] > m["t2i_R@1"]  # the case is useful
+    assert not any("semantic" in key for key in m)  # independent of S
+    assert "i2t_clinical_R@1" not in permuted().metrics  # only with a truth
+
+
+def test_a_text_of_several_truths_is_a_hit_for_each_and_unknown_pairs_count_exactly():
+    # Report 11 is carried by pairs of classes 1 and 0: a clinical hit for the images of
+    # class 0 too. Pair 2's truth is unknown (-1): only its own report is its hit.
+    several = clinical_truth([0, 1, -1, 2], [[]] * 10 + [[0], [0, 1], [0], [2]])
+    m = retrieval_metrics(CLINICAL, torch.eye(4), CLINICAL_REPORTS, torch.arange(4), ks=(1, 2),
+                          truth=several).metrics
+    hits = truth_hits(several, CLINICAL_REPORTS.tolist(), list(range(4)))
+    assert hits[0] == [True, True, True, False] and hits[2] == [False, False, True, False]
+    i2t = [pessimistic_rank(CLINICAL[i].tolist(), hits[i]) for i in range(4)]
+    assert i2t == [1, 2, 2, 1]
+    assert m["i2t_clinical_R@1"] == pytest.approx(2 / 4)
+    # sample and report ids past the tables are unknown: clinical R@K is exact R@K then
+    far = retrieval_metrics(CLINICAL, torch.eye(4), CLINICAL_REPORTS + 100,
+                            torch.arange(4) + 100, truth=CLINICAL_TRUTH).metrics
+    for key in ("i2t", "t2i"):
+        assert far[f"{key}_clinical_R@1"] == far[f"{key}_R@1"]
+        assert far[f"chance_{key}_clinical_R@1"] == pytest.approx(far[f"chance_{key}_R@1"])
+
+
+def test_a_constant_encoder_scores_clinical_recall_at_or_below_chance():
+    constant = torch.full((8, 4), 0.5)
+    report_ids = torch.tensor([0, 0, 1, 2, 3, 4, 5, 6])
+    truth = clinical_truth([0, 0, 1, 0, 2, 1, 3, 0], [[0], [1], [0], [2], [1], [3], [0]])
+    m = retrieval_metrics(constant, constant, report_ids, torch.arange(8), ks=(1, 5),
+                          truth=truth).metrics
+    for key in ("i2t", "t2i"):
+        for k in (1, 5):
+            assert m[f"{key}_clinical_R@{k}"] <= m[f"chance_{key}_clinical_R@{k}"]
+        assert m[f"{key}_clinical_R@1"] == 0.0
+
+
+def test_clinical_chance_is_the_exact_expectation_of_a_random_order():
+    report_ids = [0, 0, 1, 2, 3]
+    truth = clinical_truth([0, 0, 1, 0, 2], [[0], [1, 2], [0], [2]])
+    emb = F.normalize(torch.randn(5, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    m = retrieval_metrics(emb, emb, torch.tensor(report_ids), torch.arange(5), ks=(1, 2, 3),
+                          truth=truth).metrics
+    i2t_hits = truth_hits(truth, report_ids, list(range(5)))  # (N, T)
+    t2i_hits = [list(column) for column in zip(*i2t_hits, strict=True)]  # (T, N)
+    for k in (1, 2, 3):
+        assert m[f"chance_i2t_clinical_R@{k}"] == pytest.approx(brute_force_chance(i2t_hits, k))
+        assert m[f"chance_t2i_clinical_R@{k}"] == pytest.approx(brute_force_chance(t2i_hits, k))
+    # images 0, 1, 3 (class 0) have texts 0 and 2 of 4, image 2 texts 1, image 4 texts 1 and 3
+    assert m["chance_i2t_clinical_R@1"] == pytest.approx((3 * 2 + 1 + 2) / 4 / 5)
+
+
+def test_the_frequency_prior_ranks_clinical_hits_too():
+    # training counts 10: 1, 11: 5, 12: 3, 13: 0 → the prior ranks 11, 12, 10, 13
+    counts = torch.tensor([0] * 10 + [1, 5, 3, 0])
+    m = clinical(ks=(1, 2, 5), train_counts=counts).metrics
+    # clinical hits: image 0 {10, 12} → rank 2; image 1 {11} → 1; image 2 as image 0 → 2;
+    # image 3 {13} → 4
+    assert m["prior_i2t_clinical_R@1"] == pytest.approx(1 / 4)
+    assert m["prior_i2t_clinical_R@2"] == pytest.approx(3 / 4)
+    assert m["prior_i2t_R@2"] == pytest.approx(2 / 4)  # exact: ranks 3, 1, 2, 4
+    assert not any(key.startswith("prior_t2i") for key in m)
+
+
+def test_the_summary_puts_clinical_recall_beside_its_chance_and_prior(tmp_path):
+    from selip.metrics import retrieval_summary
+
+    result = clinical(ks=(1, 5), train_counts=torch.tensor([0] * 10 + [1, 5, 3, 0]))
+    lines = retrieval_summary({f"val/{k}": v for k, v in result.metrics.items()})
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    for k in (1, 5):
+        assert len(rows[f"i2t_clinical_R@{k}"]) == 3 and "-" not in rows[f"i2t_clinical_R@{k}"]
+        assert rows[f"t2i_clinical_R@{k}"][2] == "-"  # no prior for text→image
+    assert not any(key.startswith(("chance_", "prior_")) for key in rows)
+    [path, *_] = write_retrieval_outputs(result, tmp_path)
+    assert {"i2t_clinical_R@1", "chance_t2i_clinical_R@5",
+            "prior_i2t_clinical_R@5"} <= set(json.loads(path.read_text()))

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from selip.data.augment import AugmentSettings, augment_batch, step_generator
 from selip.data.cache import VolumeCache
 from selip.data.dataset import Pair, PairDataset
+from selip.data.demo.truth import TRUTH_FILE, load_truth, truth_classes
 from selip.data.fingerprint import FileDigests
 from selip.data.manifest import Manifest, ManifestError, read_manifest
 from selip.data.preprocess import PreprocessSettings
@@ -34,6 +35,7 @@ from selip.data.text import (
     unknown_tokens,
 )
 from selip.data.validation import Requirements, check_manifest, resolve_sequences
+from selip.metrics import ClinicalTruth, clinical_truth
 from selip.similarity.config import SimilarityConfig, resolve_config
 from selip.similarity.sparse import SparseSimilarityTable, load_or_build_sparse
 from selip.similarity.table import SimilarityTable, load_or_build
@@ -102,6 +104,9 @@ class SelipDataModule(pl.LightningDataModule):
             is at most this big; otherwise rows are gathered from the memory map.
         check_files: open every file during ``prepare_data`` to report bad volumes up front.
         progress: show progress bars.
+        truth: what each pair shows (a ``truth.jsonl``, as ``selip demo-data`` writes),
+            for the clinical R@K of retrieval; None: ``truth.jsonl`` beside the manifest
+            when there is one (the demo), else none (real archives: no clinical metrics).
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class SelipDataModule(pl.LightningDataModule):
         similarity_device_budget_mb: float = 2048.0,
         check_files: bool = True,
         progress: bool = True,
+        truth: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -181,6 +187,7 @@ class SelipDataModule(pl.LightningDataModule):
         self.predict_split = predict_split
         self.check_files = check_files
         self.progress = progress
+        self.truth_path = Path(truth).expanduser() if truth else None
         self.cache = VolumeCache(self.cache_dir, self.preprocess)
         self.digests = FileDigests(self.cache_dir / "file_digests.json")
         self.sequences: list[str] = []
@@ -188,6 +195,7 @@ class SelipDataModule(pl.LightningDataModule):
         self.pairs: list[Pair] = []
         self.report_table = ReportTable([])
         self.similarity_table: SimilarityTable | SparseSimilarityTable | None = None
+        self.clinical_truth: ClinicalTruth | None = None
         self.datasets: dict[str, PairDataset] = {}
 
     # -- validation ---------------------------------------------------------------------
@@ -302,6 +310,7 @@ class SelipDataModule(pl.LightningDataModule):
             texts = list(first_per_exam.values())
         self.pairs = [self._pair(sample_id, manifest, splits[i], i, s, t)
                       for sample_id, (i, s, t) in enumerate(texts)]
+        self.clinical_truth = self.load_clinical_truth()
         self.digests.save()
         self.added_tokens: list[str] = []
         input_ids, attention_mask = self._tokenize()
@@ -310,6 +319,28 @@ class SelipDataModule(pl.LightningDataModule):
             self.datasets[split] = PairDataset(chosen, self.cache, input_ids, attention_mask,
                                                self.augment if split == "train" else None,
                                                with_mask=self.needs.require_mask)
+
+    def load_clinical_truth(self) -> ClinicalTruth | None:
+        """The truth class of every pair (index = ``sample_id``) and those of the pairs
+        carrying each report id, mirrored texts included (:func:`truth_classes`); None
+        without a truth file, or when it names none of the pairs."""
+        path = self.truth_path or self.manifest_path.parent / TRUTH_FILE
+        if self.truth_path is None and not path.is_file():
+            return None
+        truths = {(exam, sequence.lower()): t for (exam, sequence), t in load_truth(path).items()}
+        found = [truths.get((p.exam_id, self.sequences[p.sequence_index])) for p in self.pairs]
+        known = sum(t is not None for t in found)
+        if known < len(found):
+            rank_zero_warn(f"{path}: {len(found) - known} of {len(found)} pairs have no truth "
+                           "line" + ("; no clinical retrieval metrics" if not known else
+                                     "; their clinical hits are their own report's only"))
+        if not known:
+            return None
+        pair_classes, report_classes = truth_classes(
+            [t.key if t is not None else None for t in found], [p.report_id for p in self.pairs],
+            [p.mirrored_report_id for p in self.pairs] if self.augment.flips else None,
+            len(self.report_table))
+        return clinical_truth(pair_classes, report_classes)
 
     # -- report tokens ------------------------------------------------------------------
     def _tokenize(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,12 @@ import torch
 from selip.data.atomic import atomic_open
 from selip.distributed import gather_no_grad, gather_with_grad, world
 from selip.losses import LossParts, positives_from_ids, selip_loss_local, soft_targets
-from selip.metrics import RetrievalResult, retrieval_metrics, write_retrieval_outputs
+from selip.metrics import (
+    ClinicalTruth,
+    RetrievalResult,
+    retrieval_metrics,
+    write_retrieval_outputs,
+)
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
 from selip.similarity.table import SimilarityTable
 from selip.tasks.channels import (
@@ -129,6 +134,7 @@ class PretrainTask(pl.LightningModule):
         self.run_config: str | None = None  # the resolved CLI config, set by selip's CLI
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._train_counts: torch.Tensor | None = None  # (R,) for the retrieval prior
+        self._truth: ClinicalTruth | None = None  # what each pair shows (the demo): clinical R@K
         self._figure_batch: dict[str, torch.Tensor] | None = None
         self._skipped_steps = 0
         # Times the similarity lookup and the loss of each step when enabled (off: free).
@@ -147,6 +153,7 @@ class PretrainTask(pl.LightningModule):
         require_single_channel(self, "pretraining")
         datamodule = getattr(self.trainer, "datamodule", None)
         self._train_counts = train_report_counts(datamodule)
+        self._truth = getattr(datamodule, "clinical_truth", None)
         if hasattr(datamodule, "add_tokens"):
             self._align_vocabulary(datamodule, stage)
 
@@ -236,7 +243,9 @@ class PretrainTask(pl.LightningModule):
         """Retrieval over the whole split, gathered from every rank (duplicates removed).
 
         Logs every figure of :func:`retrieval_metrics` under ``{stage}/``: beside the
-        model's, ``chance_*`` and (from the datamodule's training pairs) ``prior_i2t_*``.
+        model's, ``chance_*`` and (from the datamodule's training pairs) ``prior_i2t_*``;
+        ``*_clinical_R@K`` where the datamodule knows what each pair shows (the demo's
+        ``truth.jsonl``), none otherwise.
         """
         merged = {k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]}
         gathered = {k: gather_no_grad(v) for k, v in merged.items()}
@@ -245,7 +254,7 @@ class PretrainTask(pl.LightningModule):
             gathered["image_emb"], gathered["text_emb"], gathered["report_id"],
             gathered["sample_id"], similarity=table.lookup if table is not None else None,
             semantic_threshold=self.hparams["semantic_threshold"],
-            train_counts=self._train_counts)
+            train_counts=self._train_counts, truth=self._truth)
         metrics = {f"{stage}/{k}": float(v) for k, v in result.metrics.items()
                    if not k.startswith("num_")}
         self.log_dict(metrics, sync_dist=False, rank_zero_only=False)

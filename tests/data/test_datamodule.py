@@ -275,3 +275,116 @@ def test_images_leave_the_transfer_in_the_dtype_of_the_trainers_precision(
         image = dm.on_after_batch_transfer(dict(batch), 0)["image"]
         assert image.dtype == dtype and image.shape == batch["image"].shape
         assert torch.equal(image, batch["image"].to(dtype)) != training
+
+
+# -- the truth of each pair (clinical R@K) -----------------------------------------------
+def _tiny_truth(folder, name="truth.jsonl"):
+    """The truth of ``tiny_cohort(n=4)``: e03's report names its FLAIR finding only, so its
+    T1 pair carries the normal text although the lesion is there."""
+    from selip.data.demo.truth import FindingTruth, PairTruth, write_truth
+
+    lesions = {"e00": ("infarct", "frontal lobe", "left"), "e01": None,
+               "e02": ("infarct", "thalamus", "right"),
+               "e03": ("demyelination", "parietal lobe", "left")}
+    truths = [PairTruth(exam, sequence, "x", () if lesion is None else
+                        (FindingTruth(*lesion, 10, (10, 8), 1, "hyperintense signal"),))
+              for exam, lesion in lesions.items() for sequence in ("t1", "flair")]
+    write_truth(truths, folder / name)
+    return {exam: frozenset([lesion] if lesion else []) for exam, lesion in lesions.items()}
+
+
+def _carried(dm, keys):
+    """Report text -> the truth keys its classes stand for (classes number the keys sorted)."""
+    from selip.data.demo.truth import mirrored_key
+
+    every = sorted({k for key in keys.values() for k in (key, mirrored_key(key))}, key=sorted)
+    truth = dm.clinical_truth
+    return {dm.report_table.texts[r]: {every[c] for c in row if c >= 0}
+            for r, row in enumerate(truth.report_classes.tolist())}
+
+
+def test_truth_classes_number_keys_and_carry_mirrored_texts_with_sides_swapped():
+    from selip.data.demo.truth import mirrored_key, truth_classes
+
+    left = frozenset({("infarct", "pons", "left")})
+    right = frozenset({("infarct", "pons", "right")})
+    both = left | right
+    assert mirrored_key(left) == right and mirrored_key(both) == both
+    assert mirrored_key(frozenset()) == frozenset()
+    # pairs: report 0 (left), report 0 again (normal text, but truth right), report 2 (both)
+    pairs, reports = truth_classes([left, right, both, None], [0, 0, 2, 2], [1, 0, 2, 2], 3)
+    classes = sorted([both, left, right], key=sorted)
+    assert [classes[c] for c in pairs[:3]] == [left, right, both] and pairs[3] == -1
+    assert [{classes[c] for c in row} for row in reports] == [{left, right}, {right}, {both}]
+    _, unflipped = truth_classes([left, right, both, None], [0, 0, 2, 2], None, 3)
+    assert [{classes[c] for c in row} for row in unflipped] == [{left, right}, set(), {both}]
+
+
+def test_the_truth_beside_the_manifest_is_mapped_to_pairs_and_report_ids(tiny_cohort,
+                                                                        tmp_path):
+    manifest = tiny_cohort(n=4)
+    assert _datamodule(manifest, tmp_path).clinical_truth is None  # no truth: no metrics
+    keys = _tiny_truth(manifest.parent)
+    dm = _datamodule(manifest, tmp_path)  # the flip is on by default: mirrored texts too
+    truth = dm.clinical_truth
+    assert truth is not None and truth.pair_classes.shape == (len(dm.pairs),)
+    assert truth.report_classes.shape[0] == len(dm.report_table)
+    classes = truth.pair_classes.tolist()
+    for pair in dm.pairs:  # a pair's class is its exam's key, carried by its report id
+        same = [p.sample_id for p in dm.pairs if keys[p.exam_id] == keys[pair.exam_id]]
+        assert {classes[i] for i in same} == {classes[pair.sample_id]}
+        assert classes[pair.sample_id] >= 0
+        assert classes[pair.sample_id] in truth.report_classes[pair.report_id].tolist()
+    carried = _carried(dm, keys)
+    assert carried["left frontal lobe: hypointense signal"] == {keys["e00"]}
+    assert carried["right frontal lobe: hypointense signal"] == {  # the mirrored text
+        frozenset({("infarct", "frontal lobe", "right")})}
+    assert carried["left thalamus: hyperintense signal"] == {
+        frozenset({("infarct", "thalamus", "left")})}
+    # the normal text: e01's pairs, e03's T1 (its finding unreported) and that one flipped
+    assert carried[NORMAL_REPORT_TEXT] == {frozenset(), keys["e03"],
+                                           frozenset({("demyelination", "parietal lobe",
+                                                       "right")})}
+    plain = _datamodule(manifest, tmp_path, augment=AugmentSettings(enabled=False))
+    assert _carried(plain, keys)[NORMAL_REPORT_TEXT] == {frozenset(), keys["e03"]}
+
+
+def test_a_truth_path_argument_and_pairs_missing_from_it(tiny_cohort, tmp_path):
+    manifest = tiny_cohort(n=4)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _tiny_truth(elsewhere, "pairs.jsonl")
+    dm = _datamodule(manifest, tmp_path, truth=str(elsewhere / "pairs.jsonl"))
+    assert dm.clinical_truth is not None and (dm.clinical_truth.pair_classes >= 0).all()
+    lines = (elsewhere / "pairs.jsonl").read_text().splitlines()
+    (elsewhere / "pairs.jsonl").write_text("\n".join(lines[2:]) + "\n")  # e00 is missing
+    with pytest.warns(UserWarning, match="2 of 8 pairs have no truth line"):
+        partial = _datamodule(manifest, tmp_path, truth=str(elsewhere / "pairs.jsonl"))
+    assert partial.clinical_truth is not None
+    assert partial.clinical_truth.pair_classes.tolist()[:2] == [-1, -1]
+    (elsewhere / "none.jsonl").write_text("")
+    with pytest.warns(UserWarning, match="no clinical retrieval metrics"):
+        assert _datamodule(manifest, tmp_path,
+                           truth=str(elsewhere / "none.jsonl")).clinical_truth is None
+    with pytest.raises(FileNotFoundError, match=r"absent\.jsonl"):
+        _datamodule(manifest, tmp_path, truth=str(elsewhere / "absent.jsonl"))
+
+
+def test_the_demo_cohorts_truth_reaches_every_pair(tmp_path):
+    from selip.data.demo import generate_demo_cohort, load_truth
+    from selip.data.demo.truth import mirrored_key
+
+    manifest = generate_demo_cohort(tmp_path / "demo", num_exams=4, progress=False)
+    dm = _datamodule(manifest, tmp_path, sequences=["t1", "flair"], similarity=None)
+    truth, written = dm.clinical_truth, load_truth(manifest.parent)
+    assert truth is not None and (truth.pair_classes >= 0).all()
+    keys = {p.sample_id: written[(p.exam_id, dm.sequences[p.sequence_index])].key
+            for p in dm.pairs}
+    every = sorted({k for key in keys.values() for k in (key, mirrored_key(key))}, key=sorted)
+    assert any(mirrored_key(key) != key for key in keys.values())  # the case is useful
+    for pair in dm.pairs:
+        key = keys[pair.sample_id]
+        assert int(truth.pair_classes[pair.sample_id]) == every.index(key)
+        assert every.index(key) in truth.report_classes[pair.report_id].tolist()
+        assert every.index(mirrored_key(key)) in truth.report_classes[
+            pair.mirrored_report_id].tolist()

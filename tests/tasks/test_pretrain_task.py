@@ -150,6 +150,44 @@ def test_retrieval_logs_the_frequency_prior_and_semantic_chance(monkeypatch, tmp
     assert written["prior_i2t_R@1"] == pytest.approx(1 / 3)
     assert {"prior_i2t_R@10", "chance_i2t_semantic_R@10", "chance_t2i_semantic_R@1"} <= set(
         written)
+    assert not any("clinical" in key for key in [*logged, *written])  # no truth: none
+
+
+def test_retrieval_logs_clinical_recall_when_the_datamodule_knows_the_truth(monkeypatch,
+                                                                           tmp_path):
+    from selip.metrics import clinical_truth
+
+    datamodule = _datamodule()
+    # samples 5, 6, 7 (reports 0, 1, 3) show findings of classes 0, 1, 0; report 3 words
+    # report 0's findings otherwise
+    datamodule.clinical_truth = clinical_truth([-1] * 5 + [0, 1, 0, -1],
+                                               [[0], [1], [], [0]])
+    task = _task()
+    task._trainer = SimpleNamespace(datamodule=datamodule, is_global_zero=True,  # type: ignore[assignment]
+                                    log_dir=str(tmp_path), default_root_dir=str(tmp_path))
+    logged: dict[str, float] = {}
+    monkeypatch.setattr(task, "log_dict", lambda values, **kwargs: logged.update(values))
+    task.setup("fit")
+    for stage in ("val", "test"):
+        logged.clear()
+        task._val_outputs = _collapsed_outputs()
+        if stage == "val":
+            task._retrieval("val")
+        else:
+            task.on_test_epoch_end()
+        # collapsed: each image's hits tie every other text (ranks 2, 3, 2 of 3)
+        assert logged[f"{stage}/i2t_clinical_R@1"] == 0.0
+        assert logged[f"{stage}/i2t_clinical_R@5"] == 1.0
+        assert logged[f"{stage}/chance_i2t_clinical_R@1"] == pytest.approx((2 + 1 + 2) / 9)
+        assert logged[f"{stage}/t2i_clinical_R@1"] == 0.0
+        assert f"{stage}/chance_t2i_clinical_R@10" in logged
+        # the prior ranks reports 0 (3 pairs), 1 (1), 3 (0): hits rank 1, 2, 1
+        assert logged[f"{stage}/prior_i2t_clinical_R@1"] == pytest.approx(2 / 3)
+    written = json.loads((tmp_path / "test_retrieval" / "retrieval_metrics.json").read_text())
+    assert written["prior_i2t_clinical_R@1"] == pytest.approx(2 / 3)
+    assert {f"{name}_R@{k}" for name in ("i2t_clinical", "t2i_clinical", "chance_i2t_clinical",
+                                         "chance_t2i_clinical", "prior_i2t_clinical")
+            for k in (1, 5, 10)} <= set(written)
 
 
 def test_the_finiteness_check_costs_one_host_sync(monkeypatch):

@@ -12,13 +12,17 @@ truth says what was meant, so two pairs *describe the same findings* when their 
 ``(kind, region, side)`` are equal (:attr:`PairTruth.key`) — the hit rule of a
 "clinical" R@K. ``signal`` is the finding's canonical appearance on that sequence
 (``isointense signal`` = the lesion does not show there, yet the report mentions it).
+
+:func:`truth_classes` numbers the keys for the retrieval metrics: a class per pair, and
+the classes of the pairs carrying each report text — a flipped pair carries its mirrored
+text, with the sides of its key swapped (:func:`mirrored_key`).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,9 @@ from selip.data.demo.lesions import SIGNATURES
 TRUTH_FILE = "truth.jsonl"
 #: What identifies a finding for matching: (kind, region, side).
 FindingKey = tuple[str, str, str]
+#: What identifies a pair's findings: the set of its findings' keys (empty when normal).
+TruthKey = frozenset[FindingKey]
+_OTHER_SIDE = {"left": "right", "right": "left"}
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ class PairTruth:
     findings: tuple[FindingTruth, ...]
 
     @property
-    def key(self) -> frozenset[FindingKey]:
+    def key(self) -> TruthKey:
         """The set of ``(kind, region, side)`` of its findings (empty when normal)."""
         return frozenset(f.key for f in self.findings)
 
@@ -84,6 +91,51 @@ class PairTruth:
 def same_findings(a: PairTruth, b: PairTruth) -> bool:
     """Whether two pairs describe the same findings (equal :attr:`PairTruth.key`)."""
     return a.key == b.key
+
+
+def mirrored_key(key: TruthKey) -> TruthKey:
+    """The key of the pair flipped left–right: every ``left`` a ``right`` and back, as the
+    flip's mirrored report text swaps them."""
+    return frozenset((kind, region, _OTHER_SIDE.get(side, side)) for kind, region, side in key)
+
+
+def truth_classes(pair_keys: Sequence[TruthKey | None], report_ids: Sequence[int],
+                  mirrored_ids: Sequence[int] | None, num_reports: int
+                  ) -> tuple[list[int], list[list[int]]]:
+    """Number the truth keys and give each report id the classes of the pairs carrying it.
+
+    Classes number the distinct keys (mirrored ones included) in sorted order, so every
+    process builds the same numbers. A report text is carried by the pairs whose
+    ``report_ids`` it is and, when the flip is on (``mirrored_ids`` given), as the
+    mirrored text of the flipped pairs, with :func:`mirrored_key`. A text carried by pairs
+    of different truths gets every one of their classes: it describes the findings of each
+    (a clinical hit for any of them).
+
+    Args:
+        pair_keys: (P,) each pair's key; None where the truth file lacks the pair.
+        report_ids: (P,) each pair's report id. mirrored_ids: (P,) its mirrored one, or
+            None when the flip is off.
+        num_reports: R, the size of the report table.
+
+    Returns:
+        ``(pair_classes, report_classes)``: (P,) a class per pair (-1 where unknown) and,
+        for each of the R report ids, its sorted classes (empty when no known pair
+        carries it).
+    """
+    carried: list[tuple[TruthKey, int]] = []
+    for index, key in enumerate(pair_keys):
+        if key is None:
+            continue
+        carried.append((key, report_ids[index]))
+        if mirrored_ids is not None:
+            carried.append((mirrored_key(key), mirrored_ids[index]))
+    keys = sorted({key for key, _ in carried}, key=sorted)
+    number = {key: index for index, key in enumerate(keys)}
+    classes: list[set[int]] = [set() for _ in range(num_reports)]
+    for key, report_id in carried:
+        classes[report_id].add(number[key])
+    return ([number[key] if key is not None else -1 for key in pair_keys],
+            [sorted(c) for c in classes])
 
 
 def pair_truths(plan: ExamPlan) -> list[PairTruth]:
