@@ -42,7 +42,7 @@ lint: install
 	$(BIN)/ruff check selip tests benchmarks
 	$(BIN)/mypy selip benchmarks
 
-# Every CPU benchmark (about 20 minutes on 2 cores); each prints its ratios side by side.
+# Every CPU benchmark (about 25 minutes on 2 cores); each prints its ratios side by side.
 # The SeLIP vs CLIP table itself (3 seeds, about an hour) and the GPU figures are separate:
 #   $(BIN)/python benchmarks/selip_vs_clip.py     $(BIN)/python benchmarks/gpu.py
 bench: install
@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/similarity_presets.py
 	$(BIN)/python benchmarks/demo_reports.py
 	$(BIN)/python benchmarks/similarity_scale.py
+	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/selip_vs_clip.py --quick
 
 clean-demo:

@@ -3,16 +3,27 @@
 The paper's stem convolves with stride (1, 2, 2) and max-pools with stride (1, 2, 2) so
 the slice axis D is not downsampled early (clinical volumes have few, thick slices).
 Depth 10/18/34/50 and a width multiplier let tests and CPU demos use tiny networks.
+
+``gradient_checkpointing`` (activation checkpointing) keeps only the input of the stem and
+of each residual block during the forward and recomputes the rest, one block at a time, in
+the backward: several times less activation memory per sample for about one more forward
+of compute (``benchmarks/memory.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 from monai.networks.nets import ResNet
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
 
+_T = TypeVar("_T")
 _LAYERS = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3]}
 
 
@@ -25,12 +36,17 @@ class ImageEncoderConfig:
         width: channels of the first stage (64 in the paper); later stages double it.
         anisotropic_stem: stem conv and max-pool stride (1, 2, 2) instead of 2.
         in_channels: input channels (one sequence per pair in pretraining).
+        gradient_checkpointing: activation checkpointing of the stem and of every residual
+            block while training: about one more forward of compute for several times less
+            activation memory (the text encoder's option has the same name). Outputs,
+            gradients and batch-norm running statistics are those of the plain network.
     """
 
     depth: int = 50
     width: int = 64
     anisotropic_stem: bool = True
     in_channels: int = 1
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.depth not in _LAYERS:
@@ -60,19 +76,74 @@ class ImageEncoder(nn.Module):
         self.stage_channels = [config.width] + [w * expansion for w in widths]
 
     def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Feature maps of the stem and the four stages, fine to coarse (for U-Net skips)."""
+        """Feature maps of the stem and the four stages, fine to coarse (for U-Net skips).
+
+        (B, C, D, H, W) → [(B, stage_channels[i], D_i, H_i, W_i) for i in 0..4].
+        """
         net = self.resnet
-        stem = net.act(net.bn1(net.conv1(x)))
+        stem, h = self._run(self._stem, net.bn1, x)
         maps = [stem]
-        h = net.maxpool(stem) if not getattr(net, "no_max_pool", False) else stem
         for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
-            h = layer(h)
+            for block in layer:
+                h = self._run(block, block, h)
             maps.append(h)
         return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, D, H, W) → (B, out_features), global average pooled."""
-        return self.resnet(x)
+        """(B, C, D, H, W) → (B, out_features), global average pooled.
+
+        The same computation as ``self.resnet(x)`` (built without its ``fc`` head), run
+        through :meth:`stages` so that it can be checkpointed.
+        """
+        return self.resnet.avgpool(self.stages(x)[-1]).flatten(1)
+
+    def _stem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, D, H, W) → the stem's map (B, width, D, H/2, W/2 with the anisotropic
+        stem) and its max-pooled version, the first stage's input."""
+        net = self.resnet
+        stem = net.act(net.bn1(net.conv1(x)))
+        return stem, stem if getattr(net, "no_max_pool", False) else net.maxpool(stem)
+
+    def _run(self, fn: Callable[[torch.Tensor], _T], norms: nn.Module, x: torch.Tensor) -> _T:
+        """``fn(x)``; checkpointed when configured, in training and recording gradients.
+
+        Each checkpointed piece (the stem, then every residual block) keeps only its input
+        for the backward. Blocks rather than whole stages: a stage's recomputation would
+        hold all of its activations at once, and the first stage alone holds about half of
+        the network's, so the backward's peak would barely drop (``benchmarks/memory.py``
+        measures both). ``norms``: the module whose batch norms ``fn`` runs.
+        """
+        if not (self.config.gradient_checkpointing and self.training
+                and torch.is_grad_enabled()):
+            return fn(x)
+        # Non-reentrant: works with inputs that need no gradient (the volume, a frozen
+        # stem), with DDP, and recomputes under the forward's autocast and RNG state.
+        out: _T = checkpoint(fn, x, use_reentrant=False,
+                             context_fn=lambda: (nullcontext(), batchnorm_stats_kept(norms)))
+        return out
+
+
+@contextmanager
+def batchnorm_stats_kept(module: nn.Module) -> Iterator[None]:
+    """Run the body, then put back the buffers of ``module``'s batch norms.
+
+    The backward recomputes a checkpointed piece in training mode, so without this its
+    batch norms would update their running statistics (and ``num_batches_tracked``) a
+    second time per step. The recomputation normalises with the batch's statistics either
+    way, so restoring the buffers leaves outputs and gradients untouched. (Skipping the
+    update instead, ``track_running_stats = False``, changes which tensors batch norm saves
+    for backward, and the checkpoint's check that the recomputation saved the same tensors
+    then fails.)
+    """
+    buffers = [buffer for norm in module.modules() if isinstance(norm, _BatchNorm)
+               for buffer in norm.buffers(recurse=False)]
+    kept = [buffer.clone() for buffer in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(buffers, kept, strict=True):
+                buffer.copy_(value)
 
 
 def match_input_channels(encoder: ImageEncoder, channels: int) -> None:

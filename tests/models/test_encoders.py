@@ -33,6 +33,17 @@ def test_the_anisotropic_stem_keeps_the_slice_axis():
     torch.testing.assert_close(paper.resnet.avgpool(paper_maps[-1]).flatten(1), paper(x))
 
 
+@pytest.mark.parametrize("anisotropic_stem", [True, False])
+def test_forward_is_monais_resnet_and_checkpointing_is_off_by_default(anisotropic_stem):
+    # forward runs the stem and blocks itself (to checkpoint them): still MONAI's network
+    encoder = ImageEncoder(ImageEncoderConfig(depth=50, width=4,
+                                              anisotropic_stem=anisotropic_stem))
+    assert not encoder.config.gradient_checkpointing
+    x = torch.randn(2, 1, 8, 16, 16)
+    torch.testing.assert_close(encoder.eval()(x), encoder.resnet(x))
+    torch.testing.assert_close(encoder.train()(x), encoder.resnet(x))
+
+
 def test_bad_image_config_is_named():
     with pytest.raises(ValueError, match="depth"):
         ImageEncoderConfig(depth=12)
