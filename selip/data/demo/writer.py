@@ -110,11 +110,14 @@ def _capital(text: str, style: ReportStyle) -> str:
     return text[:1].upper() + text[1:] if style.capitalise else text
 
 
-def _size_en(lesion: Lesion, size: Size, style: ReportStyle) -> str:
+def _size(lesion: Lesion, size: Size, style: ReportStyle, forms: tuple[str, ...],
+          foci_forms: tuple[str, ...]) -> str:
+    """The lesion's size in the style's form of ``forms`` (``foci_forms`` for the
+    several small foci of demyelination); both languages."""
     long, short = size
     if lesion.kind == "demyelination":
-        return FOCI_SIZE_FORMS[style.size_form % len(FOCI_SIZE_FORMS)].format(long=long)
-    return SIZE_FORMS[style.size_form % len(SIZE_FORMS)].format(
+        return foci_forms[style.size_form % len(foci_forms)].format(long=long)
+    return forms[style.size_form % len(forms)].format(
         long=long, short=short, cm=f"{long / 10:.1f}")
 
 
@@ -130,7 +133,8 @@ def _appearance_en(lesion: Lesion, sequence: str, size: Size, style: ReportStyle
         return phrase
     if rng.random() < style.size_rate:
         join = SIZE_JOINS[style.size_join % len(SIZE_JOINS)]
-        phrase = join.format(phrase=phrase, size=_size_en(lesion, size, style))
+        phrase = join.format(phrase=phrase, size=_size(lesion, size, style, SIZE_FORMS,
+                                                       FOCI_SIZE_FORMS))
     if rng.random() < style.hedge_rate:
         if style.hedge_before:
             phrase = f"{_pick(HEDGES_BEFORE[lesion.kind], rng)} {phrase}"
@@ -143,14 +147,6 @@ def _appearance_en(lesion: Lesion, sequence: str, size: Size, style: ReportStyle
 def _location_zh(lesion: Lesion, style: ReportStyle, rng: np.random.Generator) -> str:
     sides = SIDE_FORMS_ZH[style.location_form % len(SIDE_FORMS_ZH)]
     return sides[lesion.side] + _pick(REGION_PHRASES_ZH[lesion.region], rng)
-
-
-def _size_zh(lesion: Lesion, size: Size, style: ReportStyle) -> str:
-    long, short = size
-    if lesion.kind == "demyelination":
-        return FOCI_SIZE_FORMS_ZH[style.size_form % len(FOCI_SIZE_FORMS_ZH)].format(long=long)
-    return SIZE_FORMS_ZH[style.size_form % len(SIZE_FORMS_ZH)].format(
-        long=long, short=short, cm=f"{long / 10:.1f}")
 
 
 def _appearance_zh(lesion: Lesion, sequence: str, size: Size, style: ReportStyle,
@@ -166,7 +162,8 @@ def _appearance_zh(lesion: Lesion, sequence: str, size: Size, style: ReportStyle
         return phrase
     if rng.random() < style.size_rate:
         join = SIZE_JOINS_ZH[style.size_join % len(SIZE_JOINS_ZH)]
-        phrase = join.format(phrase=phrase, size=_size_zh(lesion, size, style))
+        phrase = join.format(phrase=phrase, size=_size(lesion, size, style, SIZE_FORMS_ZH,
+                                                       FOCI_SIZE_FORMS_ZH))
     if rng.random() < style.hedge_rate:
         phrase = f"{phrase}（{_pick(HEDGES_ZH[lesion.kind], rng)}）"
     return phrase
