@@ -18,7 +18,12 @@ from torch import nn
 
 from selip.models import ImageEncoderConfig
 from selip.tasks.channels import fit_encoder_to_data
-from selip.tasks.downstream import downstream_optimizer, freeze_encoder, starting_encoder
+from selip.tasks.downstream import (
+    FrozenEncoderMixin,
+    downstream_optimizer,
+    freeze_encoder,
+    starting_encoder,
+)
 
 
 def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
@@ -33,7 +38,7 @@ def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.Metric
     }, prefix=prefix)
 
 
-class ClassificationTask(pl.LightningModule):
+class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
     """Exam-level labels from one sequence volume per sample, or from an exam's sequences
     stacked as channels (``data.stack_sequences``; a pretrained 1-channel stem is inflated).
 
@@ -49,6 +54,8 @@ class ClassificationTask(pl.LightningModule):
         warmup: warmup steps, or a fraction of all steps when below 1.
         schedule: ``cosine``, ``poly`` or ``constant``.
     """
+
+    frozen_mode = "linear"  # the mode whose encoder stays in eval mode
 
     def __init__(self, mode: Literal["linear", "finetune", "scratch"] = "finetune",
                  encoder_ckpt: str | None = None, image_encoder: ImageEncoderConfig | None = None,
@@ -92,19 +99,6 @@ class ClassificationTask(pl.LightningModule):
         else:
             features = self.encoder(image)
         return self.head(features)
-
-    def train(self, mode: bool = True) -> ClassificationTask:
-        """Train (or eval) mode, except that a linear probe's encoder stays in eval mode: a
-        probe reads frozen features, batch-norm statistics included.
-
-        Every ``model.train()`` passes through here, whether Lightning (after validation,
-        in versions or with hooks that call it), a callback or a user calls it; Lightning
-        2.x's evaluation loops instead restore the modes they captured, eval included.
-        """
-        super().train(mode)
-        if self.hparams.get("mode") == "linear":
-            freeze_encoder(self.encoder)
-        return self
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = nn.functional.cross_entropy(self(batch["image"]), batch["label"])

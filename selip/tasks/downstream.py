@@ -39,10 +39,30 @@ def freeze_encoder(encoder: ImageEncoder) -> None:
     train mode would normalise each batch by itself and let its statistics drift).
 
     ``model.train()`` puts every submodule back in train mode, so a task with a frozen
-    encoder calls this again from its own ``train()`` (see ``ClassificationTask.train``).
+    encoder calls this again from its own ``train()`` (see :class:`FrozenEncoderMixin`).
     """
     encoder.requires_grad_(False)
     encoder.eval()
+
+
+class FrozenEncoderMixin:
+    """``train()`` that leaves the task's ``encoder`` in eval mode when its ``mode``
+    hyper-parameter is :attr:`frozen_mode` (``linear`` probes, ``frozen`` segmentation).
+
+    Every ``model.train()`` passes through here, whether Lightning (after validation, in
+    versions or with hooks that call it), a callback or a user calls it; Lightning 2.x's
+    evaluation loops instead restore the modes they captured, eval included.
+    """
+
+    frozen_mode: str
+    encoder: ImageEncoder
+    hparams: Any
+
+    def train(self, mode: bool = True) -> Any:
+        super().train(mode)  # type: ignore[misc]
+        if self.hparams.get("mode") == self.frozen_mode:
+            freeze_encoder(self.encoder)
+        return self
 
 
 def starting_encoder(mode: str, modes: tuple[str, ...], encoder_ckpt: str | None,

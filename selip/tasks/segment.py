@@ -22,11 +22,16 @@ from selip.data.preprocess import preprocess_image, to_dhw
 from selip.models import ImageEncoderConfig
 from selip.models.decoder import UNetDecoder
 from selip.tasks.channels import fit_encoder_to_data
-from selip.tasks.downstream import downstream_optimizer, freeze_encoder, starting_encoder
+from selip.tasks.downstream import (
+    FrozenEncoderMixin,
+    downstream_optimizer,
+    freeze_encoder,
+    starting_encoder,
+)
 from selip.tasks.prediction import to_original_space, write_nifti
 
 
-class SegmentationTask(pl.LightningModule):
+class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
     """Lesion segmentation.
 
     Args:
@@ -42,6 +47,8 @@ class SegmentationTask(pl.LightningModule):
         lr_encoder: learning rate of a fine-tuned encoder (default: lr / 10).
         predict_dir: where ``selip predict`` writes masks (default: the run folder).
     """
+
+    frozen_mode = "frozen"  # the mode whose encoder stays in eval mode
 
     def __init__(self, mode: Literal["finetune", "frozen", "scratch"] = "finetune",
                  encoder_ckpt: str | None = None, image_encoder: ImageEncoderConfig | None = None,
@@ -68,19 +75,6 @@ class SegmentationTask(pl.LightningModule):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) → (B, classes, D, H, W) logits."""
         return self.decoder(self.encoder.stages(image), image.shape[2:])
-
-    def train(self, mode: bool = True) -> SegmentationTask:
-        """Train (or eval) mode, except that a frozen encoder stays in eval mode: its
-        batch-norm layers keep their pretrained statistics (see ``freeze_encoder``).
-
-        Every ``model.train()`` passes through here, whether Lightning (after validation,
-        in versions or with hooks that call it), a callback or a user calls it; Lightning
-        2.x's evaluation loops instead restore the modes they captured, eval included.
-        """
-        super().train(mode)
-        if self.hparams.get("mode") == "frozen":
-            freeze_encoder(self.encoder)
-        return self
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["image"]), batch["mask"])
