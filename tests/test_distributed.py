@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
 from selip.distributed import gather_no_grad, gather_with_grad, world
 from selip.losses import positives_from_ids, selip_loss, selip_loss_local
+from tests.spawn_ranks import run_ranks
 
 WORLD_SIZE = 2
 BATCH = 8  # global; 4 per rank
@@ -113,28 +112,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.timeout(120)
 def test_two_rank_gloo_loss_and_gradients_match_one_process(tmp_path):
-    context = mp.get_context("spawn")
-    port = _free_port()
-    processes = [context.Process(target=_worker, args=(rank, port, str(tmp_path)))
-                 for rank in range(WORLD_SIZE)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=90)
-    alive = [p for p in processes if p.is_alive()]
-    for process in alive:
-        process.kill()
-        process.join(5)
-    assert not alive, "a rank hung"
-    assert [p.exitcode for p in processes] == [0, 0]
+    run_ranks(_worker, WORLD_SIZE, str(tmp_path), timeout=90)
 
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]
     assert [r["world"] for r in ranks] == [(0, 2), (1, 2)]

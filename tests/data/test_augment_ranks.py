@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,13 +18,13 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from lightning.pytorch import seed_everything
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
+from tests.spawn_ranks import run_ranks
 
 WORLD_SIZE = 2
 SHAPE = (8, 12, 10)
@@ -84,31 +83,11 @@ def _worker(rank: int, port: int, manifest: str, cache_dir: str, out_dir: str) -
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.timeout(180)
 def test_ranks_draw_differently_and_a_step_draws_the_same_again(tiny_cohort, tmp_path):
     manifest, cache_dir = str(tiny_cohort(n=8)), str(tmp_path / "cache")
     _datamodule(manifest, cache_dir).prepare_data()  # fill the cache once, before the ranks
-    context = mp.get_context("spawn")
-    port = _free_port()
-    processes = [context.Process(target=_worker,
-                                 args=(rank, port, manifest, cache_dir, str(tmp_path)))
-                 for rank in range(WORLD_SIZE)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=150)
-    alive = [p for p in processes if p.is_alive()]
-    for process in alive:
-        process.kill()
-        process.join(5)
-    assert not alive, "a rank hung"
-    assert [p.exitcode for p in processes] == [0, 0]
+    run_ranks(_worker, WORLD_SIZE, manifest, cache_dir, str(tmp_path), timeout=150)
 
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]
     for rank in ranks:
