@@ -179,6 +179,31 @@ def test_tumour_is_flair_bright_and_t1_dark(cohort):
     assert _mirrored_ratio(out, row, "t1") < 0.8
 
 
+def test_tumour_mask_covers_the_oedema_it_shows(cohort):
+    """The tumour mask is the whole FLAIR abnormality (core + oedema, BraTS's "whole
+    tumour"): a mask of the core alone left an equally bright rim labelled background."""
+    _, seed, _ = cohort
+    plan = next(p for p in _plans(seed) if p.label == "tumour")
+    volumes = synthesize_exam(plan)
+    mask = volumes.mask.astype(bool)
+    lesion = plan.lesions[0]
+    core_voxels = (4.0 / 3.0) * np.pi * lesion.blobs[0, 3] ** 3 / 3.0**3  # 3 mm grid
+    assert mask.sum() > 1.5 * core_voxels  # the rim is in the mask
+    flair = volumes.images["flair"].astype(np.float32)
+    ring = _dilate(mask, 2) & ~mask  # just outside the mask
+    assert flair[mask].mean() > 1.2 * flair[ring].mean()  # no bright rim left outside
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    out = mask.copy()
+    for _ in range(steps):
+        grown = out.copy()
+        for axis in range(3):
+            grown |= np.roll(out, 1, axis) | np.roll(out, -1, axis)
+        out = grown
+    return out
+
+
 def test_demyelination_is_flair_bright_and_diffusion_iso(cohort):
     out, _, rows = cohort
     row = _row(rows, "demyelination")

@@ -138,7 +138,9 @@ class ExamVolumes:
 
     Attributes:
         images: sequence -> ``(64, 76, 64)`` int16 (array axes = voxel axes i, j, k).
-        mask: ``(64, 76, 64)`` uint8, 1 = lesion core.
+        mask: ``(64, 76, 64)`` uint8, 1 = lesion: the core of infarcts and plaques, and
+            for a tumour its core *and* the oedema around it (BraTS's "whole tumour"),
+            since the oedema is as bright as the core on T2 and FLAIR.
         affine: ``(4, 4)`` voxel -> world (RAS+ mm) affine shared by all of them.
         tissues: ``(5, 64, 76, 64)`` float32 tissue fractions (for checks), same axes.
     """
@@ -173,6 +175,7 @@ def synthesize_exam(plan: ExamPlan) -> ExamVolumes:
             # Vasogenic oedema spreads along white matter, much less into cortex.
             rim = oedema_weight(lesion, points) * np.clip(white + 0.5 * grey, 0.0, 1.0)
             paint(images, rim, OEDEMA)
+            mask |= rim > 0.5
             texture = random_texture(rng, GRID_SHAPE)
         paint(images, weight, SIGNATURES[lesion.kind], texture)
         mask |= weight > 0.5

@@ -79,22 +79,22 @@ _OEDEMA, _MIXED, _FOCI = (
 SIGNATURES: dict[str, Signature] = {
     # Acute infarct: cytotoxic oedema restricts diffusion (DWI bright, ADC low), T2/FLAIR
     # mildly bright, T1 barely changed.
-    "infarct": _signature({"t1": (_ISO, 660.0, 0.0), "t2": (_HYPER, 1150.0, 0.0),
-                           "flair": (_HYPER, 1080.0, 0.0), "dwi": ("restricted diffusion",
-                                                                   1400.0, 0.0),
-                           "adc": (_HYPO, 420.0, 0.0)}),
+    "infarct": _signature({"t1": (_ISO, 660.0, 0.0), "t2": (_HYPER, 1350.0, 0.0),
+                           "flair": (_HYPER, 1300.0, 0.0), "dwi": ("restricted diffusion",
+                                                                   2000.0, 0.0),
+                           "adc": (_HYPO, 380.0, 0.0)}),
     # Tumour core: long T1/T2, heterogeneous cellularity (mixed DWI/ADC).
-    "tumour": _signature({"t1": (_HYPO, 430.0, 0.0), "t2": (_OEDEMA, 1250.0, 60.0),
-                          "flair": (_OEDEMA, 1120.0, 60.0), "dwi": (_MIXED, 800.0, 300.0),
+    "tumour": _signature({"t1": (_HYPO, 380.0, 0.0), "t2": (_OEDEMA, 1350.0, 60.0),
+                          "flair": (_OEDEMA, 1250.0, 60.0), "dwi": (_MIXED, 800.0, 300.0),
                           "adc": (_MIXED, 1100.0, 450.0)}),
     # Demyelinating plaques: bright on T2/FLAIR, inconspicuous on T1 and diffusion.
-    "demyelination": _signature({"t1": (_ISO, 780.0, 0.0), "t2": (_FOCI, 1150.0, 0.0),
-                                 "flair": (_FOCI, 1080.0, 0.0), "dwi": (_ISO, 660.0, 0.0),
+    "demyelination": _signature({"t1": (_ISO, 780.0, 0.0), "t2": (_FOCI, 1350.0, 0.0),
+                                 "flair": (_FOCI, 1300.0, 0.0), "dwi": (_ISO, 660.0, 0.0),
                                  "adc": (_ISO, 800.0, 0.0)}),
 }
 #: Vasogenic oedema around a tumour: FLAIR/T2 bright, T1 slightly dark, ADC raised.
-OEDEMA = _signature({"t1": (_HYPO, 660.0, 0.0), "t2": (_HYPER, 1120.0, 0.0),
-                     "flair": (_HYPER, 1020.0, 0.0), "dwi": (_ISO, 690.0, 0.0),
+OEDEMA = _signature({"t1": (_HYPO, 660.0, 0.0), "t2": (_HYPER, 1250.0, 0.0),
+                     "flair": (_HYPER, 1150.0, 0.0), "dwi": (_ISO, 690.0, 0.0),
                      "adc": (_HYPER, 1300.0, 0.0)})
 
 
@@ -154,7 +154,7 @@ def _centre(region: str, side: str, rng: np.random.Generator) -> np.ndarray:
 
 def _infarct(region: str, side: str, rng: np.random.Generator) -> Lesion:
     # A main sphere and 1-2 satellites overlapping it: an irregular territory.
-    radius = rng.uniform(6.0, 12.0)
+    radius = rng.uniform(9.0, 16.0)
     centre = _centre(region, side, rng)
     blobs = [np.append(centre, radius)]
     for _ in range(rng.integers(1, 3)):
@@ -167,7 +167,7 @@ def _infarct(region: str, side: str, rng: np.random.Generator) -> Lesion:
 def _tumour(rng: np.random.Generator) -> Lesion:
     region = str(rng.choice(KIND_REGIONS["tumour"]))
     side = str(rng.choice(SIDES))
-    blobs = np.append(_centre(region, side, rng), rng.uniform(10.0, 17.0))[None, :]
+    blobs = np.append(_centre(region, side, rng), rng.uniform(14.0, 22.0))[None, :]
     return Lesion("tumour", side, region, blobs, oedema_mm=float(rng.uniform(5.0, 12.0)),
                   push=float(rng.uniform(0.3, 0.5)))
 
@@ -178,10 +178,10 @@ def _plaques(side: str, rng: np.random.Generator, atlas: TissueAtlas) -> Lesion:
     # Rejection-sample foci in white matter around the ventricle's body.
     candidates = centre[:, None] + rng.uniform(-16.0, 16.0, size=(3, 64))
     white = atlas.sample(candidates)[1] > 0.6
-    chosen = candidates[:, white][:, : int(rng.integers(3, 7))]
+    chosen = candidates[:, white][:, : int(rng.integers(4, 9))]
     if chosen.shape[1] == 0:  # never seen, but a plaque must exist: fall back to the centre
         chosen = centre[:, None]
-    radii = rng.uniform(3.5, 6.0, size=chosen.shape[1])
+    radii = rng.uniform(4.5, 7.0, size=chosen.shape[1])
     return Lesion("demyelination", side, region, np.column_stack([chosen.T, radii]))
 
 
