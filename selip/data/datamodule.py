@@ -83,11 +83,13 @@ class SelipDataModule(pl.LightningDataModule):
         require_label: the task needs a label on every exam.
         require_mask: the task needs a mask on every exam.
         label_fraction: use only this share of the training exams (stratified by label,
-            seeded by ``split_seed``), for data-efficiency curves; val and test stay whole.
+            seeded by ``label_seed``), for data-efficiency curves; val and test stay whole.
         class_balanced: sample training pairs with weights 1 / (pairs of their class).
         shuffle_seed: seed of the training order (default: the run's ``seed_everything``,
             else 0); the order of epoch e depends only on it and e, so a run resumed
             mid-epoch continues the same order without repeating or skipping a batch.
+        label_seed: seed of the ``label_fraction`` draw (default: ``split_seed``), so that
+            repeated runs can draw other labelled subsets from the same val/test split.
         predict_split: the split ``selip predict`` runs on (``train``, ``val``, ``test``).
         stack_sequences: one sample per exam with its sequences stacked as image channels,
             in ``sequences`` order (for downstream tasks; every exam needs every sequence).
@@ -136,6 +138,7 @@ class SelipDataModule(pl.LightningDataModule):
         require_mask: bool = False,
         stack_sequences: bool = False,
         shuffle_seed: int | None = None,
+        label_seed: int | None = None,
         similarity: str | SimilarityConfig | None = "english",
         similarity_block_rows: int = 512,
         similarity_top_k: int | None = None,
@@ -182,6 +185,7 @@ class SelipDataModule(pl.LightningDataModule):
         self.label_fraction = label_fraction
         self.class_balanced = class_balanced
         self.shuffle_seed = shuffle_seed
+        self.label_seed = split_seed if label_seed is None else label_seed
         if predict_split not in ("train", "val", "test"):
             raise ValueError(f"predict_split must be train, val or test, got {predict_split!r}")
         self.predict_split = predict_split
@@ -301,7 +305,7 @@ class SelipDataModule(pl.LightningDataModule):
         self.similarity_table = self.load_similarity_table(self.report_table)
         if self.label_fraction < 1:
             train = {i: e.label for i, e in enumerate(manifest.exams) if splits[i] == "train"}
-            kept = labelled_subset(train, self.label_fraction, self.split_seed)
+            kept = labelled_subset(train, self.label_fraction, self.label_seed)
             splits = [s if s != "train" or i in kept else "unused" for i, s in enumerate(splits)]
         if self.stack_sequences:  # one sample per exam, carrying its first sequence's text
             first_per_exam: dict[int, tuple[int, str, str]] = {}

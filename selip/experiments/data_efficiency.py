@@ -2,16 +2,24 @@
 
 For each label fraction, classification with a linear probe and with fine-tuning from a
 SeLIP checkpoint, and from scratch; then segmentation Dice from the checkpoint vs scratch.
-Each run trains with ``selip fit`` (model selection on validation), then reports the best
-checkpoint's metrics on the test split. Prints a table and saves it as JSON and Markdown.
+Every setting runs once per seed: the seed fixes the initialisation, the training order
+(``seed_everything``) and which training exams keep their labels (``data.label_seed``);
+the val/test split stays the same. Each run trains with ``selip fit`` for the config's
+``trainer.max_steps`` optimiser steps — the same at every label fraction — selects its
+checkpoint on validation, and reports that checkpoint's metrics on the test split. The
+table gives each metric's mean ± std over the seeds; it is printed and saved as JSON and
+Markdown.
 
-    python -m selip.experiments.data_efficiency --encoder_ckpt CKPT [--out runs/data_efficiency]
+    python -m selip.experiments.data_efficiency --encoder_ckpt CKPT [--seeds 3] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +29,13 @@ from selip.lightning_cli import training_cli
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 CLASSIFY_MODES = ("linear", "finetune", "scratch")
 SEGMENT_MODES = ("finetune", "scratch")
+SEEDS = 3
+CLASSIFY_METRICS = ("accuracy", "f1", "auroc")
+SEGMENT_METRICS = ("dice", "empty_clean")
+#: ``--quick``: one seed, two fractions, a few steps (a smoke run of the whole pipeline).
+QUICK_FRACTIONS = (0.1, 1.0)
+QUICK_OVERRIDES = ("--trainer.max_steps", "20", "--trainer.val_check_interval", "10",
+                   "--model.init_args.warmup_steps", "2")
 
 
 def fit_then_test(config: str, out: Path, name: str, overrides: list[str]) -> dict[str, float]:
@@ -35,52 +50,131 @@ def fit_then_test(config: str, out: Path, name: str, overrides: list[str]) -> di
             if k.startswith("test/")}
 
 
+def seed_overrides(seed: int) -> list[str]:
+    """The command-line options that give a run its seed: initialisation and training
+    order (``seed_everything``, which the loader's shuffle follows) and the labelled
+    subset (``data.label_seed``)."""
+    if seed < 0:
+        raise ValueError(f"seeds must be >= 0, got {seed}")
+    return ["--seed_everything", str(seed), "--data.label_seed", str(seed)]
+
+
 def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, ...] = FRACTIONS,
         classify_config: str = "configs/classify.yaml",
-        segment_config: str = "configs/segment.yaml") -> dict[str, Any]:
-    """Train and test every setting; returns the results (also written under ``out``)."""
-    results: dict[str, Any] = {"classification": [], "segmentation": []}
+        segment_config: str = "configs/segment.yaml",
+        seeds: Sequence[int] = tuple(range(SEEDS)),
+        segment_fractions: tuple[float, ...] = (1.0,)) -> dict[str, Any]:
+    """Train and test every (mode, fraction, seed); returns the per-run rows and their
+    mean ± std over the seeds (also written under ``out``).
+
+    Returns:
+        ``{"seeds": [...], "classification": [row per run], "segmentation": [row per
+        run], "summary": {"classification": [...], "segmentation": [...]}}``; a run's row
+        has ``mode``, ``label_fraction``, ``seed`` and its ``test/*`` metrics; a summary
+        row has ``mode``, ``label_fraction``, ``runs`` and ``<metric>_mean`` /
+        ``<metric>_std`` for each metric.
+    """
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, got none")
+    results: dict[str, Any] = {"seeds": list(seeds), "classification": [],
+                               "segmentation": []}
     for fraction in fractions:
         for mode in CLASSIFY_MODES:
-            # scratch gets the checkpoint too: its architecture, with random weights
-            metrics = fit_then_test(classify_config, out, f"classify_{mode}_{fraction}", [
-                "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", encoder_ckpt,
-                "--data.label_fraction", str(fraction), *extra])
-            results["classification"].append({"mode": mode, "label_fraction": fraction,
-                                              **metrics})
-    for mode in SEGMENT_MODES:
-        metrics = fit_then_test(segment_config, out, f"segment_{mode}", [
-            "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", encoder_ckpt,
-            *extra])
-        results["segmentation"].append({"mode": mode, **metrics})
+            for seed in seeds:
+                # scratch gets the checkpoint too: its architecture, with random weights
+                metrics = fit_then_test(classify_config, out,
+                                        f"classify_{mode}_{fraction}_seed{seed}", [
+                    "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt",
+                    encoder_ckpt, "--data.label_fraction", str(fraction),
+                    *seed_overrides(seed), *extra])
+                results["classification"].append({"mode": mode, "label_fraction": fraction,
+                                                  "seed": seed, **metrics})
+    for fraction in segment_fractions:
+        for mode in SEGMENT_MODES:
+            for seed in seeds:
+                metrics = fit_then_test(segment_config, out,
+                                        f"segment_{mode}_{fraction}_seed{seed}", [
+                    "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt",
+                    encoder_ckpt, "--data.label_fraction", str(fraction),
+                    *seed_overrides(seed), *extra])
+                results["segmentation"].append({"mode": mode, "label_fraction": fraction,
+                                                "seed": seed, **metrics})
+    results["summary"] = {
+        "classification": summarize(results["classification"], CLASSIFY_METRICS),
+        "segmentation": summarize(results["segmentation"], SEGMENT_METRICS)}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "data_efficiency.json", json.dumps(results, indent=2))
     atomic_write_text(out / "data_efficiency.md", to_markdown(results))
     return results
 
 
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n − 1) of the finite values; std 0 for one
+    value, and (NaN, NaN) for none (e.g. a Dice every seed found nothing to score)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def summarize(rows: list[dict[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per (mode, label_fraction), in first-seen order: ``runs`` and, for each
+    metric, ``<metric>_mean`` and ``<metric>_std`` over the seeds of ``test/<metric>``."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["mode"], row["label_fraction"]), []).append(row)
+    summary = []
+    for (mode, fraction), members in groups.items():
+        entry: dict[str, Any] = {"mode": mode, "label_fraction": fraction,
+                                 "runs": len(members)}
+        for metric in metrics:
+            mean, std = mean_std([r.get(f"test/{metric}", math.nan) for r in members])
+            entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean, std
+        summary.append(entry)
+    return summary
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    return f"{row[f'{metric}_mean']:.3f} ± {row[f'{metric}_std']:.3f}"
+
+
 def to_markdown(results: dict[str, Any]) -> str:
-    """The results as two Markdown tables (test split)."""
-    lines = ["| classification (test) | labels | accuracy | F1 | AUROC |",
-             "| --- | --- | --- | --- | --- |"]
-    for row in results["classification"]:
-        lines.append(f"| {row['mode']} | {row['label_fraction']:.0%} | "
-                     f"{row.get('test/accuracy', float('nan')):.3f} | "
-                     f"{row.get('test/f1', float('nan')):.3f} | "
-                     f"{row.get('test/auroc', float('nan')):.3f} |")
-    lines += ["", "| segmentation (test) | Dice |", "| --- | --- |"]
-    for row in results["segmentation"]:
-        lines.append(f"| {row['mode']} | {row.get('test/dice', float('nan')):.3f} |")
+    """The summary as two Markdown tables (test split, mean ± std over the seeds)."""
+    seeds = results.get("seeds", [])
+    lines = [f"Test split; mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).",
+             "", "| classification (test) | labels | runs | accuracy | F1 | AUROC |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in results["summary"]["classification"]:
+        lines.append(f"| {row['mode']} | {row['label_fraction']:.0%} | {row['runs']} | "
+                     + " | ".join(_cell(row, m) for m in CLASSIFY_METRICS) + " |")
+    lines += ["", "| segmentation (test) | labels | runs | Dice | empty clean |",
+              "| --- | --- | --- | --- | --- |"]
+    for row in results["summary"]["segmentation"]:
+        lines.append(f"| {row['mode']} | {row['label_fraction']:.0%} | {row['runs']} | "
+                     + " | ".join(_cell(row, m) for m in SEGMENT_METRICS) + " |")
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder_ckpt", required=True, help="SeLIP pretraining checkpoint")
     parser.add_argument("--out", default="runs/data_efficiency")
-    parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
-    args, extra = parser.parse_known_args()
-    results = run(args.encoder_ckpt, Path(args.out), extra, tuple(args.fractions))
+    parser.add_argument("--fractions", type=float, nargs="+", default=None,
+                        help=f"label fractions (default {' '.join(map(str, FRACTIONS))})")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"runs per setting, seeds 0..N-1 (default {SEEDS})")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 1 seed, fractions 0.1 and 1, 20 steps per run")
+    args, extra = parser.parse_known_args(argv)
+    count = args.seeds if args.seeds is not None else (1 if args.quick else SEEDS)
+    if count < 1:
+        parser.error(f"--seeds must be >= 1, got {count}")
+    fractions = tuple(args.fractions or (QUICK_FRACTIONS if args.quick else FRACTIONS))
+    if args.quick:
+        extra = [*QUICK_OVERRIDES, *extra]  # later options win: extra can still override
+    results = run(args.encoder_ckpt, Path(args.out), extra, fractions,
+                  seeds=tuple(range(count)))
     print("\n" + to_markdown(results))
     print(f"saved to {Path(args.out) / 'data_efficiency.md'}")
 

@@ -23,7 +23,9 @@ from selip.tasks.downstream import (
     downstream_optimizer,
     freeze_encoder,
     starting_encoder,
+    warn_if_final_step_unvalidated,
 )
+from selip.tasks.schedule import check_warmup_steps
 
 
 def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
@@ -51,8 +53,11 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
         lr: learning rate of the head (and of a scratch encoder).
         lr_encoder: learning rate of a fine-tuned encoder (default: lr / 10).
         weight_decay: AdamW weight decay.
-        warmup: warmup steps, or a fraction of all steps when below 1.
+        warmup_steps: optimiser steps of linear warmup (then ``schedule`` decays over the
+            rest of ``trainer.max_steps``).
         schedule: ``cosine``, ``poly`` or ``constant``.
+        warmup: deprecated, use ``warmup_steps``: a fraction of all steps when below 1,
+            else steps; when set it wins (kept so older configs and checkpoints load).
     """
 
     frozen_mode = "linear"  # the mode whose encoder stays in eval mode
@@ -61,9 +66,11 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
                  encoder_ckpt: str | None = None, image_encoder: ImageEncoderConfig | None = None,
                  num_classes: int | None = None, lr: float = 1e-3,
                  lr_encoder: float | None = None, weight_decay: float = 0.01,
-                 warmup: float = 0.05, schedule: Literal["cosine", "poly", "constant"] = "cosine"
-                 ) -> None:
+                 warmup_steps: int = 20,
+                 schedule: Literal["cosine", "poly", "constant"] = "cosine",
+                 warmup: float | None = None) -> None:
         super().__init__()
+        check_warmup_steps(warmup_steps)
         self.encoder = starting_encoder(mode, ("linear", "finetune", "scratch"), encoder_ckpt,
                                         image_encoder)
         self.save_hyperparameters(ignore=["image_encoder"])
@@ -89,6 +96,9 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
             classes = getattr(getattr(self.trainer, "datamodule", None), "classes", [])
             self.hparams["num_classes"] = len(classes)
             self._build_head(len(classes))
+
+    def on_fit_start(self) -> None:
+        warn_if_final_step_unvalidated(self.trainer)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) → (B, classes) logits."""

@@ -7,10 +7,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from selip.models import ImageEncoder, ImageEncoderConfig
 from selip.tasks.checkpointing import CheckpointError, load_checkpoint
-from selip.tasks.schedule import resolve_warmup, warmup_then_decay
+from selip.tasks.schedule import warmup_steps_of, warmup_then_decay
 
 _ENCODER_PREFIX = "model.image_encoder."
 
@@ -92,7 +93,10 @@ def starting_encoder(mode: str, modes: tuple[str, ...], encoder_ckpt: str | None
 def downstream_optimizer(module: pl.LightningModule, new_parameters: Iterable[torch.nn.Parameter],
                          encoder: ImageEncoder, train_encoder: bool) -> dict[str, Any]:
     """AdamW with warmup + decay: the new layers at ``lr``; the encoder, when trained, at
-    ``lr_encoder`` (default ``lr`` from scratch, ``lr / 10`` when fine-tuning)."""
+    ``lr_encoder`` (default ``lr`` from scratch, ``lr / 10`` when fine-tuning).
+
+    The schedule spans ``trainer.estimated_stepping_batches`` (``trainer.max_steps`` when
+    set) after ``warmup_steps`` optimiser steps of linear warmup."""
     hp = module.hparams
     groups: list[dict[str, Any]] = [{"params": list(new_parameters), "lr": hp["lr"],
                                      "name": "new_layers"}]
@@ -102,6 +106,31 @@ def downstream_optimizer(module: pl.LightningModule, new_parameters: Iterable[to
         groups.append({"params": encoder.parameters(), "lr": lr_encoder, "name": "encoder"})
     optimizer = torch.optim.AdamW(groups, weight_decay=hp["weight_decay"])
     total = int(module.trainer.estimated_stepping_batches)
-    factor = warmup_then_decay(total, resolve_warmup(hp["warmup"], total), hp["schedule"])
+    legacy = hp.get("warmup")
+    if legacy is not None:
+        rank_zero_warn(f"model.init_args.warmup ({legacy}) is deprecated: set warmup_steps, "
+                       "a number of optimiser steps, instead (and warmup: null)")
+    warmup = warmup_steps_of(hp.get("warmup_steps", 0), legacy, total)
+    factor = warmup_then_decay(total, warmup, hp["schedule"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def final_step_unvalidated(max_steps: int, val_check_interval: Any,
+                           check_val_every_n_epoch: int | None) -> bool:
+    """True when a run budgeted in steps (``max_steps`` > 0) validates every
+    ``val_check_interval`` steps counted across epochs (``check_val_every_n_epoch`` None,
+    as the downstream configs set) and its last step is not one of them, so the weights it
+    ends with are never validated (nor eligible as the best checkpoint)."""
+    return (max_steps > 0 and check_val_every_n_epoch is None
+            and isinstance(val_check_interval, int) and val_check_interval > 0
+            and max_steps % val_check_interval != 0)
+
+
+def warn_if_final_step_unvalidated(trainer: pl.Trainer) -> None:
+    """Warn (from ``on_fit_start``) about :func:`final_step_unvalidated` settings."""
+    if final_step_unvalidated(trainer.max_steps, trainer.val_check_interval,
+                              trainer.check_val_every_n_epoch):
+        rank_zero_warn(f"trainer.max_steps ({trainer.max_steps}) is not a multiple of "
+                       f"trainer.val_check_interval ({trainer.val_check_interval}): the "
+                       "last steps are never validated; make it a multiple")

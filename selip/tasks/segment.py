@@ -1,8 +1,18 @@
 """``SegmentationTask``: the pretrained image encoder under a U-Net decoder (DESIGN §2.6).
 
-Dice + cross-entropy loss (MONAI's ``DiceCELoss``), Dice per foreground class on
-validation and test, sliding-window inference over whole volumes (MONAI) when the
-volumes are larger than the training patch.
+Soft Dice + cross-entropy loss (:mod:`selip.dice`; by default a foreground-only batch
+Dice, made for lesions of a fraction of a percent of the voxels), Dice per foreground
+class on validation and test, sliding-window inference over whole volumes (MONAI) when
+the volumes are larger than the training patch.
+
+Evaluation scores the argmax prediction of every sample. ``{stage}/dice_class{c}`` is the
+mean hard Dice over the samples whose mask contains class ``c``; a sample whose mask does
+not (an exam without a lesion) is left out of it — an empty prediction there is neither a
+perfect 1 nor a 0 — and is scored by ``{stage}/empty_clean_class{c}`` instead: the share
+of such samples predicted without any voxel of ``c`` (1 − false-alarm rate). So a model
+that predicts nothing gets Dice 0 and empty_clean 1, not the share of normal exams as its
+Dice. ``{stage}/dice`` and ``{stage}/empty_clean`` average the foreground classes; a
+split with no sample of any foreground class has Dice NaN (nothing to overlap).
 """
 
 from __future__ import annotations
@@ -14,11 +24,9 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from monai.inferers import sliding_window_inference
-from monai.losses import DiceCELoss
-from monai.metrics import DiceMetric
-from torch.nn import functional as F
 
 from selip.data.preprocess import preprocess_image, to_dhw
+from selip.dice import SegmentationLoss, empty_clean, foreground_dice, segmentation_loss
 from selip.models import ImageEncoderConfig
 from selip.models.decoder import UNetDecoder
 from selip.tasks.channels import fit_encoder_to_data
@@ -27,8 +35,10 @@ from selip.tasks.downstream import (
     downstream_optimizer,
     freeze_encoder,
     starting_encoder,
+    warn_if_final_step_unvalidated,
 )
 from selip.tasks.prediction import to_original_space, write_nifti
+from selip.tasks.schedule import check_warmup_steps
 
 
 class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
@@ -45,7 +55,18 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
             whole volume at once.
         lr: learning rate of the decoder (and of a scratch encoder).
         lr_encoder: learning rate of a fine-tuned encoder (default: lr / 10).
+        weight_decay: AdamW weight decay.
+        warmup_steps: optimiser steps of linear warmup (then ``schedule`` decays over the
+            rest of ``trainer.max_steps``).
+        schedule: ``cosine``, ``poly`` or ``constant``.
         predict_dir: where ``selip predict`` writes masks (default: the run folder).
+        loss: ``batch_dice_fg_ce`` (foreground batch Dice + CE, for tiny lesions),
+            ``dice_fg_ce`` (foreground Dice per sample + CE) or ``dice_ce`` (Dice over every
+            class, background included, + CE: the old loss); see :mod:`selip.dice`.
+        full_resolution: the decoder's stride-1 path on the input image (off: the stride-2
+            map upsampled, as checkpoints written before it was added need).
+        warmup: deprecated, use ``warmup_steps``: a fraction of all steps when below 1,
+            else steps; when set it wins (kept so older configs and checkpoints load).
     """
 
     frozen_mode = "frozen"  # the mode whose encoder stays in eval mode
@@ -55,26 +76,39 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
                  num_classes: int = 2, decoder_width: int = 16,
                  roi_size: tuple[int, int, int] | None = None, lr: float = 1e-3,
                  lr_encoder: float | None = None, weight_decay: float = 0.01,
-                 warmup: float = 0.05, schedule: Literal["cosine", "poly", "constant"] = "cosine",
-                 predict_dir: str | None = None) -> None:
+                 warmup_steps: int = 20,
+                 schedule: Literal["cosine", "poly", "constant"] = "cosine",
+                 predict_dir: str | None = None, loss: SegmentationLoss = "batch_dice_fg_ce",
+                 full_resolution: bool = True, warmup: float | None = None) -> None:
         super().__init__()
+        check_warmup_steps(warmup_steps)
         self.encoder = starting_encoder(mode, ("finetune", "frozen", "scratch"), encoder_ckpt,
                                         image_encoder)
         if mode == "frozen":
             freeze_encoder(self.encoder)
         self.save_hyperparameters(ignore=["image_encoder"])
         self.hparams["image_encoder"] = asdict(self.encoder.config)
-        self.decoder = UNetDecoder(self.encoder.stage_channels, num_classes, decoder_width)
-        self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
-        self.dice = {stage: DiceMetric(include_background=False, reduction="mean_batch",
-                                       ignore_empty=True) for stage in ("val", "test")}
+        self.decoder = UNetDecoder(self.encoder.stage_channels, num_classes, decoder_width,
+                                   in_channels=self.encoder.config.in_channels,
+                                   full_resolution=full_resolution)
+        # Per-sample (B, classes - 1) rows of each evaluation epoch: Dice, empty_clean.
+        self._scores: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {
+            "val": [], "test": []}
 
     def setup(self, stage: str) -> None:
         fit_encoder_to_data(self, self.encoder)  # stacked sequences: inflate the stem
+        self.decoder.match_input_channels(self.encoder.config.in_channels)
+
+    def on_fit_start(self) -> None:
+        warn_if_final_step_unvalidated(self.trainer)
+
+    def loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, classes, D, H, W) logits, (B, 1, D, H, W) mask → the configured loss."""
+        return segmentation_loss(logits, mask, self.hparams["loss"])
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) → (B, classes, D, H, W) logits."""
-        return self.decoder(self.encoder.stages(image), image.shape[2:])
+        return self.decoder(self.encoder.stages(image), image.shape[2:], image)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["image"]), batch["mask"])
@@ -92,19 +126,38 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
         logits = self._infer(batch["image"])
         loss = self.loss(logits, batch["mask"])
         classes = logits.shape[1]
-        predicted = F.one_hot(logits.argmax(1), classes).permute(0, 4, 1, 2, 3)
-        target = F.one_hot(batch["mask"][:, 0].clamp(max=classes - 1), classes)
-        self.dice[stage](predicted, target.permute(0, 4, 1, 2, 3))
+        predicted, target = logits.argmax(1), batch["mask"][:, 0].clamp(max=classes - 1)
+        self._scores[stage].append((foreground_dice(predicted, target, classes).cpu(),
+                                    empty_clean(predicted, target, classes).cpu()))
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["image"]))
 
     def _log_dice(self, stage: str) -> None:
-        aggregated = self.dice[stage].aggregate()
-        assert isinstance(aggregated, torch.Tensor)
-        per_class = aggregated.to(self.device)
-        self.dice[stage].reset()
-        values = {f"{stage}/dice_class{c + 1}": per_class[c] for c in range(len(per_class))}
-        values[f"{stage}/dice"] = torch.nanmean(per_class)
-        self.log_dict(values, sync_dist=True)
+        """Log the epoch's Dice and empty_clean per class and averaged (module docstring):
+        means over the samples of every rank (sums and counts are added across ranks, so a
+        rank whose share of the split has no lesion does not turn the mean into NaN)."""
+        rows, self._scores[stage] = self._scores[stage], []
+        if not rows:
+            return
+        dice = self._mean_over_ranks(torch.cat([d for d, _ in rows]))
+        clean = self._mean_over_ranks(torch.cat([e for _, e in rows]))
+        values: dict[str, torch.Tensor] = {}
+        for c in range(len(dice)):
+            values[f"{stage}/dice_class{c + 1}"] = dice[c]
+            values[f"{stage}/empty_clean_class{c + 1}"] = clean[c]
+        values[f"{stage}/dice"] = torch.nanmean(dice)
+        values[f"{stage}/empty_clean"] = torch.nanmean(clean)
+        self.log_dict(values, sync_dist=True)  # equal on every rank already
+
+    def _mean_over_ranks(self, scores: torch.Tensor) -> torch.Tensor:
+        """(N, K) per-sample scores, NaN where undefined → (K,) mean of the defined ones over
+        all ranks' samples (NaN where none is)."""
+        defined = ~scores.isnan()
+        totals = torch.stack([scores.nan_to_num(0.0).sum(0), defined.sum(0).float()])
+        totals = totals.to(self.device)
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            totals = trainer.strategy.reduce(totals, reduce_op="sum")
+        return totals[0] / totals[1]  # 0 / 0 = NaN: no sample of that class anywhere
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")

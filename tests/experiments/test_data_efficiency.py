@@ -1,34 +1,115 @@
-"""The data-efficiency driver runs every setting from a real checkpoint and saves a table."""
+"""The data-efficiency driver runs every setting and seed from a real checkpoint and saves
+a table of mean ± std over the seeds."""
 
 from __future__ import annotations
 
 import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
+import yaml
 
-from selip.experiments.data_efficiency import run
+from selip.experiments import data_efficiency
+from selip.experiments.data_efficiency import mean_std, run, seed_overrides, summarize, to_markdown
 from tests.tasks.conftest import ROOT, tiny_data_overrides
 
 
-def test_the_table_has_every_mode_and_fraction(pretrained, tmp_path):
+def test_the_table_has_every_mode_fraction_and_seed(pretrained, tmp_path):
     manifest, checkpoint = pretrained
     extra = tiny_data_overrides(manifest, tmp_path, **{
-        "--data.similarity": "null", "--data.test_fraction": 0.3, "--trainer.max_epochs": 1})
+        "--data.similarity": "null", "--data.test_fraction": 0.3,
+        "--trainer.max_steps": 2, "--trainer.val_check_interval": 2,
+        "--model.init_args.warmup_steps": 1})
     pairs = [(k, v) for k, v in zip(extra[::2], extra[1::2], strict=True)
              if not k.startswith("--trainer.logger")]  # the driver names each run's logs
     extra = [item for pair in pairs for item in pair]
-    results = run(str(checkpoint), tmp_path / "table", extra, fractions=(0.5,),
+    results = run(str(checkpoint), tmp_path / "table", extra, fractions=(0.5,), seeds=(0, 1),
                   classify_config=str(ROOT / "configs" / "classify.yaml"),
                   segment_config=str(ROOT / "configs" / "segment.yaml"))
-    modes = [(r["mode"], r["label_fraction"]) for r in results["classification"]]
-    assert modes == [("linear", 0.5), ("finetune", 0.5), ("scratch", 0.5)]
+    runs = [(r["mode"], r["label_fraction"], r["seed"]) for r in results["classification"]]
+    assert runs == [("linear", 0.5, 0), ("linear", 0.5, 1), ("finetune", 0.5, 0),
+                    ("finetune", 0.5, 1), ("scratch", 0.5, 0), ("scratch", 0.5, 1)]
     assert all(0.0 <= r["test/auroc"] <= 1.0 for r in results["classification"])
-    assert [r["mode"] for r in results["segmentation"]] == ["finetune", "scratch"]
-    assert all("test/dice" in r for r in results["segmentation"])
+    assert [(r["mode"], r["seed"]) for r in results["segmentation"]] == [
+        ("finetune", 0), ("finetune", 1), ("scratch", 0), ("scratch", 1)]
+    assert all("test/dice" in r and "test/empty_clean" in r for r in results["segmentation"])
+    # every run trained the same number of optimiser steps, under its own seed
+    for name, seed in (("classify_linear_0.5_seed0", 0), ("classify_scratch_0.5_seed1", 1),
+                       ("segment_finetune_1.0_seed1", 1)):
+        [ckpt] = (tmp_path / "table" / name).glob("version_*/checkpoints/last.ckpt")
+        assert torch.load(ckpt, weights_only=True)["global_step"] == 2
+        config = yaml.safe_load((ckpt.parents[1] / "config.yaml").read_text())
+        assert (config["seed_everything"], config["data"]["label_seed"]) == (seed, seed)
     # scratch runs use the checkpoint's architecture (random weights), not the default ResNet-50
-    [ckpt] = (tmp_path / "table" / "classify_scratch_0.5").glob("version_*/checkpoints/last.ckpt")
+    [ckpt] = (tmp_path / "table" / "classify_scratch_0.5_seed0").glob(
+        "version_*/checkpoints/last.ckpt")
     assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["image_encoder"]["width"] == 4
-    saved = json.loads((tmp_path / "table" / "data_efficiency.json").read_text())
-    assert saved == results
+    # the summary is the mean ± std of the two seeds
+    finetune = [r for r in results["classification"] if r["mode"] == "finetune"]
+    [summary] = [s for s in results["summary"]["classification"] if s["mode"] == "finetune"]
+    values = [r["test/auroc"] for r in finetune]
+    assert summary["runs"] == 2
+    assert summary["auroc_mean"] == pytest.approx(statistics.fmean(values))
+    assert summary["auroc_std"] == pytest.approx(statistics.stdev(values))
+    saved = json.loads((tmp_path / "table" / "data_efficiency.json").read_text(),
+                       parse_constant=lambda c: float(c))
+    assert saved.keys() == results.keys() and saved["seeds"] == [0, 1]
     table = (tmp_path / "table" / "data_efficiency.md").read_text()
-    assert "| linear | 50% |" in table and "| scratch |" in table
+    assert "| linear | 50% | 2 |" in table and "| scratch | 100% | 2 |" in table
+    assert "mean ± std over 2 seed(s) (0, 1)" in table
+
+
+def test_mean_and_std_over_seeds():
+    rows = [{"mode": "linear", "label_fraction": 0.1, "seed": s, "test/f1": f, "test/auroc": a}
+            for s, f, a in ((0, 0.2, 0.5), (1, 0.4, math.nan), (2, 0.6, 0.7))]
+    rows.append({"mode": "linear", "label_fraction": 1.0, "seed": 0, "test/f1": 0.9})
+    few, full = summarize(rows, ("f1", "auroc"))
+    assert (few["runs"], few["f1_mean"], few["f1_std"]) == (3, pytest.approx(0.4),
+                                                           pytest.approx(0.2))
+    assert (few["auroc_mean"], few["auroc_std"]) == (pytest.approx(0.6),
+                                                     pytest.approx(math.sqrt(0.02)))
+    assert (full["runs"], full["f1_mean"], full["f1_std"]) == (1, 0.9, 0.0)  # one seed: std 0
+    assert all(math.isnan(v) for v in (full["auroc_mean"], full["auroc_std"]))  # none finite
+    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
+    markdown = to_markdown({"seeds": [0, 1, 2], "summary": {
+        "classification": [{**few, "accuracy_mean": 0.5, "accuracy_std": 0.1}],
+        "segmentation": [{"mode": "scratch", "label_fraction": 1.0, "runs": 3,
+                          "dice_mean": 0.25, "dice_std": 0.05, "empty_clean_mean": 1.0,
+                          "empty_clean_std": 0.0}]}})
+    assert "| linear | 10% | 3 | 0.500 ± 0.100 | 0.400 ± 0.200 | 0.600 ± 0.141 |" in markdown
+    assert "| scratch | 100% | 3 | 0.250 ± 0.050 | 1.000 ± 0.000 |" in markdown
+
+
+def test_seeds_set_initialisation_order_and_labelled_subset():
+    assert seed_overrides(2) == ["--seed_everything", "2", "--data.label_seed", "2"]
+    with pytest.raises(ValueError, match="seeds must be >= 0, got -1"):
+        seed_overrides(-1)
+    with pytest.raises(ValueError, match="at least one seed"):
+        run("x.ckpt", Path("unused"), [], seeds=())
+
+
+def test_command_line_seeds_and_quick(monkeypatch, tmp_path, capsys):
+    calls: list[dict[str, Any]] = []
+
+    def fake_run(encoder_ckpt: str, out: Path, extra: list[str],
+                 fractions: tuple[float, ...], seeds: tuple[int, ...]) -> dict[str, Any]:
+        calls.append({"extra": extra, "fractions": fractions, "seeds": seeds})
+        return {"seeds": list(seeds), "summary": {"classification": [], "segmentation": []}}
+
+    monkeypatch.setattr(data_efficiency, "run", fake_run)
+    data_efficiency.main(["--encoder_ckpt", "c.ckpt", "--out", str(tmp_path)])
+    data_efficiency.main(["--encoder_ckpt", "c.ckpt", "--out", str(tmp_path), "--quick",
+                          "--trainer.max_steps", "40"])
+    default, quick = calls
+    assert default["seeds"] == (0, 1, 2) and default["fractions"] == (0.1, 0.25, 0.5, 1.0)
+    assert default["extra"] == []
+    assert quick["seeds"] == (0,) and quick["fractions"] == (0.1, 1.0)
+    assert quick["extra"][:2] == ["--trainer.max_steps", "20"]
+    assert quick["extra"][-2:] == ["--trainer.max_steps", "40"]  # the user's option wins
+    with pytest.raises(SystemExit):
+        data_efficiency.main(["--encoder_ckpt", "c.ckpt", "--seeds", "0"])
+    assert "--seeds must be >= 1, got 0" in capsys.readouterr().err

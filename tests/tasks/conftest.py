@@ -58,15 +58,16 @@ def pretrained(tiny_cohort, tmp_path) -> tuple[Path, Path]:  # type: ignore[no-u
 
 @pytest.fixture
 def frozen_encoder_states(pretrained, tmp_path):  # type: ignore[no-untyped-def]
-    """Runs a downstream config with a frozen encoder (2 epochs: training steps with a
-    validation in between) and returns ``(pretrained, trained)`` encoder state dicts."""
+    """Runs a downstream config with a frozen encoder (4 steps, validated after steps 2
+    and 4: training steps with a validation in between) and returns ``(pretrained,
+    trained)`` encoder state dicts."""
 
     def run(config: str, mode: str, **extra: object) -> tuple[dict[str, Any], dict[str, Any]]:
         manifest, checkpoint = pretrained
         args = tiny_data_overrides(manifest, tmp_path / mode, **{
             "--model.init_args.mode": mode, "--model.init_args.encoder_ckpt": str(checkpoint),
-            "--data.similarity": "null", "--trainer.max_epochs": 2,
-            "--trainer.num_sanity_val_steps": 1, **extra})
+            "--data.similarity": "null", "--trainer.max_steps": 4,
+            "--trainer.val_check_interval": 2, "--trainer.num_sanity_val_steps": 1, **extra})
         assert main(["fit", "--config", str(ROOT / "configs" / config), *args]) == 0
         [last] = (tmp_path / mode).glob("runs/*/version_*/checkpoints/last.ckpt")
         before = torch.load(checkpoint, weights_only=True)["state_dict"]

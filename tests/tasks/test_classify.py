@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
 
 from selip.cli import main
 from selip.data.splits import labelled_subset
+from selip.lightning_cli import training_cli
 from selip.tasks.checkpointing import CheckpointError
 from selip.tasks.classify import ClassificationTask
-from selip.tasks.downstream import load_pretrained_encoder
+from selip.tasks.downstream import final_step_unvalidated, load_pretrained_encoder
+from selip.tasks.schedule import warmup_then_decay
 from tests.tasks.conftest import TINY_IMAGE, tiny_data_overrides
 
 ROOT = Path(__file__).parents[2]
@@ -46,6 +51,60 @@ def test_classify_config_runs_in_every_mode(config, mode, pretrained, tmp_path, 
     assert "val/f1" in capsys.readouterr().out
 
 
+class StepCounter(pl.Callback):
+    """Counts optimiser steps and validations; records each step's learning rate."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.validations = 0
+        self.lrs: list[float] = []
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                                 optimizer: Any) -> None:
+        self.steps += 1
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.validations += 1
+
+
+def test_the_budget_is_the_same_optimiser_steps_at_every_label_fraction(tiny_cohort, tmp_path):
+    manifest = tiny_cohort(n=10)
+    [config] = [c for c in CLASSIFY_CONFIGS if c.name == "classify.yaml"]
+    counted = {}
+    for fraction in (0.3, 1.0):
+        args = tiny_data_overrides(manifest, tmp_path / str(fraction), **{
+            "--model.init_args.mode": "scratch", "--model.init_args.encoder_ckpt": "null",
+            "--model.init_args.image_encoder": json.dumps(TINY_IMAGE),
+            "--model.init_args.lr": 0.01, "--model.init_args.warmup_steps": 2,
+            "--data.similarity": "null", "--data.label_fraction": fraction,
+            "--trainer.max_steps": 6, "--trainer.val_check_interval": 3,
+            "--trainer.callbacks+": json.dumps({"class_path":
+                                                "tests.tasks.test_classify.StepCounter"})})
+        cli = training_cli(["fit", "--config", str(config), *args])
+        [counter] = [c for c in cli.trainer.callbacks if isinstance(c, StepCounter)]
+        counted[fraction] = (counter, cli.trainer.current_epoch, len(cli.datamodule.datasets[
+            "train"]))
+    (few, few_epochs, few_pairs), (full, full_epochs, full_pairs) = counted[0.3], counted[1.0]
+    assert few_pairs < full_pairs  # 30 % of the labels: fewer training pairs ...
+    assert few_epochs > full_epochs  # ... so more passes over them ...
+    assert few.steps == full.steps == 6  # ... for the same number of optimiser steps,
+    assert few.validations == full.validations == 2  # validated after steps 3 and 6,
+    assert few.lrs == pytest.approx(full.lrs)  # with the same schedule: 2 warmup steps
+    factor = warmup_then_decay(6, 2, "cosine")
+    assert few.lrs == pytest.approx([0.01 * factor(step) for step in range(6)])
+    assert few.lrs[:3] == pytest.approx([0.01 / 3, 0.02 / 3, 0.01])
+
+
+def test_a_budget_whose_last_step_is_not_validated_is_flagged():
+    assert final_step_unvalidated(200, 50, None) is False
+    assert final_step_unvalidated(210, 50, None) is True
+    assert final_step_unvalidated(210, 50, 1) is False  # validation per epoch instead
+    assert final_step_unvalidated(-1, 50, None) is False  # an epoch budget
+    assert final_step_unvalidated(210, 0.5, None) is False  # a fraction of an epoch
+
+
 def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="encoder_ckpt"):
         ClassificationTask(mode="linear")
@@ -54,6 +113,9 @@ def test_errors_name_the_problem(tmp_path):
         ClassificationTask(mode="finetune", encoder_ckpt=str(tmp_path / "other.ckpt"))
     with pytest.raises(ValueError, match="mode"):
         ClassificationTask(mode="probe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"warmup_steps must be .* got -1"):
+        ClassificationTask(mode="scratch", image_encoder=TINY_IMAGE,  # type: ignore[arg-type]
+                           warmup_steps=-1)
 
 
 def test_label_fraction_is_stratified_and_seeded():
@@ -65,6 +127,28 @@ def test_label_fraction_is_stratified_and_seeded():
     assert labelled_subset(labels, 1.0, seed=0) == set(labels)
     with pytest.raises(ValueError, match="label_fraction"):
         labelled_subset(labels, 0.0, seed=0)
+
+
+def test_label_seed_draws_another_labelled_subset_from_the_same_split(tiny_cohort, tmp_path):
+    from selip.data.datamodule import SelipDataModule
+
+    manifest = tiny_cohort(n=16)
+
+    def exams(label_seed: int | None) -> dict[str, set[str]]:
+        datamodule = SelipDataModule(str(manifest), cache_dir=str(tmp_path / "cache"),
+                                     batch_size=2, num_workers=0, max_length=32,
+                                     progress=False, similarity=None, require_label=True,
+                                     val_fraction=0.25, test_fraction=0.25, label_fraction=0.4,
+                                     label_seed=label_seed)
+        datamodule.setup("fit")
+        return {split: {p.exam_id for p in datamodule.pairs if p.split == split}
+                for split in ("train", "val", "test")}
+
+    default, zero, seeds = exams(None), exams(0), [exams(seed) for seed in range(1, 6)]
+    assert default == zero  # the default is split_seed (0): earlier runs draw the same subset
+    assert all(s["val"] == zero["val"] and s["test"] == zero["test"] for s in seeds)
+    assert all(len(s["train"]) == len(zero["train"]) for s in seeds)
+    assert any(s["train"] != zero["train"] for s in seeds)
 
 
 ZEROSHOT_CONFIGS = [c for c in sorted((ROOT / "configs").glob("*.yaml"))
@@ -106,7 +190,8 @@ def test_stacked_sequences_inflate_the_pretrained_stem_and_reload_for_test(
         "--model.init_args.mode": "finetune", "--model.init_args.encoder_ckpt": str(checkpoint),
         "--data.similarity": "null", "--data.stack_sequences": "true",
         "--data.test_fraction": 0.2})
-    assert main(["fit", "--config", str(config), *args, "--trainer.max_epochs", "1"]) == 0
+    assert main(["fit", "--config", str(config), *args, "--trainer.max_steps", "2",
+                 "--trainer.val_check_interval", "2"]) == 0
     [last] = tmp_path.glob("runs/classify/version_*/checkpoints/last.ckpt")
     state = torch.load(last, weights_only=True)
     assert state["state_dict"]["encoder.resnet.conv1.weight"].shape[1] == 2  # t1 + flair

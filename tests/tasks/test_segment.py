@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import yaml
@@ -22,7 +24,7 @@ def test_the_decoder_returns_logits_at_the_input_size(anisotropic):
     encoder = ImageEncoder(ImageEncoderConfig(depth=10, width=4, anisotropic_stem=anisotropic))
     decoder = UNetDecoder(encoder.stage_channels, num_classes=3, width=4)
     image = torch.randn(2, 1, 12, 32, 28)
-    logits = decoder(encoder.stages(image), image.shape[2:])
+    logits = decoder(encoder.stages(image), image.shape[2:], image)
     assert logits.shape == (2, 3, 12, 32, 28)
     with pytest.raises(ValueError, match="at least 2 classes"):
         UNetDecoder(encoder.stage_channels, num_classes=1)
@@ -48,6 +50,62 @@ def test_dice_is_one_for_a_perfect_prediction_and_lower_otherwise():
     task._evaluate({"image": torch.zeros(1, 1, 8, 8, 8), "mask": mask}, "val")
     task._log_dice("val")
     assert logged["val/dice"] == pytest.approx(2 * 18 / (18 + 27))
+
+
+def _logged_scores(task: SegmentationTask, predictions: torch.Tensor, masks: torch.Tensor
+                   ) -> dict[str, float]:
+    """Evaluate ``predictions`` (B, D, H, W) labels against ``masks`` one sample per batch
+    through the task's validation path; returns what it logs at the epoch's end."""
+    logged: dict[str, float] = {}
+    task.log = lambda *a, **k: None  # type: ignore[method-assign]
+    task.log_dict = lambda values, **k: logged.update(  # type: ignore[method-assign]
+        {key: float(v) for key, v in values.items()})
+    for predicted, mask in zip(predictions, masks, strict=True):
+        logits = torch.stack([(predicted == 0).float(), (predicted == 1).float()])[None] * 10
+        task._infer = lambda image, logits=logits: logits  # type: ignore[method-assign]
+        task._evaluate({"image": torch.zeros(1, 1, *mask.shape), "mask": mask[None, None]},
+                       "val")
+    task._log_dice("val")
+    return logged
+
+
+def test_dice_is_over_lesion_exams_and_empty_masks_are_scored_apart():
+    task = SegmentationTask(mode="scratch", image_encoder={"depth": 10, "width": 4},  # type: ignore[arg-type]
+                            decoder_width=4)
+    masks = torch.zeros(3, 8, 8, 8, dtype=torch.long)
+    masks[0, 2:5, 2:5, 2:5] = 1  # a lesion exam; exams 1 and 2 have no lesion
+    nothing = torch.zeros_like(masks)
+    logged = _logged_scores(task, nothing, masks)
+    # predicting nothing: Dice 0 on the lesion exam, the empty exams left out of the Dice
+    # (not 1, which would give 2/3) and counted clean
+    assert logged["val/dice"] == logged["val/dice_class1"] == 0.0
+    assert logged["val/empty_clean"] == 1.0
+    perfect_plus_false_alarm = masks.clone()
+    perfect_plus_false_alarm[2, 0, 0, 0] = 1
+    logged = _logged_scores(task, perfect_plus_false_alarm, masks)
+    assert logged["val/dice"] == pytest.approx(1.0)
+    assert logged["val/empty_clean"] == pytest.approx(0.5)  # exam 2's false alarm
+    only_empty = _logged_scores(task, nothing[1:], masks[1:])
+    assert math.isnan(only_empty["val/dice"])  # no lesion in the split: nothing to overlap
+
+
+def test_the_loss_is_configurable_and_defaults_to_foreground_batch_dice():
+    from monai.losses import DiceCELoss
+
+    from selip.dice import segmentation_loss
+
+    torch.manual_seed(0)
+    logits, mask = torch.randn(2, 2, 4, 4, 4), torch.randint(0, 2, (2, 1, 4, 4, 4))
+    default = SegmentationTask(mode="scratch", image_encoder={"depth": 10, "width": 4},  # type: ignore[arg-type]
+                               decoder_width=4)
+    assert default.hparams["loss"] == "batch_dice_fg_ce" and default.hparams["full_resolution"]
+    torch.testing.assert_close(default.loss(logits, mask),
+                               segmentation_loss(logits, mask, "batch_dice_fg_ce"))
+    old = SegmentationTask(mode="scratch", image_encoder={"depth": 10, "width": 4},  # type: ignore[arg-type]
+                           decoder_width=4, loss="dice_ce", full_resolution=False)
+    torch.testing.assert_close(old.loss(logits, mask),
+                               DiceCELoss(to_onehot_y=True, softmax=True)(logits, mask))
+    assert old.decoder.image_block is None
 
 
 @pytest.mark.parametrize("config", SEGMENT_CONFIGS, ids=lambda p: p.name)
@@ -81,7 +139,8 @@ def test_predict_writes_masks_in_each_inputs_own_shape_and_affine(tiny_cohort, t
         "--model.init_args.image_encoder": '{"depth": 10, "width": 4}',
         "--model.init_args.decoder_width": 4, "--data.similarity": "null",
         "--data.test_fraction": 0.25, "--model.init_args.predict_dir": str(tmp_path / "pred")})
-    assert main(["fit", "--config", str(config), *args, "--trainer.max_epochs", "1"]) == 0
+    assert main(["fit", "--config", str(config), *args, "--trainer.max_steps", "2",
+                 "--trainer.val_check_interval", "2"]) == 0
     [checkpoint] = tmp_path.glob("runs/segment/version_*/checkpoints/last.ckpt")
     capsys.readouterr()
     assert main(["predict", "--config", str(config), *args, "--ckpt_path", str(checkpoint)]) == 0
@@ -99,7 +158,8 @@ def test_predict_writes_masks_in_each_inputs_own_shape_and_affine(tiny_cohort, t
     # Sequences stacked as channels: one mask per exam, on its first sequence's grid.
     stacked = [*args, "--data.stack_sequences", "true",
                "--model.init_args.predict_dir", str(tmp_path / "stacked")]
-    assert main(["fit", "--config", str(config), *stacked, "--trainer.max_epochs", "1"]) == 0
+    assert main(["fit", "--config", str(config), *stacked, "--trainer.max_steps", "2",
+                 "--trainer.val_check_interval", "2"]) == 0
     checkpoint = max(tmp_path.glob("runs/segment/version_*/checkpoints/last.ckpt"),
                      key=lambda p: p.stat().st_mtime)
     assert main(["predict", "--config", str(config), *stacked, "--ckpt_path",
