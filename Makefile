@@ -8,6 +8,8 @@ DEMO_DIR ?= demo_data
 DEMO_EXAMS ?= 200
 # Extra `selip fit` options for the demo, e.g. DEMO_ARGS="--model.init_args.kl_weight 0"
 DEMO_ARGS ?=
+# Options of `make demo-downstream`, e.g. DOWNSTREAM_ARGS=--quick (3 seeds by default: hours)
+DOWNSTREAM_ARGS ?=
 
 # Nothing is ever fetched from a model hub: models load from local folders.
 export HF_HUB_OFFLINE := 1
@@ -33,7 +35,7 @@ demo: install
 DEMO_CKPT ?= $(shell ls -t runs/demo/*/checkpoints/last.ckpt 2>/dev/null | head -n 1)
 demo-downstream: install
 	@test -n "$(DEMO_CKPT)" || { echo "no runs/demo/*/checkpoints/last.ckpt: run make demo first"; exit 2; }
-	$(BIN)/python -m selip.experiments.data_efficiency --encoder_ckpt $(DEMO_CKPT)
+	$(BIN)/python -m selip.experiments.data_efficiency --encoder_ckpt $(DEMO_CKPT) $(DOWNSTREAM_ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -27,7 +27,8 @@ from selip.data.atomic import atomic_write_text
 from selip.lightning_cli import training_cli
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
-CLASSIFY_MODES = ("linear", "finetune", "scratch")
+# random_linear: the linear probe's baseline, the same probe on a random frozen encoder.
+CLASSIFY_MODES = ("linear", "random_linear", "finetune", "scratch")
 SEGMENT_MODES = ("finetune", "scratch")
 SEEDS = 3
 CLASSIFY_METRICS = ("accuracy", "f1", "auroc")
@@ -81,7 +82,8 @@ def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, 
     for fraction in fractions:
         for mode in CLASSIFY_MODES:
             for seed in seeds:
-                # scratch gets the checkpoint too: its architecture, with random weights
+                # scratch and random_linear get the checkpoint too: its architecture, with
+                # random weights
                 metrics = fit_then_test(classify_config, out,
                                         f"classify_{mode}_{fraction}_seed{seed}", [
                     "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt",

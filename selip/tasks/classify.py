@@ -2,8 +2,10 @@
 
 Modes (DESIGN §2.6): ``linear`` — the encoder from a SeLIP checkpoint, frozen (a linear
 probe); ``finetune`` — the same encoder, trained with a lower learning rate; ``scratch`` —
-a freshly initialised encoder. Metrics are torchmetrics' accuracy, precision, recall, F1
-(macro) and AUROC; model selection happens on validation, never on test.
+a freshly initialised encoder; ``random_linear`` — a linear probe on a freshly initialised,
+frozen encoder of the same architecture: the baseline a pretrained linear probe must beat
+(a random network's features are far from useless). Metrics are torchmetrics' accuracy,
+precision, recall, F1 (macro) and AUROC; model selection happens on validation, never on test.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from selip.tasks.downstream import (
 )
 from selip.tasks.schedule import check_warmup_steps
 
+#: Linear probes: the encoder is frozen (eval mode too) and only the head trains.
+_PROBES = ("linear", "random_linear")
+
 
 def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
     """Accuracy, macro precision/recall/F1 and AUROC over softmax probabilities (B, C)."""
@@ -45,7 +50,7 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
     stacked as channels (``data.stack_sequences``; a pretrained 1-channel stem is inflated).
 
     Args:
-        mode: ``linear``, ``finetune`` or ``scratch``.
+        mode: ``linear``, ``finetune``, ``scratch`` or ``random_linear``.
         encoder_ckpt: SeLIP pretraining checkpoint (required for linear and finetune).
         image_encoder: the architecture for ``scratch`` (with a checkpoint, the
             checkpoint's own settings are used).
@@ -60,9 +65,10 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
             else steps; when set it wins (kept so older configs and checkpoints load).
     """
 
-    frozen_mode = "linear"  # the mode whose encoder stays in eval mode
+    frozen_modes = _PROBES  # the modes whose encoder stays in eval mode
 
-    def __init__(self, mode: Literal["linear", "finetune", "scratch"] = "finetune",
+    def __init__(self,
+                 mode: Literal["linear", "finetune", "scratch", "random_linear"] = "finetune",
                  encoder_ckpt: str | None = None, image_encoder: ImageEncoderConfig | None = None,
                  num_classes: int | None = None, lr: float = 1e-3,
                  lr_encoder: float | None = None, weight_decay: float = 0.01,
@@ -71,11 +77,12 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
                  warmup: float | None = None) -> None:
         super().__init__()
         check_warmup_steps(warmup_steps)
-        self.encoder = starting_encoder(mode, ("linear", "finetune", "scratch"), encoder_ckpt,
+        self.encoder = starting_encoder(mode, ("linear", "finetune", "scratch", "random_linear"),
+                                        encoder_ckpt,
                                         image_encoder)
         self.save_hyperparameters(ignore=["image_encoder"])
         self.hparams["image_encoder"] = asdict(self.encoder.config)
-        if mode == "linear":
+        if mode in _PROBES:
             freeze_encoder(self.encoder)
         self.head: nn.Linear | None = None
         if num_classes is not None:
@@ -103,7 +110,7 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) → (B, classes) logits."""
         assert self.head is not None, "the head is built in setup() or from num_classes"
-        if self.hparams["mode"] == "linear":
+        if self.hparams["mode"] in _PROBES:
             with torch.no_grad():
                 features = self.encoder(image)
         else:
@@ -147,4 +154,4 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
     def configure_optimizers(self) -> Any:
         assert self.head is not None
         return downstream_optimizer(self, self.head.parameters(), self.encoder,
-                                    train_encoder=self.hparams["mode"] != "linear")
+                                    train_encoder=self.hparams["mode"] not in _PROBES)

@@ -14,6 +14,8 @@ from selip.tasks.checkpointing import CheckpointError, load_checkpoint
 from selip.tasks.schedule import warmup_steps_of, warmup_then_decay
 
 _ENCODER_PREFIX = "model.image_encoder."
+#: Modes that start from a randomly initialised encoder (never from ``encoder_ckpt``'s weights).
+RANDOM_MODES = ("scratch", "random_linear")
 
 
 def load_pretrained_encoder(path: str) -> ImageEncoder:
@@ -48,20 +50,21 @@ def freeze_encoder(encoder: ImageEncoder) -> None:
 
 class FrozenEncoderMixin:
     """``train()`` that leaves the task's ``encoder`` in eval mode when its ``mode``
-    hyper-parameter is :attr:`frozen_mode` (``linear`` probes, ``frozen`` segmentation).
+    hyper-parameter is one of :attr:`frozen_modes` (``linear`` and ``random_linear``
+    probes, ``frozen`` segmentation).
 
     Every ``model.train()`` passes through here, whether Lightning (after validation, in
     versions or with hooks that call it), a callback or a user calls it; Lightning 2.x's
     evaluation loops instead restore the modes they captured, eval included.
     """
 
-    frozen_mode: str
+    frozen_modes: tuple[str, ...]
     encoder: ImageEncoder
     hparams: Any
 
     def train(self, mode: bool = True) -> Any:
         super().train(mode)  # type: ignore[misc]
-        if self.hparams.get("mode") == self.frozen_mode:
+        if self.hparams.get("mode") in self.frozen_modes:
             freeze_encoder(self.encoder)
         return self
 
@@ -69,15 +72,16 @@ class FrozenEncoderMixin:
 def starting_encoder(mode: str, modes: tuple[str, ...], encoder_ckpt: str | None,
                      image_encoder: ImageEncoderConfig | Mapping[str, Any] | None
                      ) -> ImageEncoder:
-    """A fresh encoder for ``scratch``, else the checkpoint's (``modes`` lists the valid
-    modes; every mode but ``scratch`` needs ``encoder_ckpt``).
+    """A fresh encoder for ``scratch`` and ``random_linear``, else the checkpoint's
+    (``modes`` lists the valid modes; every other mode needs ``encoder_ckpt``).
 
-    ``scratch`` with a checkpoint and no ``image_encoder`` takes the checkpoint's
-    architecture with random weights, so "SeLIP vs scratch" compares the same network.
+    A fresh encoder with a checkpoint and no ``image_encoder`` takes the checkpoint's
+    architecture with random weights, so "SeLIP vs scratch" (and a pretrained linear probe
+    vs one on a random encoder) compares the same network.
     """
     if mode not in modes:
         raise ValueError(f"mode must be one of {', '.join(modes)}, got {mode!r}")
-    if mode == "scratch":
+    if mode in RANDOM_MODES:
         if image_encoder is None and encoder_ckpt:
             image_encoder = load_pretrained_encoder(encoder_ckpt).config
         config = image_encoder if image_encoder is not None else ImageEncoderConfig()

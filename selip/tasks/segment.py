@@ -69,7 +69,7 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
             else steps; when set it wins (kept so older configs and checkpoints load).
     """
 
-    frozen_mode = "frozen"  # the mode whose encoder stays in eval mode
+    frozen_modes = ("frozen",)  # the modes whose encoder stays in eval mode
 
     def __init__(self, mode: Literal["finetune", "frozen", "scratch"] = "finetune",
                  encoder_ckpt: str | None = None, image_encoder: ImageEncoderConfig | None = None,

@@ -31,8 +31,9 @@ def test_the_table_has_every_mode_fraction_and_seed(pretrained, tmp_path):
                   classify_config=str(ROOT / "configs" / "classify.yaml"),
                   segment_config=str(ROOT / "configs" / "segment.yaml"))
     runs = [(r["mode"], r["label_fraction"], r["seed"]) for r in results["classification"]]
-    assert runs == [("linear", 0.5, 0), ("linear", 0.5, 1), ("finetune", 0.5, 0),
-                    ("finetune", 0.5, 1), ("scratch", 0.5, 0), ("scratch", 0.5, 1)]
+    assert runs == [("linear", 0.5, 0), ("linear", 0.5, 1), ("random_linear", 0.5, 0),
+                    ("random_linear", 0.5, 1), ("finetune", 0.5, 0), ("finetune", 0.5, 1),
+                    ("scratch", 0.5, 0), ("scratch", 0.5, 1)]
     assert all(0.0 <= r["test/auroc"] <= 1.0 for r in results["classification"])
     assert [(r["mode"], r["seed"]) for r in results["segmentation"]] == [
         ("finetune", 0), ("finetune", 1), ("scratch", 0), ("scratch", 1)]

@@ -38,7 +38,7 @@ def test_the_encoder_comes_from_the_pretraining_checkpoint(pretrained):
 
 
 @pytest.mark.parametrize("config", CLASSIFY_CONFIGS, ids=lambda p: p.name)
-@pytest.mark.parametrize("mode", ["linear", "finetune", "scratch"])
+@pytest.mark.parametrize("mode", ["linear", "finetune", "scratch", "random_linear"])
 def test_classify_config_runs_in_every_mode(config, mode, pretrained, tmp_path, capsys):
     manifest, checkpoint = pretrained
     extra = {"--model.init_args.mode": mode, "--data.label_fraction": 0.5,
@@ -217,6 +217,20 @@ def test_a_linear_probe_encoder_stays_frozen_batch_norm_statistics_included(
     assert trained.keys() == pretrained.keys()
     for name, value in pretrained.items():
         torch.testing.assert_close(trained[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_random_linear_is_a_frozen_probe_on_random_weights_of_the_same_network(pretrained):
+    """The linear probe's baseline: the checkpoint's architecture, random weights, frozen."""
+    _, checkpoint = pretrained
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    torch.manual_seed(0)
+    task = ClassificationTask(mode="random_linear", encoder_ckpt=str(checkpoint), num_classes=2)
+    assert task.hparams["image_encoder"] == ClassificationTask(
+        mode="linear", encoder_ckpt=str(checkpoint), num_classes=2).hparams["image_encoder"]
+    assert not torch.equal(task.encoder.resnet.conv1.weight,
+                           state["model.image_encoder.resnet.conv1.weight"])
+    assert not any(p.requires_grad for p in task.encoder.parameters())
+    assert not task.train().encoder.training  # batch-norm statistics stay the random ones
 
 
 def test_train_mode_leaves_a_linear_probe_encoder_in_eval_mode(pretrained):
