@@ -35,11 +35,12 @@ _SEQUENCES = ["t1", "t2", "flair", "dwi", "adc"]
 
 
 def load_split(datamodule: SelipDataModule, split: str, truth: dict, boost: float
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every pair of ``split``: images ``(N, 1, D, H, W)`` float32 and labels ``(N,)``
-    (1 = the pair's sequence shows a lesion), the boost painted into visible lesions."""
+               ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every pair of ``split``: images ``(N, 1, D, H, W)`` float32, labels ``(N,)``
+    (1 = the pair's sequence shows a lesion), the boost painted into visible lesions, and
+    each pair's visible signature (``flair: hyperintense signal``, or ``none``)."""
     dataset = datamodule.datasets["train"]  # any split's dataset reads any pair
-    images, labels = [], []
+    images, labels, kinds = [], [], []
     for pair in (p for p in datamodule.pairs if p.split == split):
         sequence = datamodule.sequences[pair.sequence_index]
         findings = truth[(pair.exam_id, sequence)].findings
@@ -49,18 +50,30 @@ def load_split(datamodule: SelipDataModule, split: str, truth: dict, boost: floa
             image = image + boost * dataset._mask(pair, mirrored=False).float()
         images.append(image)
         labels.append(int(visible))
-    return torch.stack(images), torch.tensor(labels)
+        shown = [f"{f.kind} on {sequence}" for f in findings if f.signal != "isointense signal"]
+        kinds.append(shown[0] if shown else "none")
+    return torch.stack(images), torch.tensor(labels), kinds
 
 
 @torch.no_grad()
-def accuracy(encoder: ImageEncoder, head: nn.Linear, images: torch.Tensor,
-             labels: torch.Tensor) -> float:
-    """Validation accuracy with the encoder in eval mode (batch-norm running stats)."""
+def predict(encoder: ImageEncoder, head: nn.Linear, images: torch.Tensor) -> torch.Tensor:
+    """Predicted labels ``(N,)`` with the encoder in eval mode (batch-norm running stats)."""
     encoder.eval()
     predictions = torch.cat([head(encoder(images[i:i + 50])).argmax(1)
                              for i in range(0, len(images), 50)])
     encoder.train()
-    return float((predictions == labels).float().mean())
+    return predictions
+
+
+def per_signature(predictions: torch.Tensor, labels: torch.Tensor, kinds: list[str]
+                  ) -> list[tuple[str, int, float]]:
+    """Accuracy per visible signature (which lesion on which sequence, or ``none``)."""
+    rows = []
+    for kind in sorted(set(kinds)):
+        chosen = torch.tensor([k == kind for k in kinds])
+        rows.append((kind, int(chosen.sum()),
+                     float((predictions[chosen] == labels[chosen]).float().mean())))
+    return rows
 
 
 def main() -> None:
@@ -79,8 +92,8 @@ def main() -> None:
                                  max_length=64, require_mask=True, progress=False)
     datamodule.setup("fit")
     truth = load_truth(Path(args.manifest).parent)
-    train_x, train_y = load_split(datamodule, "train", truth, args.boost)
-    val_x, val_y = load_split(datamodule, "val", truth, args.boost)
+    train_x, train_y, _ = load_split(datamodule, "train", truth, args.boost)
+    val_x, val_y, val_kinds = load_split(datamodule, "val", truth, args.boost)
     majority = float(torch.bincount(val_y).max()) / len(val_y)
     print(f"{args.manifest}: {len(train_y)} training pairs ({int(train_y.sum())} show a "
           f"lesion), {len(val_y)} validation pairs; majority rate {majority:.3f}; "
@@ -101,9 +114,13 @@ def main() -> None:
         loss.backward()
         optimiser.step()
         if step % 50 == 0:
+            predictions = predict(encoder, head, val_x)
             print(f"step {step:4d}  train loss {loss.item():.3f}  val accuracy "
-                  f"{accuracy(encoder, head, val_x, val_y):.3f}  (majority {majority:.3f})  "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+                  f"{float((predictions == val_y).float().mean()):.3f}  (majority "
+                  f"{majority:.3f})  {time.perf_counter() - start:.0f} s", flush=True)
+    print("val accuracy at the last step, per visible signature (none = nothing shows):")
+    for kind, count, value in per_signature(predictions, val_y, val_kinds):
+        print(f"  {kind:<28} {count:3d} pairs  {value:.3f}")
 
 
 if __name__ == "__main__":
