@@ -35,12 +35,12 @@ _SEQUENCES = ["t1", "t2", "flair", "dwi", "adc"]
 
 
 def load_split(datamodule: SelipDataModule, split: str, truth: dict, boost: float
-               ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+               ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
     """Every pair of ``split``: images ``(N, 1, D, H, W)`` float32, labels ``(N,)``
     (1 = the pair's sequence shows a lesion), the boost painted into visible lesions, and
-    each pair's visible signature (``flair: hyperintense signal``, or ``none``)."""
+    each pair's visible signature (``infarct on flair``, or ``none``) and sequence index."""
     dataset = datamodule.datasets["train"]  # any split's dataset reads any pair
-    images, labels, kinds = [], [], []
+    images, labels, kinds, sequences = [], [], [], []
     for pair in (p for p in datamodule.pairs if p.split == split):
         sequence = datamodule.sequences[pair.sequence_index]
         findings = truth[(pair.exam_id, sequence)].findings
@@ -52,14 +52,32 @@ def load_split(datamodule: SelipDataModule, split: str, truth: dict, boost: floa
         labels.append(int(visible))
         shown = [f"{f.kind} on {sequence}" for f in findings if f.signal != "isointense signal"]
         kinds.append(shown[0] if shown else "none")
-    return torch.stack(images), torch.tensor(labels), kinds
+        sequences.append(pair.sequence_index)
+    return torch.stack(images), torch.tensor(labels), kinds, torch.tensor(sequences)
+
+
+class Head(nn.Module):
+    """A linear head, shared by every sequence or one per sequence (``per_sequence``):
+    features ``(B, F)``, sequence indices ``(B,)`` → logits ``(B, 2)``."""
+
+    def __init__(self, features: int, sequences: int, per_sequence: bool) -> None:
+        super().__init__()
+        self.per_sequence = per_sequence
+        self.linear = nn.Linear(features, 2 * sequences if per_sequence else 2)
+
+    def forward(self, features: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(features)
+        if not self.per_sequence:
+            return logits
+        return logits.view(len(logits), -1, 2)[torch.arange(len(logits)), sequence]
 
 
 @torch.no_grad()
-def predict(encoder: ImageEncoder, head: nn.Linear, images: torch.Tensor) -> torch.Tensor:
+def predict(encoder: ImageEncoder, head: Head, images: torch.Tensor, sequences: torch.Tensor
+            ) -> torch.Tensor:
     """Predicted labels ``(N,)`` with the encoder in eval mode (batch-norm running stats)."""
     encoder.eval()
-    predictions = torch.cat([head(encoder(images[i:i + 50])).argmax(1)
+    predictions = torch.cat([head(encoder(images[i:i + 50]), sequences[i:i + 50]).argmax(1)
                              for i in range(0, len(images), 50)])
     encoder.train()
     return predictions
@@ -85,6 +103,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--boost", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-sequence-head", action="store_true",
+                        help="one linear head per sequence instead of one shared head")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     datamodule = SelipDataModule(manifest=args.manifest, cache_dir=args.cache,
@@ -92,14 +112,15 @@ def main() -> None:
                                  max_length=64, require_mask=True, progress=False)
     datamodule.setup("fit")
     truth = load_truth(Path(args.manifest).parent)
-    train_x, train_y, _ = load_split(datamodule, "train", truth, args.boost)
-    val_x, val_y, val_kinds = load_split(datamodule, "val", truth, args.boost)
+    train_x, train_y, _, train_s = load_split(datamodule, "train", truth, args.boost)
+    val_x, val_y, val_kinds, val_s = load_split(datamodule, "val", truth, args.boost)
     majority = float(torch.bincount(val_y).max()) / len(val_y)
     print(f"{args.manifest}: {len(train_y)} training pairs ({int(train_y.sum())} show a "
           f"lesion), {len(val_y)} validation pairs; majority rate {majority:.3f}; "
-          f"boost {args.boost}, lr {args.lr}")
+          f"boost {args.boost}, lr {args.lr}, "
+          f"{'a head per sequence' if args.per_sequence_head else 'one shared head'}")
     encoder = ImageEncoder(ImageEncoderConfig(depth=10, width=16, anisotropic_stem=False))
-    head = nn.Linear(encoder.out_features, 2)
+    head = Head(encoder.out_features, len(datamodule.sequences), args.per_sequence_head)
     optimiser = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=args.lr,
                                   weight_decay=0.05)
     generator = torch.Generator().manual_seed(args.seed)
@@ -109,12 +130,13 @@ def main() -> None:
         flip = torch.rand(args.batch, generator=generator) < 0.5
         images = train_x[index]
         images[flip] = images[flip].flip(-1)  # the label does not depend on the side
-        loss = nn.functional.cross_entropy(head(encoder(images)), train_y[index])
+        loss = nn.functional.cross_entropy(head(encoder(images), train_s[index]),
+                                           train_y[index])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         if step % 50 == 0:
-            predictions = predict(encoder, head, val_x)
+            predictions = predict(encoder, head, val_x, val_s)
             print(f"step {step:4d}  train loss {loss.item():.3f}  val accuracy "
                   f"{float((predictions == val_y).float().mean()):.3f}  (majority "
                   f"{majority:.3f})  {time.perf_counter() - start:.0f} s", flush=True)
