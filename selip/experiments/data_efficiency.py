@@ -60,6 +60,24 @@ def seed_overrides(seed: int) -> list[str]:
     return ["--seed_everything", str(seed), "--data.label_seed", str(seed)]
 
 
+def run_grid(config: str, task: str, modes: Sequence[str], fractions: Sequence[float],
+             seeds: Sequence[int], encoder_ckpt: str, out: Path, extra: list[str]
+             ) -> list[dict[str, Any]]:
+    """Fit and test ``config`` once per (fraction, mode, seed), in that order; a row per run
+    with its ``mode``, ``label_fraction``, ``seed`` and ``test/*`` metrics."""
+    rows: list[dict[str, Any]] = []
+    for fraction in fractions:
+        for mode in modes:
+            for seed in seeds:
+                metrics = fit_then_test(config, out, f"{task}_{mode}_{fraction}_seed{seed}", [
+                    "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt",
+                    encoder_ckpt, "--data.label_fraction", str(fraction),
+                    *seed_overrides(seed), *extra])
+                rows.append({"mode": mode, "label_fraction": fraction, "seed": seed,
+                             **metrics})
+    return rows
+
+
 def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, ...] = FRACTIONS,
         classify_config: str = "configs/classify.yaml",
         segment_config: str = "configs/segment.yaml",
@@ -77,30 +95,12 @@ def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, 
     """
     if not seeds:
         raise ValueError("seeds must name at least one seed, got none")
-    results: dict[str, Any] = {"seeds": list(seeds), "classification": [],
-                               "segmentation": []}
-    for fraction in fractions:
-        for mode in CLASSIFY_MODES:
-            for seed in seeds:
-                # scratch and random_linear get the checkpoint too: its architecture, with
-                # random weights
-                metrics = fit_then_test(classify_config, out,
-                                        f"classify_{mode}_{fraction}_seed{seed}", [
-                    "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt",
-                    encoder_ckpt, "--data.label_fraction", str(fraction),
-                    *seed_overrides(seed), *extra])
-                results["classification"].append({"mode": mode, "label_fraction": fraction,
-                                                  "seed": seed, **metrics})
-    for fraction in segment_fractions:
-        for mode in SEGMENT_MODES:
-            for seed in seeds:
-                metrics = fit_then_test(segment_config, out,
-                                        f"segment_{mode}_{fraction}_seed{seed}", [
-                    "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt",
-                    encoder_ckpt, "--data.label_fraction", str(fraction),
-                    *seed_overrides(seed), *extra])
-                results["segmentation"].append({"mode": mode, "label_fraction": fraction,
-                                                "seed": seed, **metrics})
+    results: dict[str, Any] = {"seeds": list(seeds)}
+    # scratch and random_linear get the checkpoint too: its architecture, random weights
+    results["classification"] = run_grid(classify_config, "classify", CLASSIFY_MODES,
+                                         fractions, seeds, encoder_ckpt, out, extra)
+    results["segmentation"] = run_grid(segment_config, "segment", SEGMENT_MODES,
+                                       segment_fractions, seeds, encoder_ckpt, out, extra)
     results["summary"] = {
         "classification": summarize(results["classification"], CLASSIFY_METRICS),
         "segmentation": summarize(results["segmentation"], SEGMENT_METRICS)}
