@@ -1,0 +1,466 @@
+"""Does selip learn? Pretrain on a larger demo cohort, then measure against trivial baselines.
+
+Issue 14, item 5 (and item 6 with ``--arms SeLIP CLIP SeLIP-fixed-scale``). For each seed
+and arm, on one cohort of ``--exams`` demo exams (generated and cached once):
+
+1. **Pretraining** (``configs/demo.yaml``, ``--pretrain_steps`` optimiser steps), then
+   ``selip test`` of its last checkpoint: clinical R@5 (a retrieved report is a hit when
+   its truth — the findings visible on that sequence — matches the query's) against the
+   frequency prior (rank every report by how often it appears in training) and chance;
+   the final logit scale and soft-target entropy of training.
+2. **A frozen linear probe for diagnosis** on the pretrained encoder vs a randomly
+   initialised encoder of the same architecture (seeded by the run's seed): each exam is
+   the concatenation of its five sequences' pooled features (standardised), a
+   multinomial logistic regression is fitted by L-BFGS with its L2 weight chosen on
+   validation (CLIP's linear-probe protocol), at 10 % and 100 % of the training labels
+   (stratified, drawn with the seed); test accuracy and macro AUROC.
+3. **Segmentation Dice** (``configs/segment.yaml``, FLAIR, ``--segment_steps`` steps),
+   from scratch (once per seed) and fine-tuned from each arm's encoder; the checkpoint is
+   selected on validation and scored on test.
+
+Prints mean ± std over seeds for every arm, the three targets of the issue and whether
+each is met, and saves ``learning.{json,md}`` under ``--out`` after every run (``--resume``
+continues a cut-short benchmark).
+
+    .venv/bin/python benchmarks/learning.py                 # 600 exams, 3 seeds (about 90 min)
+    .venv/bin/python benchmarks/learning.py --quick         # 40 small exams: a smoke run
+    .venv/bin/python benchmarks/learning.py --arms SeLIP CLIP SeLIP-fixed-scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchmetrics
+
+from selip.data.atomic import atomic_write_text
+from selip.data.augment import AugmentSettings
+from selip.data.datamodule import SelipDataModule
+from selip.data.demo import generate_demo_cohort
+from selip.data.splits import labelled_subset
+from selip.dice import empty_clean, foreground_dice
+from selip.experiments.data_efficiency import fit_then_test, mean_std
+from selip.lightning_cli import training_cli
+from selip.models import ImageEncoder
+from selip.tasks.downstream import load_pretrained_encoder
+
+_SELIP = ["--model.init_args.kl_weight", "1.0"]
+#: arm → its ``selip fit`` options on top of ``configs/demo.yaml``.
+ARMS: dict[str, list[str]] = {
+    "SeLIP": _SELIP,
+    "CLIP": ["--model.init_args.kl_weight", "0.0"],
+    # the authors trained with a fixed temperature: a flat Q cannot pull the scale down
+    "SeLIP-fixed-scale": [*_SELIP, "--model.init_args.learn_logit_scale", "false"],
+    "CLIP-fixed-scale": ["--model.init_args.kl_weight", "0.0",
+                         "--model.init_args.learn_logit_scale", "false"],
+}
+SEQUENCES = ("t1", "t2", "flair", "dwi", "adc")
+PROBE_FRACTIONS = (0.1, 1.0)
+#: L2 weights tried for the probe; the one with the best validation AUROC is kept.
+PROBE_L2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+QUIET = ["--trainer.enable_progress_bar", "false"]
+#: issue 14's targets (means over seeds)
+TARGET_DICE = 0.5
+TARGET_PROBE_GAIN = 0.15
+TARGET_PRIOR_RATIO = 2.0
+
+
+@dataclass
+class Settings:
+    """What one benchmark run is: the cohort, the budgets and the volume geometry."""
+
+    out: Path
+    exams: int = 600
+    pretrain_steps: int = 500
+    segment_steps: int = 400
+    spacing: tuple[float, float, float] = (3.0, 3.0, 3.0)
+    shape: tuple[int, int, int] = (64, 64, 64)
+    num_workers: int = 2
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def manifest(self) -> str:
+        return str(self.out / "cohort" / "manifest.csv")
+
+    @property
+    def cache_dir(self) -> str:
+        return str(self.out / "cache")
+
+    def data_options(self) -> list[str]:
+        """The ``selip fit`` options every run shares: cohort, cache, geometry, workers."""
+        return ["--data.manifest", self.manifest, "--data.cache_dir", self.cache_dir,
+                "--data.spacing", json.dumps(list(self.spacing)),
+                "--data.shape", json.dumps(list(self.shape)),
+                "--data.num_workers", str(self.num_workers), *QUIET]
+
+    def key(self) -> dict[str, Any]:
+        """The settings a saved run must share to be kept by ``--resume``."""
+        return {"exams": self.exams, "pretrain_steps": self.pretrain_steps,
+                "segment_steps": self.segment_steps, "spacing": list(self.spacing),
+                "shape": list(self.shape), "extra": self.extra}
+
+
+# -- 1. pretraining ---------------------------------------------------------------------------
+RETRIEVAL_KEYS = ("i2t_clinical_R@5", "prior_i2t_clinical_R@5", "chance_i2t_clinical_R@5",
+                  "t2i_clinical_R@5", "chance_t2i_clinical_R@5", "i2t_R@5", "prior_i2t_R@5",
+                  "i2t_median_rank", "prior_i2t_median_rank")
+
+
+def pretrain(arm: str, seed: int, settings: Settings) -> tuple[str, dict[str, float]]:
+    """Pretrain one arm for ``settings.pretrain_steps`` steps; returns its last checkpoint
+    and its test retrieval metrics, final logit scale and soft-target entropy."""
+    common = ["--config", "configs/demo.yaml", *settings.data_options(),
+              "--seed_everything", str(seed), *ARMS[arm],
+              "--trainer.max_epochs", "100000", "--trainer.max_steps",
+              str(settings.pretrain_steps), "--trainer.logger.init_args.save_dir",
+              str(settings.out), "--trainer.logger.init_args.name",
+              f"pretrain_{arm.lower()}_seed{seed}", *settings.extra]
+    fitted = training_cli(["fit", *common])
+    trained = fitted.trainer.callback_metrics
+    last = Path(str(fitted.trainer.log_dir)) / "checkpoints" / "last.ckpt"
+    tested = training_cli(["test", *common, "--ckpt_path", str(last)])
+    found = tested.trainer.callback_metrics
+    metrics = {key: float(found[f"test/{key}"]) for key in RETRIEVAL_KEYS
+               if f"test/{key}" in found}
+    for key in ("train/logit_scale", "train/soft_target_entropy"):
+        if key in trained:
+            metrics[key.removeprefix("train/")] = float(trained[key])
+    return str(last), metrics
+
+
+# -- 2. the frozen linear probe ---------------------------------------------------------------
+@dataclass
+class ExamFeatures:
+    """Frozen features of every labelled exam of one split: ``features`` (E, S·F) — the
+    exam's sequences' pooled features side by side — and ``labels`` (E,) int64."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+
+
+def probe_datamodule(settings: Settings) -> SelipDataModule:
+    """The cohort's exams, every sequence, one volume per sample, no augmentation."""
+    datamodule = SelipDataModule(
+        settings.manifest, settings.cache_dir, sequences=list(SEQUENCES),
+        spacing=settings.spacing, shape=settings.shape, batch_size=16, eval_batch_size=16,
+        num_workers=settings.num_workers, max_length=64, require_label=True,
+        augment=AugmentSettings(enabled=False), similarity=None, progress=False)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+@torch.no_grad()
+def exam_features(encoder: ImageEncoder, datamodule: SelipDataModule
+                  ) -> dict[str, ExamFeatures]:
+    """split → the frozen ``encoder``'s features of that split's exams (in eval mode)."""
+    encoder.eval()
+    splits: dict[str, ExamFeatures] = {}
+    for split in ("train", "val", "test"):
+        datamodule.predict_split = split
+        per_exam: dict[str, dict[int, torch.Tensor]] = {}
+        labels: dict[str, int] = {}
+        for batch in datamodule.predict_dataloader():
+            pooled = encoder(batch["image"].float())
+            for row, sample_id in enumerate(batch["sample_id"].tolist()):
+                exam = datamodule.pairs[sample_id].exam_id
+                per_exam.setdefault(exam, {})[int(batch["sequence"][row])] = pooled[row]
+                labels[exam] = int(batch["label"][row])
+        exams = sorted(per_exam)
+        splits[split] = ExamFeatures(
+            torch.stack([torch.cat([per_exam[e][s] for s in sorted(per_exam[e])])
+                         for e in exams]),
+            torch.tensor([labels[e] for e in exams]))
+    return splits
+
+
+def fit_logistic(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                 l2: float) -> torch.nn.Linear:
+    """Multinomial logistic regression on (E, F) standardised features by full-batch
+    L-BFGS, with ``l2`` · ||W||² added to the mean cross-entropy."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(features.shape[1], num_classes)
+    optimiser = torch.optim.LBFGS(head.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(features), labels) \
+            + l2 * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return head
+
+
+def probe(splits: dict[str, ExamFeatures], fraction: float, seed: int, num_classes: int
+          ) -> dict[str, float]:
+    """Test accuracy and macro AUROC of the logistic probe fitted on ``fraction`` of the
+    training exams (stratified, drawn with ``seed``), L2 chosen on validation AUROC."""
+    train = splits["train"]
+    kept = sorted(labelled_subset({i: str(int(y)) for i, y in enumerate(train.labels)},
+                                  fraction, seed))
+    x, y = train.features[kept], train.labels[kept]
+    mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
+
+    def scores(head: torch.nn.Linear, split: str) -> torch.Tensor:
+        with torch.no_grad():
+            return head((splits[split].features - mean) / std).softmax(-1)
+
+    auroc = torchmetrics.AUROC(task="multiclass", num_classes=num_classes)
+    best: tuple[float, torch.nn.Linear] | None = None
+    for l2 in PROBE_L2:
+        head = fit_logistic((x - mean) / std, y, num_classes, l2)
+        value = float(auroc(scores(head, "val"), splits["val"].labels))
+        if best is None or value > best[0]:
+            best = (value, head)
+    assert best is not None
+    test = scores(best[1], "test")
+    accuracy = float((test.argmax(-1) == splits["test"].labels).float().mean())
+    return {"accuracy": accuracy, "auroc": float(auroc(test, splits["test"].labels))}
+
+
+def probes(checkpoint: str, seed: int, settings: Settings, datamodule: SelipDataModule
+           ) -> dict[str, float]:
+    """The probe on the checkpoint's encoder and on a random one, at each label fraction,
+    with the majority-class accuracy of the test split for reference."""
+    pretrained = load_pretrained_encoder(checkpoint)
+    torch.manual_seed(seed)
+    random = ImageEncoder(pretrained.config)
+    results: dict[str, float] = {}
+    num_classes = len(datamodule.classes)
+    for name, encoder in (("selip", pretrained), ("random", random)):
+        splits = exam_features(encoder, datamodule)
+        for fraction in PROBE_FRACTIONS:
+            for metric, value in probe(splits, fraction, seed, num_classes).items():
+                results[f"probe_{name}_{fraction:.0%}/{metric}"] = value
+        test_labels = splits["test"].labels
+    results["probe_majority/accuracy"] = float(
+        torch.bincount(test_labels).max() / len(test_labels))
+    return results
+
+
+# -- 3. segmentation --------------------------------------------------------------------------
+def segment(mode: str, checkpoint: str, name: str, seed: int, settings: Settings
+            ) -> dict[str, float]:
+    """Test Dice of a ``selip fit`` of ``configs/segment.yaml`` (mode ``scratch`` or
+    ``finetune`` from ``checkpoint``; scratch takes only its architecture)."""
+    tested = fit_then_test("configs/segment.yaml", settings.out, name, [
+        *settings.data_options(), "--seed_everything", str(seed),
+        "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", checkpoint,
+        "--trainer.max_steps", str(settings.segment_steps),
+        # validated 4 times: the checkpoint is selected on validation
+        "--trainer.val_check_interval", str(max(1, settings.segment_steps // 4)),
+        "--model.init_args.warmup_steps", str(max(1, settings.segment_steps // 10))])
+    return {f"segment_{mode}/{m}": tested[f"test/{m}"] for m in ("dice", "empty_clean")
+            if f"test/{m}" in tested}
+
+
+def threshold_dice(settings: Settings, thresholds: int = 20) -> dict[str, float]:
+    """The trivial segmentation baseline: call every FLAIR voxel above one global intensity
+    a lesion, with the threshold that scores best on validation; its test Dice (over the
+    exams with a lesion, as ``test/dice``) and empty-clean share (the others)."""
+    datamodule = SelipDataModule(
+        settings.manifest, settings.cache_dir, sequences=["flair"], spacing=settings.spacing,
+        shape=settings.shape, batch_size=16, eval_batch_size=16,
+        num_workers=settings.num_workers, max_length=64, require_mask=True,
+        augment=AugmentSettings(enabled=False), similarity=None, progress=False)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    levels = torch.linspace(0.0, 1.0, thresholds + 1)[1:-1]  # scaled intensities are in [0, 1]
+
+    def scores(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, E) Dice and empty-clean of each threshold on each exam of ``split``."""
+        datamodule.predict_split = split
+        dice, clean = [], []
+        for batch in datamodule.predict_dataloader():
+            image, target = batch["image"][:, 0].float(), batch["mask"][:, 0].long()
+            target = (target > 0).long()  # every lesion class is foreground here
+            for level in levels:
+                predicted = (image > level).long()
+                dice.append(foreground_dice(predicted, target, 2)[:, 0])
+                clean.append(empty_clean(predicted, target, 2)[:, 0])
+        rows = len(levels)
+        return _by_threshold(dice, rows), _by_threshold(clean, rows)
+
+    val_dice, _ = scores("val")
+    best = int(torch.nanmean(val_dice, dim=1).nan_to_num(-1.0).argmax())
+    test_dice, test_clean = scores("test")
+    return {"segment_threshold/dice": float(torch.nanmean(test_dice[best])),
+            "segment_threshold/empty_clean": float(torch.nanmean(test_clean[best])),
+            "segment_threshold/level": float(levels[best])}
+
+
+def _by_threshold(rows: list[torch.Tensor], thresholds: int) -> torch.Tensor:
+    """Per-batch rows appended threshold by threshold → (thresholds, exams)."""
+    per_batch = [torch.stack(rows[i:i + thresholds]) for i in range(0, len(rows), thresholds)]
+    return torch.cat(per_batch, dim=1)
+
+
+# -- the table ----------------------------------------------------------------------------------
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """arm → metric → (mean, std over the arm's seeds), arms and metrics in run order."""
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        rows = [r["metrics"] for r in runs if r["arm"] == arm]
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        table[arm] = {k: mean_std([row.get(k, math.nan) for row in rows]) for k in keys}
+    return table
+
+
+def targets(table: dict[str, dict[str, tuple[float, float]]]) -> list[tuple[str, str, float,
+                                                                              float, bool]]:
+    """(arm, target, measured, wanted, met) for issue 14's three targets."""
+    rows = []
+    for arm, metric in table.items():
+        def mean(key: str) -> float:
+            return metric.get(key, (math.nan, math.nan))[0]
+        dice = mean("segment_scratch/dice")
+        rows.append((arm, "segmentation Dice from scratch", dice, TARGET_DICE,
+                     dice >= TARGET_DICE))
+        for fraction in PROBE_FRACTIONS:
+            gain = mean(f"probe_selip_{fraction:.0%}/auroc") \
+                - mean(f"probe_random_{fraction:.0%}/auroc")
+            rows.append((arm, f"probe AUROC gain over random, {fraction:.0%} labels", gain,
+                         TARGET_PROBE_GAIN, gain >= TARGET_PROBE_GAIN))
+        found, prior = mean("i2t_clinical_R@5"), mean("prior_i2t_clinical_R@5")
+        ratio = found / prior if prior > 0 else (math.inf if found > 0 else math.nan)
+        rows.append((arm, "clinical R@5 ÷ frequency prior", ratio, TARGET_PRIOR_RATIO,
+                     ratio >= TARGET_PRIOR_RATIO))
+    return rows
+
+
+def to_markdown(table: dict[str, dict[str, tuple[float, float]]],
+                seeds: dict[str, int]) -> str:
+    """One column per arm (mean ± std over its seeds), then the targets."""
+    keys = list(dict.fromkeys(k for metrics in table.values() for k in metrics))
+    lines = ["| metric (test) | " + " | ".join(f"{arm} ({seeds[arm]} seed(s))" for arm in table)
+             + " |", "| --- |" + " --- |" * len(table)]
+    for key in keys:
+        cells = []
+        for arm in table:
+            mean, std = table[arm].get(key, (math.nan, math.nan))
+            cells.append(f"{mean:.3f} ± {std:.3f}")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "| arm | target | measured | wanted | met |", "| --- | --- | --- | --- | --- |"]
+    for arm, name, measured, wanted, met in targets(table):
+        lines.append(f"| {arm} | {name} | {measured:.3f} | ≥ {wanted:g} | "
+                     f"{'yes' if met else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def seeds_per_arm(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """arm → how many seeds it ran."""
+    return {arm: sum(r["arm"] == arm for r in runs) for arm in dict.fromkeys(r["arm"] for r in runs)}
+
+
+def save(settings: Settings, runs: list[dict[str, Any]], minutes: float) -> None:
+    """The runs so far and their summary, as JSON and Markdown under ``settings.out``."""
+    table = summarise(runs)
+    atomic_write_text(settings.out / "learning.json", json.dumps(
+        {"settings": settings.key(), "runs": runs, "minutes": round(minutes, 1),
+         "summary": {a: {k: list(v) for k, v in m.items()} for a, m in table.items()}},
+        indent=2))
+    atomic_write_text(settings.out / "learning.md", to_markdown(table, seeds_per_arm(runs)))
+
+
+def previous_runs(settings: Settings, resume: bool) -> tuple[list[dict[str, Any]], float]:
+    """With ``--resume``: the runs saved under ``settings.out`` and their minutes."""
+    path = settings.out / "learning.json"
+    if not resume or not path.exists():
+        return [], 0.0
+    saved = json.loads(path.read_text())
+    if saved.get("settings") != settings.key():
+        raise SystemExit(f"--resume: {path} holds runs made with {saved.get('settings')}, "
+                         f"not {settings.key()}; use another --out")
+    print(f"resuming: {len(saved['runs'])} run(s) kept from {path}")
+    return list(saved["runs"]), float(saved.get("minutes", 0.0))
+
+
+def ensure_cohort(settings: Settings) -> None:
+    """Generate the demo cohort under ``out/cohort`` unless it is there already."""
+    if not Path(settings.manifest).exists():
+        generate_demo_cohort(Path(settings.manifest).parent, num_exams=settings.exams, seed=0)
+
+
+def run(settings: Settings, arms: Sequence[str], seeds: Sequence[int], resume: bool
+        ) -> list[dict[str, Any]]:
+    """Every (seed, arm) not already saved; returns all runs."""
+    settings.out.mkdir(parents=True, exist_ok=True)
+    ensure_cohort(settings)
+    runs, earlier = previous_runs(settings, resume)
+    started = time.time() - 60 * earlier
+    done = {(r["arm"], r["seed"]) for r in runs}
+    scratch: dict[int, dict[str, float]] = {r["seed"]: {
+        k: v for k, v in r["metrics"].items() if k.startswith("segment_scratch/")} for r in runs}
+    datamodule: SelipDataModule | None = None
+    threshold: dict[str, float] = {}
+    for seed in seeds:
+        for arm in arms:
+            if (arm, seed) in done:
+                continue
+            checkpoint, metrics = pretrain(arm, seed, settings)
+            datamodule = datamodule or probe_datamodule(settings)
+            metrics.update(probes(checkpoint, seed, settings, datamodule))
+            if not scratch.get(seed):  # the scratch baseline does not depend on the arm
+                scratch[seed] = segment("scratch", checkpoint, f"segment_scratch_seed{seed}",
+                                        seed, settings)
+            metrics.update(scratch[seed])
+            threshold = threshold or threshold_dice(settings)  # the same for every run
+            metrics.update(threshold)
+            metrics.update(segment("finetune", checkpoint,
+                                   f"segment_{arm.lower()}_seed{seed}", seed, settings))
+            runs.append({"arm": arm, "seed": seed, "checkpoint": checkpoint,
+                         "metrics": metrics})
+            save(settings, runs, (time.time() - started) / 60)
+    return runs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default runs/learning, or runs/learning_quick)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (3)")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=["SeLIP"])
+    parser.add_argument("--exams", type=int, default=600, help="demo cohort size (600)")
+    parser.add_argument("--pretrain_steps", type=int, default=500)
+    parser.add_argument("--segment_steps", type=int, default=400)
+    parser.add_argument("--quick", action="store_true",
+                        help="40 exams at 32³ voxels of 6 mm, 1 seed, a few steps: a smoke run")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the (arm, seed) runs already saved under --out")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                        help="further `selip fit` options for the pretraining runs")
+    args = parser.parse_args(argv)
+    for name in ("seeds", "exams", "pretrain_steps", "segment_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    out = args.out or Path("runs/learning_quick" if args.quick else "runs/learning")
+    settings = Settings(out, args.exams, args.pretrain_steps, args.segment_steps,
+                        extra=args.extra)
+    if args.quick:
+        settings = Settings(out, exams=40, pretrain_steps=4, segment_steps=2, spacing=(6.0, 6.0, 6.0), shape=(32, 32, 32),
+                            num_workers=0, extra=args.extra)
+        args.seeds = 1
+    started = time.time()
+    runs = run(settings, args.arms, range(args.seeds), args.resume)
+    table = summarise(runs)
+    print(f"\nlearning benchmark: {settings.exams} exams, {settings.pretrain_steps} pretraining "
+          f"and {settings.segment_steps} segmentation steps, "
+          f"{(time.time() - started) / 60:.1f} min this run\n")
+    print(to_markdown(table, seeds_per_arm(runs)))
+    print(f"saved to {settings.out / 'learning.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""benchmarks/learning.py: the probe and the targets on known inputs, and ``--quick`` end to
+end in its own process (cohort, pretraining, test, probes, segmentation, the table)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("selip_learning_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+def _splits(learning: ModuleType, signal: float, seed: int = 0) -> dict:
+    """Four classes of 40/20/20 exams each; the class shifts feature ``c`` by ``signal``."""
+    generator = torch.Generator().manual_seed(seed)
+    splits = {}
+    for split, per_class in (("train", 40), ("val", 20), ("test", 20)):
+        labels = torch.arange(4).repeat_interleave(per_class)
+        features = torch.randn(len(labels), 16, generator=generator)
+        features[torch.arange(len(labels)), labels] += signal
+        splits[split] = learning.ExamFeatures(features, labels)
+    return splits
+
+
+def test_probe_finds_a_linear_signal_and_only_chance_without_one():
+    learning = _load_script()
+    informative = learning.probe(_splits(learning, signal=3.0), 1.0, seed=0, num_classes=4)
+    assert informative["auroc"] > 0.95 and informative["accuracy"] > 0.8
+    few_labels = learning.probe(_splits(learning, signal=3.0), 0.1, seed=0, num_classes=4)
+    assert few_labels["auroc"] > 0.85  # 4 exams per class still find a strong signal
+    noise = learning.probe(_splits(learning, signal=0.0), 1.0, seed=0, num_classes=4)
+    assert abs(noise["auroc"] - 0.5) < 0.15  # no signal: chance, not a hard-coded number
+
+
+def test_targets_are_judged_from_the_means():
+    learning = _load_script()
+    table = {"SeLIP": {"segment_scratch/dice": (0.6, 0.01),
+                       "probe_selip_10%/auroc": (0.8, 0.0), "probe_random_10%/auroc": (0.6, 0.0),
+                       "probe_selip_100%/auroc": (0.9, 0.0),
+                       "probe_random_100%/auroc": (0.8, 0.0),
+                       "i2t_clinical_R@5": (0.5, 0.0), "prior_i2t_clinical_R@5": (0.2, 0.0)}}
+    met = {name: ok for _, name, _, _, ok in learning.targets(table)}
+    assert met == {"segmentation Dice from scratch": True,
+                   "probe AUROC gain over random, 10% labels": True,
+                   "probe AUROC gain over random, 100% labels": False,
+                   "clinical R@5 ÷ frequency prior": True}
+    table["SeLIP"]["prior_i2t_clinical_R@5"] = (0.0, 0.0)
+    ratio = [r for r in learning.targets(table) if r[1].startswith("clinical")][0]
+    assert ratio[2] == math.inf and ratio[4]  # any hit beats a prior that never hits
+    del table["SeLIP"]["segment_scratch/dice"]  # not measured: reported as not met
+    dice = [r for r in learning.targets(table) if r[1].startswith("segmentation")][0]
+    assert math.isnan(dice[2]) and not dice[4]
+
+
+@pytest.mark.slow
+def test_quick_run_measures_every_row_and_resumes(tmp_path: Path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path / "quick")]
+    done = subprocess.run(command, cwd=SCRIPT.parents[1], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads((tmp_path / "quick" / "learning.json").read_text())
+    (run,) = saved["runs"]
+    metrics = run["metrics"]
+    for key in ("i2t_clinical_R@5", "prior_i2t_clinical_R@5", "chance_i2t_clinical_R@5",
+                "logit_scale", "soft_target_entropy", "probe_selip_10%/auroc",
+                "probe_random_10%/auroc", "probe_selip_100%/auroc", "probe_random_100%/auroc",
+                "probe_majority/accuracy", "segment_scratch/dice", "segment_finetune/dice",
+                "segment_threshold/dice"):
+        assert 0.0 <= metrics[key] < math.inf, key
+    for key in ("i2t_clinical_R@5", "probe_selip_100%/auroc", "segment_scratch/dice"):
+        assert metrics[key] <= 1.0, key
+    assert "| SeLIP | segmentation Dice from scratch |" in done.stdout
+    assert "clinical R@5 ÷ frequency prior" in (tmp_path / "quick" / "learning.md").read_text()
+    # --resume keeps the finished (arm, seed) and runs nothing new
+    again = subprocess.run([*command, "--resume"], cwd=SCRIPT.parents[1], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming: 1 run(s) kept" in again.stdout
+    assert json.loads((tmp_path / "quick" / "learning.json").read_text())["runs"] == [run]
