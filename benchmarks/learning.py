@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -322,7 +321,7 @@ def targets(table: dict[str, dict[str, tuple[float, float]]]) -> list[tuple[str,
     """(arm, target, measured, wanted, met) for issue 14's three targets."""
     rows = []
     for arm, metric in table.items():
-        def mean(key: str) -> float:
+        def mean(key: str, metric: dict[str, tuple[float, float]] = metric) -> float:
             return metric.get(key, (math.nan, math.nan))[0]
         dice = mean("segment_scratch/dice")
         rows.append((arm, "segmentation Dice from scratch", dice, TARGET_DICE,
@@ -360,7 +359,8 @@ def to_markdown(table: dict[str, dict[str, tuple[float, float]]],
 
 def seeds_per_arm(runs: list[dict[str, Any]]) -> dict[str, int]:
     """arm → how many seeds it ran."""
-    return {arm: sum(r["arm"] == arm for r in runs) for arm in dict.fromkeys(r["arm"] for r in runs)}
+    arms = dict.fromkeys(r["arm"] for r in runs)
+    return {arm: sum(r["arm"] == arm for r in runs) for arm in arms}
 
 
 def save(settings: Settings, runs: list[dict[str, Any]], minutes: float) -> None:
@@ -449,8 +449,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(out, args.exams, args.pretrain_steps, args.segment_steps,
                         extra=args.extra)
     if args.quick:
-        settings = Settings(out, exams=40, pretrain_steps=4, segment_steps=2, spacing=(6.0, 6.0, 6.0), shape=(32, 32, 32),
-                            num_workers=0, extra=args.extra)
+        settings = Settings(out, exams=40, pretrain_steps=4, segment_steps=2,
+                            spacing=(6.0, 6.0, 6.0), shape=(32, 32, 32), num_workers=0,
+                            extra=args.extra)
         args.seeds = 1
     started = time.time()
     runs = run(settings, args.arms, range(args.seeds), args.resume)

@@ -62,10 +62,10 @@ def test_targets_are_judged_from_the_means():
                    "probe AUROC gain over random, 100% labels": False,
                    "clinical R@5 ÷ frequency prior": True}
     table["SeLIP"]["prior_i2t_clinical_R@5"] = (0.0, 0.0)
-    ratio = [r for r in learning.targets(table) if r[1].startswith("clinical")][0]
+    ratio = next(r for r in learning.targets(table) if r[1].startswith("clinical"))
     assert ratio[2] == math.inf and ratio[4]  # any hit beats a prior that never hits
     del table["SeLIP"]["segment_scratch/dice"]  # not measured: reported as not met
-    dice = [r for r in learning.targets(table) if r[1].startswith("segmentation")][0]
+    dice = next(r for r in learning.targets(table) if r[1].startswith("segmentation"))
     assert math.isnan(dice[2]) and not dice[4]
 
 
