@@ -42,9 +42,9 @@ from selip.data.augment import augment_batch
 from selip.data.cache import Kind, VolumeCache
 from selip.data.datamodule import SelipDataModule
 from selip.data.dataset import PairDataset
-from selip.data.demo import generate_demo_cohort
 from selip.data.prepare import fill_cache
 from selip.data.preprocess import preprocess_volume
+from selip.demo import generate_demo_cohort
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 TARGET = 20.0  # the target: cache >= 20x faster per sample

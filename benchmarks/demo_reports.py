@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from selip.data.demo.exams import plan_exam
-from selip.data.demo.measure import measure_reports
+from selip.demo.exams import plan_exam
+from selip.demo.measure import measure_reports
 from selip.similarity import PRESETS, SimilarityConfig
 
 #: The ``english`` preset before it read synonyms.

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from selip.data.datamodule import SelipDataModule
-from selip.data.demo.truth import load_truth
+from selip.demo.truth import load_truth
 from selip.models.image_encoder import ImageEncoder, ImageEncoderConfig
 
 _SEQUENCES = ["t1", "t2", "flair", "dwi", "adc"]

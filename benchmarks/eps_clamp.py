@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
-from selip.data.demo import generate_demo_cohort
+from selip.demo import generate_demo_cohort
 from selip.losses import positives_from_ids, soft_targets
 
 EPS = 1e-3  # the authors' ε, the default soft_target_eps

@@ -33,8 +33,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from selip.data.demo import generate_demo_cohort
-from selip.lightning_cli import training_cli
+from selip.demo import generate_demo_cohort
+from selip.training.lightning_cli import training_cli
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "SELIP_GPU_BENCHMARK_RESULT "

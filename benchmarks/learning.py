@@ -41,16 +41,16 @@ from typing import Any
 import torch
 import torchmetrics
 
-from selip.data.atomic import atomic_write_text
 from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
-from selip.data.demo import generate_demo_cohort
 from selip.data.splits import labelled_subset
+from selip.demo import generate_demo_cohort
 from selip.dice import empty_clean, foreground_dice
 from selip.experiments.data_efficiency import fit_then_test, mean_std
-from selip.lightning_cli import training_cli
+from selip.io.atomic import atomic_write_text
 from selip.models import ImageEncoder
 from selip.tasks.downstream import load_pretrained_encoder
+from selip.training.lightning_cli import training_cli
 
 _SELIP = ["--model.init_args.kl_weight", "1.0"]
 #: arm → its ``selip fit`` options on top of ``configs/demo.yaml``.

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from selip.data.atomic import atomic_write_text
-from selip.data.demo import generate_demo_cohort
+from selip.demo import generate_demo_cohort
 from selip.experiments.data_efficiency import fit_then_test
-from selip.lightning_cli import training_cli
+from selip.io.atomic import atomic_write_text
+from selip.training.lightning_cli import training_cli
 
 _SELIP = ["--model.init_args.kl_weight", "1.0"]
 # arm -> its `selip fit` options on top of configs/demo.yaml.

@@ -8,7 +8,7 @@ that describe the same thing. Prints, side by side for each rule:
   under exactly one diagnosis);
 - AUROC of S for single findings with the same truth ``(kind, region, side)`` vs a
   different one, and for pair texts with the same truth set
-  (:mod:`selip.data.demo.measure`);
+  (:mod:`selip.demo.measure`);
 - mean S over the pair texts (how soft the targets are).
 
     .venv/bin/python benchmarks/similarity_presets.py [--exams 120] [--embedding]
@@ -23,10 +23,10 @@ from dataclasses import replace
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from selip.data.demo import SEQUENCES
-from selip.data.demo.exams import ExamPlan, plan_exam
-from selip.data.demo.measure import measure_reports
 from selip.data.reports import parse_report
+from selip.demo import SEQUENCES
+from selip.demo.exams import ExamPlan, plan_exam
+from selip.demo.measure import measure_reports
 from selip.similarity import PRESETS, SimilarityConfig, report_similarity
 
 

@@ -153,7 +153,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         manifest = args.manifest
         if not manifest.exists():
-            from selip.data.demo import generate_demo_cohort
+            from selip.demo import generate_demo_cohort
 
             manifest = generate_demo_cohort(Path(tmp) / "demo", num_exams=200, seed=0,
                                             progress=False)

@@ -5,7 +5,7 @@ Runs short real ``selip fit`` trainings in-process (``configs/demo.yaml`` and th
 first, as ``selip prepare`` does) and splits each training step into
 
 * data wait: from the end of the previous batch to the start of this one, as
-  ``selip.tasks.callbacks.ThroughputMonitor`` measures it for ``perf/data_fraction``: the
+  ``selip.training.callbacks.DataWaitMonitor`` measures it for ``perf/data_fraction``: the
   loader, Lightning's bookkeeping between steps, and the batch transfer, which includes
   the datamodule's batched on-device augmentation (``on_after_batch_transfer``; reported
   on its own as "of which transfer + augmentation"),
@@ -43,10 +43,10 @@ import torch
 
 from selip.cli import main as selip_main
 from selip.data.datamodule import SelipDataModule
-from selip.data.demo import generate_demo_cohort
-from selip.lightning_cli import SelipCLI
-from selip.tasks.last_checkpoint import LastCheckpoint
-from selip.tasks.profiling import SectionTimer
+from selip.demo import generate_demo_cohort
+from selip.profiling import SectionTimer
+from selip.training.last_checkpoint import LastCheckpoint
+from selip.training.lightning_cli import SelipCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQUENCES_PER_EXAM = 5  # the demo cohort: t1, t2, flair, dwi, adc; one pair per sequence

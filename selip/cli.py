@@ -44,16 +44,16 @@ def demo_data(argv: Sequence[str]) -> int:
                              "authors' Chinese JSON reports (在<location>表现为<appearance>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from selip.data.demo import generate_demo_cohort
+    from selip.demo import generate_demo_cohort
 
     try:
         manifest = generate_demo_cohort(args.out, num_exams=args.num_exams, seed=args.seed,
                                         progress=not args.quiet, language=args.language)
     except (ValueError, OSError) as err:
         return _fail(str(err))
-    from selip.data.demo import TRUTH_FILE
-    from selip.data.demo.exams import plan_exam
-    from selip.data.demo.measure import measure_reports
+    from selip.demo import TRUTH_FILE
+    from selip.demo.exams import plan_exam
+    from selip.demo.measure import measure_reports
 
     print(f"demo cohort: {args.num_exams} exams, manifest {manifest}, truth "
           f"{manifest.parent / TRUTH_FILE}")
@@ -216,12 +216,12 @@ def _training(args: list[str]) -> int:
     import os
     import traceback
 
-    from selip.launch import RANK_FAILED_EXIT_CODE, RankFailed, rank_label
-    from selip.lightning_compat import LightningVersionError
+    from selip.training.launch import RANK_FAILED_EXIT_CODE, RankFailed, rank_label
+    from selip.training.lightning_compat import LightningVersionError
 
     try:
-        from selip.lightning_cli import run_training_cli
-        from selip.tasks.last_checkpoint import Preempted
+        from selip.training.last_checkpoint import Preempted
+        from selip.training.lightning_cli import run_training_cli
     except LightningVersionError as err:
         return _fail(str(err))
     try:

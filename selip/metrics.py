@@ -58,7 +58,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from selip.data.atomic import atomic_open
+from selip.io.atomic import atomic_open
 
 SimilarityFn = Callable[[Tensor, Tensor], Tensor]
 """``similarity(row_ids (n,), col_ids (m,)) -> (n, m)`` S between report ids."""

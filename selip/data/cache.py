@@ -23,9 +23,9 @@ from typing import Literal
 
 import numpy as np
 
-from selip.data.atomic import atomic_open
-from selip.data.fingerprint import settings_digest
 from selip.data.preprocess import PreprocessSettings
+from selip.io.atomic import atomic_open
+from selip.io.fingerprint import settings_digest
 
 Kind = Literal["image", "mask"]
 _DTYPES: dict[str, np.dtype] = {"image": np.dtype(np.float16), "mask": np.dtype(np.uint8)}

@@ -18,8 +18,6 @@ from torch.utils.data import DataLoader
 from selip.data.augment import AugmentSettings, augment_batch, step_generator
 from selip.data.cache import VolumeCache
 from selip.data.dataset import Pair, PairDataset
-from selip.data.demo.truth import TRUTH_FILE, load_truth, truth_classes
-from selip.data.fingerprint import FileDigests
 from selip.data.manifest import Manifest, ManifestError, read_manifest
 from selip.data.preprocess import PreprocessSettings
 from selip.data.report_table import ReportTable
@@ -35,6 +33,8 @@ from selip.data.text import (
     unknown_tokens,
 )
 from selip.data.validation import Requirements, check_manifest, resolve_sequences
+from selip.demo.truth import TRUTH_FILE, load_truth, truth_classes
+from selip.io.fingerprint import FileDigests
 from selip.metrics import ClinicalTruth, clinical_truth
 from selip.similarity.config import SimilarityConfig, resolve_config
 from selip.similarity.sparse import SparseSimilarityTable, load_or_build_sparse

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selip.data.atomic import atomic_write_text
-from selip.lightning_cli import training_cli
+from selip.io.atomic import atomic_write_text
+from selip.training.lightning_cli import training_cli
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 # random_linear: the linear probe's baseline, the same probe on a random frozen encoder.

@@ -19,7 +19,7 @@ def model_identity(text_model: str | None) -> str:
     """What identifies the model in a cache key: its path/name and its config file's hash."""
     from pathlib import Path
 
-    from selip.data.fingerprint import sha256_file
+    from selip.io.fingerprint import sha256_file
 
     name = resolve_text_model(text_model)
     config = Path(name) / "config.json"

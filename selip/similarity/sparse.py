@@ -16,10 +16,7 @@ names and renamed before the sidecar, and verified against its digest when opene
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from selip.data.atomic import atomic_write_text
+from selip.io.atomic import atomic_files, atomic_write_text
 from selip.similarity.config import SimilarityConfig
 from selip.similarity.engine import SimilarityEngine
 from selip.similarity.table import TableInfo, array_digest, table_key
@@ -192,14 +189,8 @@ def build_sparse_table(root: str | Path, texts: list[str], config: SimilarityCon
     index_path.parent.mkdir(parents=True, exist_ok=True)
     size, width = len(texts), min(top_k, len(texts))
     start = time.perf_counter()
-    temporaries = []
-    try:
-        for path in (index_path, value_path):
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                        dir=path.parent)
-            os.close(fd)
-            temporaries.append(name)
-        digest = array_digest(np.zeros((0, 0), _INDEX), np.zeros((0, 0), _VALUE))
+    digest = array_digest(np.zeros((0, 0), _INDEX), np.zeros((0, 0), _VALUE))
+    with atomic_files(index_path, value_path) as temporaries:
         if size and width:
             neighbours = np.memmap(temporaries[0], dtype=_INDEX, mode="w+", shape=(size, width))
             values = np.memmap(temporaries[1], dtype=_VALUE, mode="w+", shape=(size, width))
@@ -214,16 +205,6 @@ def build_sparse_table(root: str | Path, texts: list[str], config: SimilarityCon
             values.flush()
             digest = array_digest(neighbours, values)
             del neighbours, values
-        for name, path in zip(temporaries, (index_path, value_path), strict=True):
-            with open(name, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.chmod(name, 0o644)
-            os.replace(name, path)
-    except BaseException:
-        for name in temporaries:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
-        raise
     info = TableInfo(key=key, size=size, settings={**config.fingerprint(), "top_k": top_k},
                      build_seconds=round(time.perf_counter() - start, 3), digest=digest)
     atomic_write_text(sidecar_path, json.dumps(info.__dict__, indent=2))

@@ -11,11 +11,8 @@ digest is rebuilt, never used.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from selip import __version__
-from selip.data.atomic import atomic_write_text
-from selip.data.fingerprint import settings_digest
+from selip.io.atomic import atomic_files, atomic_write_text
+from selip.io.fingerprint import settings_digest
 from selip.similarity.config import SimilarityConfig
 from selip.similarity.embedding import model_identity
 from selip.similarity.engine import SimilarityEngine
@@ -159,9 +156,7 @@ def build_table(root: str | Path, texts: list[str], config: SimilarityConfig,
     matrix_path.parent.mkdir(parents=True, exist_ok=True)
     size = len(texts)
     start = time.perf_counter()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=matrix_path.parent)
-    os.close(fd)
-    try:
+    with atomic_files(matrix_path) as (tmp_name,):
         if size:
             out = np.memmap(tmp_name, dtype=_DTYPE, mode="w+", shape=(size, size))
             engine = SimilarityEngine(config, threads=threads, device=device)
@@ -175,14 +170,6 @@ def build_table(root: str | Path, texts: list[str], config: SimilarityConfig,
             del out
         else:
             hashed = array_digest(np.zeros((0, 0), _DTYPE))
-        with open(tmp_name, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, matrix_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
     info = TableInfo(key=key, size=size, settings=config.fingerprint(),
                      build_seconds=round(time.perf_counter() - start, 3), digest=hashed)
     atomic_write_text(sidecar_path, json.dumps(info.__dict__, indent=2))

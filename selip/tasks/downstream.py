@@ -9,8 +9,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from selip.io.checkpoints import CheckpointError, load_checkpoint
 from selip.models import ImageEncoder, ImageEncoderConfig
-from selip.tasks.checkpointing import CheckpointError, load_checkpoint
 from selip.tasks.schedule import warmup_steps_of, warmup_then_decay
 
 _ENCODER_PREFIX = "model.image_encoder."

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torchio as tio
 
-from selip.data.atomic import atomic_write_bytes
+from selip.io.atomic import atomic_write_bytes
 
 
 def to_original_space(labels: torch.Tensor, preprocessed: tio.ScalarImage,

@@ -16,8 +16,9 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
-from selip.data.atomic import atomic_open
 from selip.distributed import gather_no_grad, gather_with_grad, world
+from selip.io.atomic import atomic_open
+from selip.io.checkpoints import add_reproducibility_record
 from selip.losses import LossParts, positives_from_ids, selip_loss_local, soft_targets
 from selip.metrics import (
     ClinicalTruth,
@@ -26,6 +27,7 @@ from selip.metrics import (
     write_retrieval_outputs,
 )
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
+from selip.profiling import SectionTimer
 from selip.similarity.table import SimilarityTable
 from selip.tasks.channels import (
     SequenceIndex,
@@ -33,8 +35,6 @@ from selip.tasks.channels import (
     pretraining_sequences,
     require_single_channel,
 )
-from selip.tasks.checkpointing import add_reproducibility_record
-from selip.tasks.profiling import SectionTimer
 from selip.tasks.schedule import resolve_warmup, warmup_then_decay
 from selip.tasks.visuals import log_validation_figures
 

@@ -13,9 +13,9 @@ import lightning.pytorch as pl
 import torch
 
 from selip.data.text import load_tokenizer, tokenize
+from selip.io.checkpoints import CheckpointError, load_checkpoint
 from selip.models import SelipModel
 from selip.tasks.channels import SequenceIndex, data_sequence_names, require_single_channel
-from selip.tasks.checkpointing import CheckpointError, load_checkpoint
 from selip.tasks.classify import classification_metrics
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from selip.data.cache import VolumeCache
-from selip.data.fingerprint import FileDigests
 from selip.data.preprocess import PreprocessSettings, preprocess_volume
+from selip.io.fingerprint import FileDigests
 from tests.conftest import head_volume, write_nifti
 
 SETTINGS = PreprocessSettings((2.0, 2.0, 2.0), (10, 14, 12))

@@ -281,7 +281,7 @@ def test_images_leave_the_transfer_in_the_dtype_of_the_trainers_precision(
 def _tiny_truth(folder, name="truth.jsonl"):
     """The truth of ``tiny_cohort(n=4)``: e03's report names its FLAIR finding only, so its
     T1 pair carries the normal text although the lesion is there."""
-    from selip.data.demo.truth import FindingTruth, PairTruth, write_truth
+    from selip.demo.truth import FindingTruth, PairTruth, write_truth
 
     lesions = {"e00": ("infarct", "frontal lobe", "left"), "e01": None,
                "e02": ("infarct", "thalamus", "right"),
@@ -295,7 +295,7 @@ def _tiny_truth(folder, name="truth.jsonl"):
 
 def _carried(dm, keys):
     """Report text -> the truth keys its classes stand for (classes number the keys sorted)."""
-    from selip.data.demo.truth import mirrored_key
+    from selip.demo.truth import mirrored_key
 
     every = sorted({k for key in keys.values() for k in (key, mirrored_key(key))}, key=sorted)
     truth = dm.clinical_truth
@@ -304,7 +304,7 @@ def _carried(dm, keys):
 
 
 def test_truth_classes_number_keys_and_carry_mirrored_texts_with_sides_swapped():
-    from selip.data.demo.truth import mirrored_key, truth_classes
+    from selip.demo.truth import mirrored_key, truth_classes
 
     left = frozenset({("infarct", "pons", "left")})
     right = frozenset({("infarct", "pons", "right")})
@@ -371,8 +371,8 @@ def test_a_truth_path_argument_and_pairs_missing_from_it(tiny_cohort, tmp_path):
 
 
 def test_the_demo_cohorts_truth_reaches_every_pair(tmp_path):
-    from selip.data.demo import generate_demo_cohort, load_truth
-    from selip.data.demo.truth import mirrored_key
+    from selip.demo import generate_demo_cohort, load_truth
+    from selip.demo.truth import mirrored_key
 
     manifest = generate_demo_cohort(tmp_path / "demo", num_exams=4, progress=False)
     dm = _datamodule(manifest, tmp_path, sequences=["t1", "flair"], similarity=None)

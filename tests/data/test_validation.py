@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from selip.data.datamodule import SelipDataModule
-from selip.data.fingerprint import FileDigests
 from selip.data.manifest import ManifestError, read_manifest
 from selip.data.validation import Requirements, check_files, check_structure
+from selip.io.fingerprint import FileDigests
 from tests.conftest import head_volume, write_manifest, write_nifti
 
 

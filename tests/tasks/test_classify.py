@@ -13,11 +13,11 @@ import yaml
 
 from selip.cli import main
 from selip.data.splits import labelled_subset
-from selip.lightning_cli import training_cli
-from selip.tasks.checkpointing import CheckpointError
+from selip.io.checkpoints import CheckpointError
 from selip.tasks.classify import ClassificationTask
 from selip.tasks.downstream import final_step_unvalidated, load_pretrained_encoder
 from selip.tasks.schedule import warmup_then_decay
+from selip.training.lightning_cli import training_cli
 from tests.tasks.conftest import TINY_IMAGE, tiny_data_overrides
 
 ROOT = Path(__file__).parents[2]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from selip.cli import main
-from selip.data.demo import TRUTH_FILE, generate_demo_cohort
+from selip.demo import TRUTH_FILE, generate_demo_cohort
 from tests.tasks.conftest import tiny_overrides
 
 DEMO = Path(__file__).parents[2] / "configs" / "demo.yaml"

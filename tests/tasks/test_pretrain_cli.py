@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from selip.cli import main
-from selip.data.fingerprint import sha256_file
-from selip.tasks.checkpointing import CheckpointError, load_checkpoint
+from selip.io.checkpoints import CheckpointError, load_checkpoint
+from selip.io.fingerprint import sha256_file
 from tests.tasks.conftest import tiny_overrides
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))

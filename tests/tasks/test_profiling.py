@@ -11,9 +11,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from selip.lightning_cli import training_cli
+from selip.profiling import SectionTimer
 from selip.tasks import PretrainTask
-from selip.tasks.profiling import SectionTimer
+from selip.training.lightning_cli import training_cli
 from tests.tasks.conftest import TINY_IMAGE, TINY_TEXT, tiny_overrides
 
 DEMO = Path(__file__).parents[2] / "configs" / "demo.yaml"

@@ -1,0 +1,1 @@
+"""Files written safely: atomic replace and content fingerprints (used by every package)."""

@@ -1,0 +1,190 @@
+"""``selip fit | validate | test | predict``: LightningCLI with selip's defaults.
+
+The datamodule is always :class:`SelipDataModule` (configs set ``data:`` directly); the
+model is any LightningModule given by ``model.class_path`` (``PretrainTask``,
+``ClassificationTask``, ``SegmentationTask``, ``ZeroShotTask``). Checkpoints are written
+atomically and carry the resolved config.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import yaml
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
+
+from selip.data.datamodule import SelipDataModule
+from selip.io.checkpoints import UNREADABLE_CHECKPOINT_ERRORS, CheckpointError
+from selip.metrics import retrieval_summary
+from selip.training.checkpointing import AtomicCheckpointIO
+from selip.training.last_checkpoint import LastCheckpoint
+from selip.training.launch import lightning_launcher, watch_parent
+from selip.training.lightning_compat import check_lightning
+from selip.training.resume import find_last_checkpoint, slurm_version
+
+check_lightning()  # SelipCLI overrides a private hook; fail here rather than silently
+
+#: ``--ckpt_path`` values that Lightning resolves itself (``last`` is selip's, see below).
+_CKPT_KEYWORDS = ("best", "hpc", "registry")
+
+
+@rank_zero_only
+def _say(message: str) -> None:
+    print(f"selip: {message}", flush=True)
+
+
+class SelipCLI(LightningCLI):
+    """LightningCLI that records the resolved config in every checkpoint."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # last.ckpt kept current, and save-and-stop on SIGUSR1/SIGTERM, in every run
+        # (`last_checkpoint:` in a config, or --last_checkpoint.every_minutes ...).
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+
+    def _parse_ckpt_path(self) -> None:
+        subcommand = self.config.get("subcommand")
+        section: Any = self.config.get(subcommand) if subcommand else None
+        if section is None:
+            return super()._parse_ckpt_path()
+        self._route_ckpt_path_to_task(section)
+        if subcommand == "fit":
+            self._continue_run(section)
+        path = section.get("ckpt_path")
+        if path and path not in _CKPT_KEYWORDS and path != "last":
+            if not Path(path).is_file():
+                raise CheckpointError(f"checkpoint not found: {path}")
+            try:
+                super()._parse_ckpt_path()
+            except UNREADABLE_CHECKPOINT_ERRORS as err:
+                raise CheckpointError(f"not a readable checkpoint: {path} ({err}); was it "
+                                      "truncated by a full disk or a copy that did not "
+                                      "finish?") from None
+            return None
+        return super()._parse_ckpt_path()
+
+    def _route_ckpt_path_to_task(self, section: Any) -> None:
+        """Route ``--ckpt_path`` into the task's own argument for tasks that start from
+        another task's checkpoint (``ckpt_path_argument``, e.g. zero-shot reads a
+        pretraining checkpoint): LightningCLI would otherwise re-create the checkpoint's
+        class from its hyper-parameters and resume it."""
+        model: Any = section.get("model")
+        class_path = model.get("class_path") if model is not None else None
+        if class_path and section.get("ckpt_path"):
+            module, _, name = str(class_path).rpartition(".")
+            argument = getattr(getattr(import_module(module), name, None),
+                               "ckpt_path_argument", None)
+            if argument:
+                model.init_args[argument] = section.ckpt_path
+                section.ckpt_path = None
+
+    def _continue_run(self, section: Any) -> None:
+        """Under SLURM, name the run ``slurm-<job id>`` (stable across requeues); resolve
+        ``--ckpt_path last`` to the run's newest ``last.ckpt`` and keep its folder
+        (see :mod:`selip.training.resume`)."""
+        logger: Any = section.get("trainer", {}).get("logger")
+        init_args: Any = getattr(logger, "init_args", None)
+        if init_args is None or "save_dir" not in init_args:
+            return  # not a TensorBoard/CSV-style logger: Lightning's own `last` applies
+        version = init_args.get("version")
+        if version is None and slurm_version() is not None:
+            version = init_args["version"] = slurm_version()
+        if section.get("ckpt_path") != "last":
+            return
+        folder = f"version_{version}" if isinstance(version, int) else version
+        root = Path(init_args["save_dir"]) / str(init_args.get("name") or "lightning_logs")
+        found = find_last_checkpoint(root, folder)
+        if found is None:
+            where = root / (folder or "*") / "checkpoints" / "last.ckpt"
+            _say(f"no {where} yet; starting a new run")
+            section.ckpt_path = None
+            return
+        if version is None:
+            init_args["version"] = found.parent.parent.name
+        section.ckpt_path = str(found)
+        _say(f"resuming from {found}")
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        self._dump_config()
+        if hasattr(self.model, "run_config"):
+            self.model.run_config = yaml.safe_dump(self.config_dump, sort_keys=False)
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if not trainer_config.get("plugins"):
+            plugins: list[Any] = [AtomicCheckpointIO()]
+            if SLURMEnvironment.detect():
+                # selip's LastCheckpoint callback requeues; Lightning's own handler would save
+                # inside the signal handler, mid-step (see selip.training.last_checkpoint).
+                plugins.append(SLURMEnvironment(auto_requeue=False))
+            kwargs.setdefault("plugins", plugins)
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """Refuse training settings that cannot work, before any step runs."""
+        if str(self.trainer.precision) in ("16-true", "16"):
+            # AdamW's eps (1e-8) is 0 in float16: a weight whose gradient or its square
+            # underflows becomes NaN at the first optimiser step.
+            raise ValueError("trainer.precision 16-true cannot train (AdamW's state in "
+                             "float16 underflows to NaN); use 16-mixed (float16 autocast "
+                             "with float32 weights) or bf16-true")
+
+    def after_test(self) -> None:
+        """Print the test retrieval figures beside their baselines (pretraining)."""
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                   if k.startswith("test/")}
+        if self.trainer.is_global_zero and any(k.startswith("test/chance_") for k in metrics):
+            print("\ntest metrics:")
+            print("\n".join(retrieval_summary(metrics, "test/")))
+
+    def after_fit(self) -> None:
+        """Print the final validation metrics and where the logs are."""
+        if not self.trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                   if k.startswith("val/")}
+        if metrics:
+            print("\nfinal validation metrics:")
+            print("\n".join(retrieval_summary(metrics, "val/")))
+        logger = self.trainer.logger
+        if logger is not None and getattr(logger, "log_dir", None):
+            print(f"TensorBoard logs: {logger.log_dir}  (tensorboard --logdir {logger.save_dir})")
+        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
+        if best:
+            print(f"best checkpoint: {best}")
+
+
+def training_cli(argv: list[str], callbacks: list[pl.Callback] | None = None) -> SelipCLI:
+    """Run a LightningCLI subcommand and return the CLI (its trainer holds the metrics);
+    ``callbacks`` are added to the config's (for benchmarks and experiments).
+
+    The ranks that Lightning's launcher starts (``--trainer.devices N --trainer.strategy
+    ddp``) run exactly ``python -m selip.cli <argv>``, whoever called this (see
+    :mod:`selip.training.launch`); ``sys.argv`` is not what they run, and LightningCLI warns when it
+    holds arguments beside ``args``, so it is just the program meanwhile."""
+    watch_parent()
+    saved, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        with lightning_launcher(argv):
+            return SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
+                            subclass_mode_model=True, args=argv,
+                            trainer_defaults={"callbacks": callbacks} if callbacks else None,
+                            save_config_kwargs={"overwrite": True})
+    finally:
+        sys.argv = saved
+
+
+def run_training_cli(argv: list[str]) -> int:
+    """Run a LightningCLI subcommand; returns the exit code."""
+    training_cli(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_training_cli(sys.argv[1:]))
