@@ -269,7 +269,8 @@ class PretrainTask(pl.LightningModule):
         if batch_idx == 0:
             self._figure_batch = {"logits": logits.detach().float(),
                                   "image": batch["image"][:4].detach().float(),
-                                  "report_id": batch["report_id"]}
+                                  "sequence": batch["sequence"][:4],
+                                  "report_id": batch["report_id"]}  # all: similarity panel
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs or self.trainer.sanity_checking:
@@ -298,7 +299,9 @@ class PretrainTask(pl.LightningModule):
             sequence_names=getattr(datamodule, "sequences", []),
             class_names=getattr(datamodule, "classes", []),
             report_texts=(datamodule.report_table.texts if self.hparams["log_report_texts"]
-                          else None))
+                          else None),
+            volume_sequences=batch["sequence"],
+            volume_report_ids=ids[: len(batch["image"])])  # the slices: first few only
 
     # -- test: retrieval on the test split, written to the run folder ---------------------
     def on_test_epoch_start(self) -> None:
