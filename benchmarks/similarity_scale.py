@@ -96,7 +96,7 @@ def sparse_error(manifest: Path, cache: Path, ks: list[int], batches: int,
                                  num_workers=0, progress=False, check_files=False)
     datamodule.setup("fit")
     dense = datamodule.similarity_table
-    config = datamodule.similarity_config()
+    config = datamodule.similarity
     assert dense is not None and config is not None
     train_ids = torch.tensor([p.report_id for p in datamodule.datasets["train"].pairs])
     generator = torch.Generator().manual_seed(0)

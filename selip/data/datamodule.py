@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch.utils.data import DataLoader
 from selip.data.augment import AugmentSettings, augment_batch, step_generator
 from selip.data.cache import VolumeCache
 from selip.data.dataset import Pair, PairDataset
+from selip.data.description import DataDescription, train_report_counts
 from selip.data.manifest import Manifest, ManifestError, read_manifest
 from selip.data.preprocess import PreprocessSettings
 from selip.data.report_table import ReportTable
@@ -37,16 +37,24 @@ from selip.demo.truth import TRUTH_FILE, load_truth, truth_classes
 from selip.io.fingerprint import FileDigests
 from selip.metrics import ClinicalTruth, clinical_truth
 from selip.similarity.config import SimilarityConfig, resolve_config
-from selip.similarity.sparse import SparseSimilarityTable, load_or_build_sparse
-from selip.similarity.table import SimilarityTable, load_or_build
-
-#: Neighbours per report when the dense table would exceed ``similarity_dense_max_mb``.
-AUTO_TOP_K = 256
+from selip.similarity.lookup import SimilarityLookup, TableSizing, open_similarity
 
 
 def default_cache_dir() -> Path:
     """``$SELIP_CACHE_DIR``, else ``~/.cache/selip``."""
     return Path(os.environ.get("SELIP_CACHE_DIR", Path.home() / ".cache" / "selip"))
+
+
+def _resolve_similarity(similarity: str | SimilarityConfig | None, normal_report_text: str
+                        ) -> SimilarityConfig | None:
+    """The similarity settings (a preset name or settings), with ``normal_report_text``
+    among the texts that count as normal; None: no report similarity."""
+    if similarity is None:
+        return None
+    config = resolve_config(similarity)
+    if normal_report_text not in config.normal_texts:
+        config = replace(config, normal_texts=(*config.normal_texts, normal_report_text))
+    return config
 
 
 def _label_order(labels: set[str]) -> list[str]:
@@ -172,14 +180,14 @@ class SelipDataModule(pl.LightningDataModule):
         self.stack_sequences = stack_sequences
         self.needs = Requirements(tuple(self.requested_sequences) if self.requested_sequences
                                   else None, require_label, require_mask, stack_sequences)
-        self.similarity = resolve_config(similarity) if similarity is not None else None
-        self.similarity_block_rows = similarity_block_rows
+        # The preset is resolved here, once; this datamodule's normal text counts as normal.
+        self.similarity = _resolve_similarity(similarity, normal_report_text)
         self.similarity_device_budget_mb = similarity_device_budget_mb
         if similarity_top_k is not None and similarity_top_k < 1:
             raise ValueError(f"similarity_top_k must be >= 1 or null, got {similarity_top_k}")
-        self.similarity_top_k = similarity_top_k
-        self.similarity_dense_max_mb = similarity_dense_max_mb
-        self._sparse_reported = False
+        self.similarity_sizing = TableSizing(similarity_top_k, similarity_dense_max_mb,
+                                             similarity_block_rows, max(1, num_workers),
+                                             progress)
         if not 0 < label_fraction <= 1:
             raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
         self.label_fraction = label_fraction
@@ -198,7 +206,8 @@ class SelipDataModule(pl.LightningDataModule):
         self.classes: list[str] = []
         self.pairs: list[Pair] = []
         self.report_table = ReportTable([])
-        self.similarity_table: SimilarityTable | SparseSimilarityTable | None = None
+        self.similarity_table: SimilarityLookup | None = None
+        self._similarity_texts: list[str] = []
         self.clinical_truth: ClinicalTruth | None = None
         self.datasets: dict[str, PairDataset] = {}
 
@@ -218,7 +227,7 @@ class SelipDataModule(pl.LightningDataModule):
         """Validate the manifest and every file it names, and build the similarity table
         (runs on one process per node; the others load the table in ``setup``)."""
         manifest = self.read_and_check(open_files=self.check_files)
-        self.load_similarity_table(self.build_report_table(manifest))
+        self.similarity_table = self.load_similarity_table(self.build_report_table(manifest))
 
     # -- report texts and their similarity ------------------------------------------------
     def pair_texts(self, manifest: Manifest) -> list[tuple[int, str, str]]:
@@ -236,48 +245,30 @@ class SelipDataModule(pl.LightningDataModule):
         return ReportTable((t for _, _, t in self.pair_texts(manifest)),
                            with_mirrored=self.augment.flips)
 
-    def similarity_config(self) -> SimilarityConfig | None:
-        """The resolved similarity settings; this datamodule's normal text counts as normal."""
+    def load_similarity_table(self, report_table: ReportTable) -> SimilarityLookup | None:
+        """S over ``report_table``'s texts: the table already opened for the same texts,
+        else loaded from the cache or built there (see :func:`open_similarity`); None
+        without ``similarity``."""
         if self.similarity is None:
             return None
-        config = resolve_config(self.similarity)
-        if self.normal_report_text not in config.normal_texts:
-            config = replace(config, normal_texts=(*config.normal_texts,
-                                                   self.normal_report_text))
-        return config
+        opened = self.similarity_table
+        if opened is not None and len(opened) == len(report_table.texts) \
+                and self._similarity_texts == report_table.texts:
+            return opened  # prepare_data opened it in this process; setup asks again
+        self._similarity_texts = list(report_table.texts)
+        return open_similarity(self.cache_dir, report_table.texts, self.similarity,
+                               self.similarity_sizing)
 
-    def similarity_format(self, unique_texts: int) -> int | None:
-        """The top k of the table to use for ``unique_texts`` reports; None: dense."""
-        if self.similarity_top_k is not None:
-            return self.similarity_top_k
-        dense_mb = unique_texts**2 * 2 / 2**20
-        if dense_mb <= self.similarity_dense_max_mb:
-            return None
-        if not self._sparse_reported:  # prepare_data and setup both ask
-            self._sparse_reported = True
-            print(f"selip: {unique_texts} unique report texts: a dense similarity table "
-                  f"would take {dense_mb / 1024:.1f} GB (data.similarity_dense_max_mb is "
-                  f"{self.similarity_dense_max_mb:.0f} MB); using the top {AUTO_TOP_K} "
-                  "neighbours of each report (data.similarity_top_k)", file=sys.stderr)
-        return AUTO_TOP_K
-
-    def load_similarity_table(self, report_table: ReportTable
-                              ) -> SimilarityTable | SparseSimilarityTable | None:
-        """Load the table of S over ``report_table`` from the cache, building it if needed
-        (dense, or sparse top-k: see ``similarity_top_k``)."""
-        config = self.similarity_config()
-        if config is None:
-            return None
-        threads = max(1, self.num_workers)
-        top_k = self.similarity_format(len(report_table.texts))
-        if top_k is not None:
-            sparse, _ = load_or_build_sparse(self.cache_dir, report_table.texts, config, top_k,
-                                             threads=threads, progress=self.progress)
-            return sparse
-        table, _ = load_or_build(self.cache_dir, report_table.texts, config,
-                                 block_rows=self.similarity_block_rows,
-                                 threads=threads, progress=self.progress)
-        return table
+    def describe(self) -> DataDescription:
+        """What the tasks may know about this data (after ``setup``): the one object a
+        task reads (:class:`selip.tasks.BaseTask` takes it in its ``setup``)."""
+        return DataDescription(
+            sequences=list(self.sequences), classes=list(self.classes),
+            image_channels=self.image_channels, report_texts=self.report_table.texts,
+            train_report_counts=train_report_counts(self.pairs, len(self.report_table)),
+            similarity=self.similarity_table, place_similarity=self.place_similarity_table,
+            clinical_truth=self.clinical_truth, manifest=self.manifest_path, pairs=self.pairs,
+            preprocess=self.preprocess, vocabulary=self)
 
     def place_similarity_table(self, device: torch.device | str) -> bool:
         """Move the table to ``device`` if it fits the budget (tasks call this at fit start);

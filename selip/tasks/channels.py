@@ -12,47 +12,32 @@ run's ``data.sequences`` order, which its checkpoint stores as a name → index 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
 import yaml
 
 from selip.models import ImageEncoder
 from selip.models.image_encoder import match_input_channels
 
-
-def data_image_channels(module: pl.LightningModule) -> int:
-    """Channels of the datamodule's images (its stacked sequences), 1 without one."""
-    datamodule = getattr(module.trainer, "datamodule", None)
-    return int(getattr(datamodule, "image_channels", 1))
+if TYPE_CHECKING:
+    from selip.data.description import DataDescription
+    from selip.tasks.base import BaseTask
 
 
-def fit_encoder_to_data(module: pl.LightningModule, encoder: ImageEncoder) -> None:
-    """Inflate a 1-channel (pretrained) stem to the datamodule's stacked sequences and
-    record the encoder's settings in the hyper-parameters (call from ``setup``)."""
-    match_input_channels(encoder, data_image_channels(module))
-    module.hparams["image_encoder"] = asdict(encoder.config)
+def fit_encoder_to_data(task: BaseTask, encoder: ImageEncoder) -> None:
+    """Inflate a 1-channel (pretrained) stem to the data's stacked sequences and record the
+    encoder's settings in the hyper-parameters (call from ``setup_for_data``)."""
+    match_input_channels(encoder, task.data.image_channels)
+    task.record_config("image_encoder", encoder.config)
 
 
-def require_single_channel(module: pl.LightningModule, task: str) -> None:
+def require_single_channel(data: DataDescription, task: str) -> None:
     """Tasks that pair one sequence with text reject stacked sequences up front."""
-    if data_image_channels(module) != 1:
+    if data.image_channels != 1:
         raise ValueError(f"{task} pairs one sequence volume with its text; set "
                          "data.stack_sequences false (stacked channels are for the "
                          "classification and segmentation tasks)")
-
-
-def data_sequence_names(module: pl.LightningModule) -> list[str] | None:
-    """The datamodule's sequence names in the order of its ``sequence`` indices (None
-    without a trainer or datamodule)."""
-    try:
-        trainer = module.trainer
-    except RuntimeError:  # not attached to a trainer
-        return None
-    names = getattr(getattr(trainer, "datamodule", None), "sequences", None)
-    return [str(n) for n in names] if names else None
 
 
 def pretraining_sequences(checkpoint: Mapping[str, Any], required: bool

@@ -10,15 +10,14 @@ precision, recall, F1 (macro) and AUROC; model selection happens on validation, 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import torch
 import torchmetrics
 from torch import nn
 
 from selip.models import ImageEncoderConfig
+from selip.tasks.base import BaseTask
 from selip.tasks.channels import fit_encoder_to_data
 from selip.tasks.downstream import (
     FrozenEncoderMixin,
@@ -45,7 +44,7 @@ def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.Metric
     }, prefix=prefix)
 
 
-class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
+class ClassificationTask(FrozenEncoderMixin, BaseTask):
     """Exam-level labels from one sequence volume per sample, or from an exam's sequences
     stacked as channels (``data.stack_sequences``; a pretrained 1-channel stem is inflated).
 
@@ -81,7 +80,7 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
                                         encoder_ckpt,
                                         image_encoder)
         self.save_hyperparameters(ignore=["image_encoder"])
-        self.hparams["image_encoder"] = asdict(self.encoder.config)
+        self.record_config("image_encoder", self.encoder.config)
         if mode in _PROBES:
             freeze_encoder(self.encoder)
         self.head: nn.Linear | None = None
@@ -97,12 +96,11 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
         self.val_confusion = torchmetrics.ConfusionMatrix(task="multiclass",
                                                           num_classes=num_classes)
 
-    def setup(self, stage: str) -> None:
+    def setup_for_data(self, stage: str) -> None:
         fit_encoder_to_data(self, self.encoder)
         if self.head is None:
-            classes = getattr(getattr(self.trainer, "datamodule", None), "classes", [])
-            self.hparams["num_classes"] = len(classes)
-            self._build_head(len(classes))
+            self.hparams["num_classes"] = len(self.data.classes)
+            self._build_head(len(self.data.classes))
 
     def on_fit_start(self) -> None:
         warn_if_final_step_unvalidated(self.trainer)
@@ -122,34 +120,30 @@ class ClassificationTask(FrozenEncoderMixin, pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], metrics: torchmetrics.MetricCollection,
-                  stage: str) -> None:
+    def evaluate_batch(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int
+                       ) -> None:
         logits = self(batch["image"])
         loss = nn.functional.cross_entropy(logits, batch["label"])
-        metrics.update(logits.softmax(-1), batch["label"])
+        self._metrics(stage).update(logits.softmax(-1), batch["label"])
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["label"]))
         if stage == "val":
             self.val_confusion.update(logits.argmax(-1), batch["label"])
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val")
+    def _metrics(self, stage: str) -> torchmetrics.MetricCollection:
+        return self.val_metrics if stage == "val" else self.test_metrics
 
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute())
-        self.val_metrics.reset()
+    def finish_evaluation(self, stage: str) -> None:
+        self.log_metrics(self._metrics(stage))
+        if stage == "val":
+            self._log_confusion()
+
+    def _log_confusion(self) -> None:
         confusion = self.val_confusion.compute().float()
         self.val_confusion.reset()
         writer = getattr(self.logger, "experiment", None)
         if self.trainer.is_global_zero and hasattr(writer, "add_image") and writer is not None:
             rows = confusion / confusion.sum(1, keepdim=True).clamp(min=1)
             writer.add_image("val/confusion_matrix", rows[None].cpu(), self.global_step)
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.test_metrics.reset()
 
     def configure_optimizers(self) -> Any:
         assert self.head is not None

@@ -9,29 +9,27 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import torch
 
+from selip.data.description import Vocabulary
 from selip.distributed import gather_no_grad, gather_with_grad, world
 from selip.io.atomic import atomic_open
 from selip.io.checkpoints import add_reproducibility_record
 from selip.losses import LossParts, positives_from_ids, selip_loss_local, soft_targets
 from selip.metrics import (
-    ClinicalTruth,
     RetrievalResult,
     retrieval_metrics,
     write_retrieval_outputs,
 )
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
 from selip.profiling import SectionTimer
-from selip.similarity.table import SimilarityTable
+from selip.similarity.lookup import SimilarityLookup
+from selip.tasks.base import BaseTask
 from selip.tasks.channels import (
     SequenceIndex,
-    data_sequence_names,
     pretraining_sequences,
     require_single_channel,
 )
@@ -46,22 +44,7 @@ def _config(value: Any, kind: type) -> Any:
     return kind(**value) if isinstance(value, Mapping) else value
 
 
-def train_report_counts(datamodule: Any) -> torch.Tensor | None:
-    """(R,) int64 training pairs per report id, the frequency prior of retrieval.
-
-    Counts the ``report_id`` of the datamodule's ``pairs`` in the ``train`` split (the
-    shown text, not a flipped pair's mirror); R is the report table's size. None when the
-    datamodule has no training pairs (the prior is then left out).
-    """
-    pairs = getattr(datamodule, "pairs", None) or []
-    ids = [pair.report_id for pair in pairs if pair.split == "train"]
-    if not ids:
-        return None
-    size = max(len(getattr(datamodule, "report_table", ())), max(ids) + 1)
-    return torch.bincount(torch.tensor(ids, dtype=torch.long), minlength=size)
-
-
-class PretrainTask(pl.LightningModule):
+class PretrainTask(BaseTask):
     """SeLIP pretraining; ``kl_weight=0`` is the plain CLIP baseline.
 
     Args:
@@ -126,15 +109,13 @@ class PretrainTask(pl.LightningModule):
         if kl_weight < 0:
             raise ValueError(f"kl_weight must be >= 0, got {kl_weight}")
         self.save_hyperparameters(ignore=["image_encoder", "text_encoder"])
-        self.hparams["image_encoder"] = asdict(image_config)
-        self.hparams["text_encoder"] = asdict(text_config)
+        self.record_config("image_encoder", image_config)
+        self.record_config("text_encoder", text_config)
         self.model = SelipModel(image_config, text_config, embed_dim, temperature,
                                 max_logit_scale, learn_logit_scale, max_sequences,
                                 sequence_embedding)
         self.run_config: str | None = None  # the resolved CLI config, set by selip's CLI
         self._val_outputs: list[dict[str, torch.Tensor]] = []
-        self._train_counts: torch.Tensor | None = None  # (R,) for the retrieval prior
-        self._truth: ClinicalTruth | None = None  # what each pair shows (the demo): clinical R@K
         self._figure_batch: dict[str, torch.Tensor] | None = None
         self._skipped_steps = 0
         # Times the similarity lookup and the loss of each step when enabled (off: free).
@@ -145,39 +126,35 @@ class PretrainTask(pl.LightningModule):
 
     # -- data-dependent pieces -----------------------------------------------------------
     @property
-    def similarity_table(self) -> SimilarityTable | None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        return getattr(datamodule, "similarity_table", None)
+    def similarity_table(self) -> SimilarityLookup | None:
+        """S over the data's report texts (dense or top-k), None without similarity."""
+        return self.data.similarity
 
-    def setup(self, stage: str) -> None:
-        require_single_channel(self, "pretraining")
-        datamodule = getattr(self.trainer, "datamodule", None)
-        self._train_counts = train_report_counts(datamodule)
-        self._truth = getattr(datamodule, "clinical_truth", None)
-        if hasattr(datamodule, "add_tokens"):
-            self._align_vocabulary(datamodule, stage)
+    def setup_for_data(self, stage: str) -> None:
+        require_single_channel(self.data, "pretraining")
+        if self.data.vocabulary is not None:
+            self._align_vocabulary(self.data.vocabulary, stage)
 
-    def _align_vocabulary(self, datamodule: Any, stage: str) -> None:
+    def _align_vocabulary(self, vocabulary: Vocabulary, stage: str) -> None:
         """Tokens and embeddings agree: with ``text_encoder.add_unknown_tokens`` a new run
         adds the training texts' unknown characters to both (recorded in the
         hyper-parameters, so a resumed or tested checkpoint rebuilds the same vocabulary);
         then warn if many report tokens are still [UNK]."""
         text = self.model.text_encoder
         if text.config.add_unknown_tokens and not text.added_tokens and stage == "fit":
-            tokens = datamodule.training_unknown_characters()
+            tokens = vocabulary.training_unknown_characters()
             text.add_tokens(tokens)
             self.hparams["text_encoder"]["added_tokens"] = tokens
-        datamodule.add_tokens(text.added_tokens)
-        datamodule.warn_unknown_tokens()
+        vocabulary.add_tokens(text.added_tokens)
+        vocabulary.warn_unknown_tokens()
 
     def on_fit_start(self) -> None:
         if self.hparams["kl_weight"] > 0 and self.similarity_table is None:
             raise ValueError("kl_weight > 0 needs the report-similarity table: set "
                              "data.similarity (e.g. 'paper' or 'english'), or set "
                              "model.init_args.kl_weight 0 for the CLIP baseline")
-        place = getattr(getattr(self.trainer, "datamodule", None), "place_similarity_table", None)
-        if place is not None:
-            place(self.device)
+        if self.data.place_similarity is not None:
+            self.data.place_similarity(self.device)
 
     # -- the loss ------------------------------------------------------------------------
     def _forward_loss(self, batch: dict[str, torch.Tensor]
@@ -189,7 +166,7 @@ class PretrainTask(pl.LightningModule):
         """
         hp = self.hparams
         image = self.model.encode_image(
-            batch["image"], self.sequence_index(batch["sequence"], data_sequence_names(self)))
+            batch["image"], self.sequence_index(batch["sequence"], self.data.sequences or None))
         text = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
         rank, _ = world()
         all_image, all_text = gather_with_grad(image), gather_with_grad(text)
@@ -254,7 +231,7 @@ class PretrainTask(pl.LightningModule):
             gathered["image_emb"], gathered["text_emb"], gathered["report_id"],
             gathered["sample_id"], similarity=table.lookup if table is not None else None,
             semantic_threshold=self.hparams["semantic_threshold"],
-            train_counts=self._train_counts, truth=self._truth)
+            train_counts=self.data.train_report_counts, truth=self.data.clinical_truth)
         metrics = {f"{stage}/{k}": float(v) for k, v in result.metrics.items()
                    if not k.startswith("num_")}
         self.log_dict(metrics, sync_dist=False, rank_zero_only=False)
@@ -264,15 +241,22 @@ class PretrainTask(pl.LightningModule):
         self._val_outputs = []
         self._figure_batch = None
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self._evaluate_batch("val", batch)
-        if batch_idx == 0:
+    def on_test_epoch_start(self) -> None:
+        self._val_outputs = []
+
+    def evaluate_batch(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int
+                       ) -> None:
+        logits = self._evaluate_batch(stage, batch)
+        if stage == "val" and batch_idx == 0:
             self._figure_batch = {"logits": logits.detach().float(),
                                   "image": batch["image"][:4].detach().float(),
                                   "sequence": batch["sequence"][:4],
                                   "report_id": batch["report_id"]}  # all: similarity panel
 
-    def on_validation_epoch_end(self) -> None:
+    def finish_evaluation(self, stage: str) -> None:
+        if stage == "test":
+            self._finish_test()
+            return
         if not self._val_outputs or self.trainer.sanity_checking:
             return
         result, gathered = self._retrieval("val")
@@ -292,25 +276,16 @@ class PretrainTask(pl.LightningModule):
                                self.hparams["soft_target_norm"],
                                self.hparams["soft_target_temperature"],
                                self.hparams["include_diagonal"])
-        datamodule: Any = getattr(self.trainer, "datamodule", None)
         log_validation_figures(
             self.logger, self.global_step, predicted=batch["logits"][:, : len(ids)].softmax(-1),
             target=targets, volumes=batch["image"], embeddings=gathered,
-            sequence_names=getattr(datamodule, "sequences", []),
-            class_names=getattr(datamodule, "classes", []),
-            report_texts=(datamodule.report_table.texts if self.hparams["log_report_texts"]
-                          else None),
+            sequence_names=self.data.sequences, class_names=self.data.classes,
+            report_texts=self.data.report_texts if self.hparams["log_report_texts"] else None,
             volume_sequences=batch["sequence"],
             volume_report_ids=ids[: len(batch["image"])])  # the slices: first few only
 
     # -- test: retrieval on the test split, written to the run folder ---------------------
-    def on_test_epoch_start(self) -> None:
-        self._val_outputs = []
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate_batch("test", batch)
-
-    def on_test_epoch_end(self) -> None:
+    def _finish_test(self) -> None:
         if not self._val_outputs:
             return
         result, _ = self._retrieval("test")
@@ -319,8 +294,7 @@ class PretrainTask(pl.LightningModule):
         folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "test_retrieval"
         written = write_retrieval_outputs(result, folder, prefix="retrieval")
         if self.hparams["log_report_texts"]:  # opt-in only: report texts are patient data
-            datamodule: Any = getattr(self.trainer, "datamodule", None)
-            texts = datamodule.report_table.texts if datamodule is not None else []
+            texts = self.data.report_texts
             path = folder / "report_texts.csv"
             with atomic_open(path, "w", durable=False) as handle:
                 writer = csv.writer(handle)
@@ -391,12 +365,10 @@ class PretrainTask(pl.LightningModule):
     # -- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         table = self.similarity_table
-        datamodule = getattr(self.trainer, "datamodule", None)
         add_reproducibility_record(
             checkpoint, run_config=self.run_config,
-            similarity_key=table.key if table is not None else None,
-            manifest=getattr(datamodule, "manifest_path", None))
-        sequences = self.sequence_index.mapping(data_sequence_names(self))
+            similarity_key=table.key if table is not None else None, manifest=self.data.manifest)
+        sequences = self.sequence_index.mapping(self.data.sequences or None)
         if sequences is not None:  # what later runs translate their sequence indices to
             checkpoint["selip"]["sequences"] = sequences
 

@@ -17,11 +17,9 @@ split with no sample of any foreground class has Dice NaN (nothing to overlap).
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import torch
 from monai.inferers import sliding_window_inference
 
@@ -29,6 +27,7 @@ from selip.data.preprocess import preprocess_image, to_dhw
 from selip.dice import SegmentationLoss, empty_clean, foreground_dice, segmentation_loss
 from selip.models import ImageEncoderConfig
 from selip.models.decoder import UNetDecoder
+from selip.tasks.base import BaseTask
 from selip.tasks.channels import fit_encoder_to_data
 from selip.tasks.downstream import (
     FrozenEncoderMixin,
@@ -41,7 +40,7 @@ from selip.tasks.prediction import to_original_space, write_nifti
 from selip.tasks.schedule import check_warmup_steps
 
 
-class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
+class SegmentationTask(FrozenEncoderMixin, BaseTask):
     """Lesion segmentation.
 
     Args:
@@ -87,7 +86,7 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
         if mode == "frozen":
             freeze_encoder(self.encoder)
         self.save_hyperparameters(ignore=["image_encoder"])
-        self.hparams["image_encoder"] = asdict(self.encoder.config)
+        self.record_config("image_encoder", self.encoder.config)
         self.decoder = UNetDecoder(self.encoder.stage_channels, num_classes, decoder_width,
                                    in_channels=self.encoder.config.in_channels,
                                    full_resolution=full_resolution)
@@ -95,7 +94,7 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
         self._scores: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {
             "val": [], "test": []}
 
-    def setup(self, stage: str) -> None:
+    def setup_for_data(self, stage: str) -> None:
         fit_encoder_to_data(self, self.encoder)  # stacked sequences: inflate the stem
         self.decoder.match_input_channels(self.encoder.config.in_channels)
 
@@ -122,7 +121,8 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
         return sliding_window_inference(image, tuple(roi), sw_batch_size=2,  # type: ignore[return-value]
                                         predictor=self, overlap=0.25)
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+    def evaluate_batch(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int
+                       ) -> None:
         logits = self._infer(batch["image"])
         loss = self.loss(logits, batch["mask"])
         classes = logits.shape[1]
@@ -131,7 +131,7 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
                                     empty_clean(predicted, target, classes).cpu()))
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["image"]))
 
-    def _log_dice(self, stage: str) -> None:
+    def finish_evaluation(self, stage: str) -> None:
         """Log the epoch's Dice and empty_clean per class and averaged (module docstring):
         means over the samples of every rank (sums and counts are added across ranks, so a
         rank whose share of the split has no lesion does not turn the mean into NaN)."""
@@ -159,18 +159,6 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
             totals = trainer.strategy.reduce(totals, reduce_op="sum")
         return totals[0] / totals[1]  # 0 / 0 = NaN: no sample of that class anywhere
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_dice("val")
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_dice("test")
-
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[str]:
         """Segment each volume of the batch and write its mask as NIfTI in the input's own
         shape and affine, under ``predict_dir`` (default: the run folder's ``predictions``).
@@ -178,17 +166,18 @@ class SegmentationTask(FrozenEncoderMixin, pl.LightningModule):
         The volume is preprocessed again from its file (not from the cache) because mapping
         the prediction back needs the preprocessed grid's affine.
         """
-        datamodule: Any = getattr(self.trainer, "datamodule", None)
+        data = self.data
+        assert data.preprocess is not None, "prediction needs the datamodule's settings"
         folder = self._predict_folder()
         written = []
         for sample_id in batch["sample_id"].tolist():
-            pair = datamodule.pairs[sample_id]
-            images = [preprocess_image(v, datamodule.preprocess) for v in pair.volumes]
+            pair = data.pairs[sample_id]
+            images = [preprocess_image(v, data.preprocess) for v in pair.volumes]
             volume = torch.stack([torch.from_numpy(to_dhw(i.data)) for i in images])
             labels = self._infer(volume[None].float().to(self.device)).argmax(1)[0]
             # Masks go onto the first volume's grid (with stacked sequences: the first one).
-            name = ("_".join(datamodule.sequences) if len(pair.volumes) > 1
-                    else datamodule.sequences[pair.sequence_index])
+            name = ("_".join(data.sequences) if len(pair.volumes) > 1
+                    else data.sequences[pair.sequence_index])
             path = folder / f"{pair.exam_id}_{name}_mask.nii.gz"
             write_nifti(to_original_space(labels, images[0], pair.volume), path)
             written.append(str(path))

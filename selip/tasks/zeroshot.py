@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import lightning.pytorch as pl
 import torch
 
 from selip.data.text import load_tokenizer, tokenize
 from selip.io.checkpoints import CheckpointError, load_checkpoint
 from selip.models import SelipModel
-from selip.tasks.channels import SequenceIndex, data_sequence_names, require_single_channel
+from selip.tasks.base import BaseTask
+from selip.tasks.channels import SequenceIndex, require_single_channel
 from selip.tasks.classify import classification_metrics
 
 
@@ -35,7 +35,7 @@ def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any], Sequen
     return task.model, hparams, task.sequence_index
 
 
-class ZeroShotTask(pl.LightningModule):
+class ZeroShotTask(BaseTask):
     """Zero-shot classification from a pretraining checkpoint.
 
     ``selip test --config configs/zeroshot.yaml --ckpt_path CKPT`` passes ``CKPT`` here
@@ -64,10 +64,10 @@ class ZeroShotTask(pl.LightningModule):
         self.text_model: str | None = pretrain_hparams["text_encoder"].get("model")
         self.class_embeddings: torch.Tensor | None = None
 
-    def setup(self, stage: str) -> None:
-        require_single_channel(self, "zero-shot classification")
-        self.sequence_index.check(data_sequence_names(self))  # unseen sequences: fail early
-        classes = list(getattr(getattr(self.trainer, "datamodule", None), "classes", []))
+    def setup_for_data(self, stage: str) -> None:
+        require_single_channel(self.data, "zero-shot classification")
+        self.sequence_index.check(self.data.sequences or None)  # unseen sequences: fail early
+        classes = list(self.data.classes)
         missing = [c for c in classes if c not in self.hparams["prompts"]]
         if missing:
             raise ValueError(f"no prompts for class(es) {', '.join(missing)}; model.init_args."
@@ -86,17 +86,16 @@ class ZeroShotTask(pl.LightningModule):
             vectors.append(torch.nn.functional.normalize(embedded.mean(0), dim=-1))
         self.class_embeddings = torch.stack(vectors)  # (C, E)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def evaluate_batch(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int
+                       ) -> None:
         assert self.class_embeddings is not None
         image = self.model.encode_image(
-            batch["image"], self.sequence_index(batch["sequence"], data_sequence_names(self)))
+            batch["image"], self.sequence_index(batch["sequence"], self.data.sequences or None))
         logits = self.model.logit_scale() * image @ self.class_embeddings.T
         self.test_metrics.update(logits.softmax(-1), batch["label"])
 
-    def on_test_epoch_end(self) -> None:
-        metrics = self.test_metrics.compute()
-        self.log_dict(metrics)
-        self.test_metrics.reset()
+    def finish_evaluation(self, stage: str) -> None:
+        metrics = self.log_metrics(self.test_metrics)
         if self.trainer.is_global_zero:
             print("zero-shot test metrics: " + ", ".join(
                 f"{k.removeprefix('test/')} {float(v):.3f}" for k, v in metrics.items()))

@@ -123,7 +123,7 @@ def test_the_similarity_table_covers_every_report_id(tiny_cohort, tmp_path):
     from selip.similarity import report_similarity
 
     texts = [dm.report_table.texts[i] for i in batch["report_id"].tolist()]
-    expected = torch.from_numpy(report_similarity(texts, preset=dm.similarity_config()))
+    expected = torch.from_numpy(report_similarity(texts, preset=dm.similarity))
     torch.testing.assert_close(block, expected, atol=1e-3, rtol=0)
     assert dm.place_similarity_table("cpu") is True
     torch.testing.assert_close(table.lookup(batch["report_id"]), block)

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from selip.data.description import DataDescription, train_report_counts
 from selip.tasks import PretrainTask
-from selip.tasks.pretrain import train_report_counts
 from tests.tasks.conftest import TINY_IMAGE, TINY_TEXT
 
 
@@ -106,13 +106,16 @@ class _Table:
         return (rows[:, None] == cols[None, :]).float()
 
 
-def _datamodule() -> SimpleNamespace:
+def _datamodule(**described: object) -> SimpleNamespace:
+    """A stand-in datamodule: only ``describe()``, as the tasks use it."""
     # Training pairs carry reports 0, 0, 0, 1, 2; report 3 is only in validation.
     splits = ["train"] * 5 + ["val"] * 3 + ["unused"]
     report_ids = [0, 0, 0, 1, 2, 0, 1, 3, 1]
     pairs = [SimpleNamespace(split=s, report_id=r) for s, r in zip(splits, report_ids, strict=True)]
-    return SimpleNamespace(pairs=pairs, report_table=["a", "b", "c", "d"],
-                           similarity_table=_Table())
+    description = DataDescription(report_texts=["a", "b", "c", "d"], pairs=pairs,  # type: ignore[arg-type]
+                                  train_report_counts=train_report_counts(pairs, 4),  # type: ignore[arg-type]
+                                  similarity=_Table(), **described)  # type: ignore[arg-type]
+    return SimpleNamespace(describe=lambda: description)
 
 
 def _collapsed_outputs() -> list[dict[str, torch.Tensor]]:
@@ -122,10 +125,9 @@ def _collapsed_outputs() -> list[dict[str, torch.Tensor]]:
 
 
 def test_training_report_counts_come_from_the_train_pairs_only():
-    counts = train_report_counts(_datamodule())
+    counts = _datamodule().describe().train_report_counts
     assert counts is not None and counts.tolist() == [3, 1, 1, 0]
-    assert train_report_counts(None) is None
-    assert train_report_counts(SimpleNamespace(pairs=[], report_table=[])) is None
+    assert train_report_counts([], 4) is None
 
 
 def test_retrieval_logs_the_frequency_prior_and_semantic_chance(monkeypatch, tmp_path):
@@ -146,7 +148,7 @@ def test_retrieval_logs_the_frequency_prior_and_semantic_chance(monkeypatch, tmp
     assert logged["val/chance_t2i_semantic_R@5"] == 1.0
     assert logged["val/i2t_R@1"] == 0.0 and logged["val/i2t_median_rank"] == 3.0  # collapsed
     task._val_outputs = _collapsed_outputs()
-    task.on_test_epoch_end()
+    task.finish_evaluation("test")
     written = json.loads((tmp_path / "test_retrieval" / "retrieval_metrics.json").read_text())
     assert written["prior_i2t_R@1"] == pytest.approx(1 / 3)
     assert {"prior_i2t_R@10", "chance_i2t_semantic_R@10", "chance_t2i_semantic_R@1"} <= set(
@@ -158,11 +160,10 @@ def test_retrieval_logs_clinical_recall_when_the_datamodule_knows_the_truth(monk
                                                                            tmp_path):
     from selip.metrics import clinical_truth
 
-    datamodule = _datamodule()
     # samples 5, 6, 7 (reports 0, 1, 3) show findings of classes 0, 1, 0; report 3 words
     # report 0's findings otherwise
-    datamodule.clinical_truth = clinical_truth([-1] * 5 + [0, 1, 0, -1],
-                                               [[0], [1], [], [0]])
+    datamodule = _datamodule(clinical_truth=clinical_truth([-1] * 5 + [0, 1, 0, -1],
+                                                           [[0], [1], [], [0]]))
     task = _task()
     task._trainer = SimpleNamespace(datamodule=datamodule, is_global_zero=True,  # type: ignore[assignment]
                                     log_dir=str(tmp_path), default_root_dir=str(tmp_path))
@@ -175,7 +176,7 @@ def test_retrieval_logs_clinical_recall_when_the_datamodule_knows_the_truth(monk
         if stage == "val":
             task._retrieval("val")
         else:
-            task.on_test_epoch_end()
+            task.finish_evaluation("test")
         # collapsed: each image's hits tie every other text (ranks 2, 3, 2 of 3)
         assert logged[f"{stage}/i2t_clinical_R@1"] == 0.0
         assert logged[f"{stage}/i2t_clinical_R@5"] == 1.0

@@ -41,14 +41,14 @@ def test_dice_is_one_for_a_perfect_prediction_and_lower_otherwise():
     task.log = lambda *a, **k: None  # type: ignore[method-assign]
     task.log_dict = lambda values, **k: logged.update(  # type: ignore[method-assign]
         {key: float(v) for key, v in values.items()})
-    task._evaluate({"image": torch.zeros(1, 1, 8, 8, 8), "mask": mask}, "val")
-    task._log_dice("val")
+    task.evaluate_batch("val", {"image": torch.zeros(1, 1, 8, 8, 8), "mask": mask}, 0)
+    task.finish_evaluation("val")
     assert logged["val/dice"] == pytest.approx(1.0)
     half = perfect.clone()
     half[:, :, 2:5, 2:5, 2] = torch.tensor([10.0, 0.0])[None, :, None, None]  # miss 9 of 27
     task._infer = lambda image: half  # type: ignore[method-assign]
-    task._evaluate({"image": torch.zeros(1, 1, 8, 8, 8), "mask": mask}, "val")
-    task._log_dice("val")
+    task.evaluate_batch("val", {"image": torch.zeros(1, 1, 8, 8, 8), "mask": mask}, 0)
+    task.finish_evaluation("val")
     assert logged["val/dice"] == pytest.approx(2 * 18 / (18 + 27))
 
 
@@ -63,9 +63,9 @@ def _logged_scores(task: SegmentationTask, predictions: torch.Tensor, masks: tor
     for predicted, mask in zip(predictions, masks, strict=True):
         logits = torch.stack([(predicted == 0).float(), (predicted == 1).float()])[None] * 10
         task._infer = lambda image, logits=logits: logits  # type: ignore[method-assign]
-        task._evaluate({"image": torch.zeros(1, 1, *mask.shape), "mask": mask[None, None]},
-                       "val")
-    task._log_dice("val")
+        task.evaluate_batch("val", {"image": torch.zeros(1, 1, *mask.shape),
+                                    "mask": mask[None, None]}, 0)
+    task.finish_evaluation("val")
     return logged
 
 

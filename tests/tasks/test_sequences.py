@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from selip.cli import main
+from selip.data.description import DataDescription
 from selip.models import SelipModel
 from selip.tasks import PretrainTask
 from selip.tasks.channels import SequenceIndex, pretraining_sequences
@@ -141,14 +142,13 @@ def test_a_resumed_pretraining_keeps_the_checkpoints_order():
     task = PretrainTask(image_encoder=TINY_IMAGE, text_encoder=TINY_TEXT,  # type: ignore[arg-type]
                         embed_dim=8, sequence_embedding=True)
     task.on_load_checkpoint({"selip": {"sequences": {"t1": 0, "flair": 1}}})
-    datamodule = type("D", (), {"sequences": ["flair"], "manifest_path": None})()
-    task._trainer = type("T", (), {"datamodule": datamodule})()  # type: ignore[assignment]
+    task.data = DataDescription(sequences=["flair"])  # what the resumed run's data numbers
     saved: dict = {}
     task.on_save_checkpoint(saved)
     assert saved["selip"]["sequences"] == {"t1": 0, "flair": 1}
     fresh = PretrainTask(image_encoder=TINY_IMAGE, text_encoder=TINY_TEXT,  # type: ignore[arg-type]
                          embed_dim=8, sequence_embedding=True)
-    fresh._trainer = task._trainer
+    fresh.data = task.data
     fresh.on_save_checkpoint(saved)
     assert saved["selip"]["sequences"] == {"flair": 0}
     off = PretrainTask(image_encoder=TINY_IMAGE, text_encoder=TINY_TEXT,  # type: ignore[arg-type]
