@@ -1,4 +1,7 @@
-"""The ``selip`` command: data helpers now, LightningCLI training commands as they land.
+"""The ``selip`` command, selip's one entry module: ``fit | validate | test | predict``
+(LightningCLI, :mod:`selip.training.lightning_cli`), and ``demo-data``, ``prepare`` and
+``similarity`` for the data. The console script and the ranks that a launcher starts
+(``python -m selip.cli``) both enter here.
 
 Every user-facing failure (bad manifest, bad option) ends with a clear message on stderr
 and a non-zero exit code, never a traceback.

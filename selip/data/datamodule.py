@@ -32,8 +32,8 @@ from selip.data.text import (
     tokenize,
     unknown_tokens,
 )
+from selip.data.truth import TRUTH_FILE, load_truth, truth_classes
 from selip.data.validation import Requirements, check_manifest, resolve_sequences
-from selip.demo.truth import TRUTH_FILE, load_truth, truth_classes
 from selip.io.fingerprint import FileDigests
 from selip.metrics import ClinicalTruth, clinical_truth
 from selip.similarity.config import SimilarityConfig, resolve_config
