@@ -46,7 +46,8 @@ lint: install
 
 # Every CPU benchmark (about 25 minutes on 2 cores); each prints its ratios side by side.
 # The SeLIP vs CLIP table itself (3 seeds, about an hour) and the GPU figures are separate:
-#   $(BIN)/python benchmarks/selip_vs_clip.py     $(BIN)/python benchmarks/gpu.py
+#   $(BIN)/python benchmarks/learning.py --arms SeLIP CLIP SeLIP-fixed-scale
+#   $(BIN)/python benchmarks/gpu.py
 bench: install
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/step.py
@@ -55,7 +56,8 @@ bench: install
 	$(BIN)/python benchmarks/demo_reports.py
 	$(BIN)/python benchmarks/similarity_scale.py
 	$(BIN)/python benchmarks/memory.py
-	$(BIN)/python benchmarks/selip_vs_clip.py --quick
+	$(BIN)/python benchmarks/eps_clamp.py
+	$(BIN)/python benchmarks/learning.py --quick --arms SeLIP CLIP
 
 clean-demo:
 	rm -rf $(DEMO_DIR) .cache/selip

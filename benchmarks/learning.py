@@ -61,6 +61,10 @@ ARMS: dict[str, list[str]] = {
     "SeLIP-fixed-scale": [*_SELIP, "--model.init_args.learn_logit_scale", "false"],
     "CLIP-fixed-scale": ["--model.init_args.kl_weight", "0.0",
                          "--model.init_args.learn_logit_scale", "false"],
+    # soft-target normalisation variants (the probe of why SeLIP does or does not win)
+    "SeLIP-linear": [*_SELIP, "--model.init_args.soft_target_norm", "linear"],
+    "SeLIP-softmax0.1": [*_SELIP, "--model.init_args.soft_target_norm", "softmax",
+                         "--model.init_args.soft_target_temperature", "0.1"],
 }
 SEQUENCES = ("t1", "t2", "flair", "dwi", "adc")
 PROBE_FRACTIONS = (0.1, 1.0)
