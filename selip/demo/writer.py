@@ -10,7 +10,7 @@ lesion on every sequence, pertinent negatives as findings without a location aft
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,52 +121,75 @@ def _size(lesion: Lesion, size: Size, style: ReportStyle, forms: tuple[str, ...]
         long=long, short=short, cm=f"{long / 10:.1f}")
 
 
-def _appearance_en(lesion: Lesion, sequence: str, size: Size, style: ReportStyle,
-                   rng: np.random.Generator) -> str:
+@dataclass(frozen=True)
+class _AppearanceWords:
+    """One language's phrase banks for a finding's appearance clause."""
+
+    phrases: dict[str, tuple[str, ...]]
+    sequence_phrases: dict[tuple[str, str], tuple[str, ...]]
+    hyper: tuple[str, ...]
+    number_words: Sequence[str]
+    size_joins: tuple[str, ...]
+    size_forms: tuple[str, ...]
+    foci_size_forms: tuple[str, ...]
+
+
+def _appearance(words: _AppearanceWords, hedge: Callable[[str, Lesion, ReportStyle,
+                                                         np.random.Generator], str],
+                lesion: Lesion, sequence: str, size: Size, style: ReportStyle,
+                rng: np.random.Generator) -> str:
+    """The appearance clause of ``lesion`` on ``sequence``: a synonym, then maybe a size
+    and a hedge (none for a lesion that does not show). The draws from ``rng`` are the
+    same in every language — the cohort's reports depend on their order."""
     canonical = SIGNATURES[lesion.kind].appearance[sequence]
-    options = APPEARANCE_PHRASES[canonical] + SEQUENCE_PHRASES.get((canonical, sequence), ())
+    options = words.phrases[canonical] + words.sequence_phrases.get((canonical, sequence), ())
     name = SEQUENCE_NAMES[sequence]
-    hyper = _pick(HYPER_NOUNS, rng).format(seq=name)
+    hyper = _pick(words.hyper, rng).format(seq=name)
     phrase = _pick(options, rng).format(seq=name, hyper=hyper,
-                                        count=_count(lesion, NUMBER_WORDS))
+                                        count=_count(lesion, words.number_words))
     if canonical == _INVISIBLE:
         return phrase
     if rng.random() < style.size_rate:
-        join = SIZE_JOINS[style.size_join % len(SIZE_JOINS)]
-        phrase = join.format(phrase=phrase, size=_size(lesion, size, style, SIZE_FORMS,
-                                                       FOCI_SIZE_FORMS))
+        join = words.size_joins[style.size_join % len(words.size_joins)]
+        phrase = join.format(phrase=phrase, size=_size(lesion, size, style, words.size_forms,
+                                                       words.foci_size_forms))
     if rng.random() < style.hedge_rate:
-        if style.hedge_before:
-            phrase = f"{_pick(HEDGES_BEFORE[lesion.kind], rng)} {phrase}"
-        else:
-            phrase = f"{phrase}, {_pick(HEDGES_AFTER[lesion.kind], rng)}"
+        phrase = hedge(phrase, lesion, style, rng)
     return phrase
+
+
+_WORDS_EN = _AppearanceWords(APPEARANCE_PHRASES, SEQUENCE_PHRASES, HYPER_NOUNS, NUMBER_WORDS,
+                             SIZE_JOINS, SIZE_FORMS, FOCI_SIZE_FORMS)
+_WORDS_ZH = _AppearanceWords(APPEARANCE_PHRASES_ZH, SEQUENCE_PHRASES_ZH, HYPER_ZH,
+                             NUMBER_WORDS_ZH, SIZE_JOINS_ZH, SIZE_FORMS_ZH, FOCI_SIZE_FORMS_ZH)
+
+
+def _hedge_en(phrase: str, lesion: Lesion, style: ReportStyle,
+              rng: np.random.Generator) -> str:
+    if style.hedge_before:
+        return f"{_pick(HEDGES_BEFORE[lesion.kind], rng)} {phrase}"
+    return f"{phrase}, {_pick(HEDGES_AFTER[lesion.kind], rng)}"
+
+
+def _hedge_zh(phrase: str, lesion: Lesion, style: ReportStyle,
+              rng: np.random.Generator) -> str:
+    return f"{phrase}（{_pick(HEDGES_ZH[lesion.kind], rng)}）"
+
+
+def _appearance_en(lesion: Lesion, sequence: str, size: Size, style: ReportStyle,
+                   rng: np.random.Generator) -> str:
+    return _appearance(_WORDS_EN, _hedge_en, lesion, sequence, size, style, rng)
+
+
+def _appearance_zh(lesion: Lesion, sequence: str, size: Size, style: ReportStyle,
+                   rng: np.random.Generator) -> str:
+    return _appearance(_WORDS_ZH, _hedge_zh, lesion, sequence, size, style, rng)
 
 
 # -- Chinese ----------------------------------------------------------------------------
 def _location_zh(lesion: Lesion, style: ReportStyle, rng: np.random.Generator) -> str:
     sides = SIDE_FORMS_ZH[style.location_form % len(SIDE_FORMS_ZH)]
     return sides[lesion.side] + _pick(REGION_PHRASES_ZH[lesion.region], rng)
-
-
-def _appearance_zh(lesion: Lesion, sequence: str, size: Size, style: ReportStyle,
-                   rng: np.random.Generator) -> str:
-    canonical = SIGNATURES[lesion.kind].appearance[sequence]
-    options = (APPEARANCE_PHRASES_ZH[canonical]
-               + SEQUENCE_PHRASES_ZH.get((canonical, sequence), ()))
-    name = SEQUENCE_NAMES[sequence]
-    hyper = _pick(HYPER_ZH, rng).format(seq=name)
-    phrase = _pick(options, rng).format(seq=name, hyper=hyper,
-                                        count=_count(lesion, NUMBER_WORDS_ZH))
-    if canonical == _INVISIBLE:
-        return phrase
-    if rng.random() < style.size_rate:
-        join = SIZE_JOINS_ZH[style.size_join % len(SIZE_JOINS_ZH)]
-        phrase = join.format(phrase=phrase, size=_size(lesion, size, style, SIZE_FORMS_ZH,
-                                                       FOCI_SIZE_FORMS_ZH))
-    if rng.random() < style.hedge_rate:
-        phrase = f"{phrase}（{_pick(HEDGES_ZH[lesion.kind], rng)}）"
-    return phrase
 
 
 # -- the report -------------------------------------------------------------------------
