@@ -45,9 +45,9 @@ def load_split(datamodule: SelipDataModule, split: str, truth: dict, boost: floa
         sequence = datamodule.sequences[pair.sequence_index]
         findings = truth[(pair.exam_id, sequence)].findings
         visible = any(f.signal != "isointense signal" for f in findings)
-        image = dataset._image(pair, mirrored=False).float()
+        image = dataset.read_image(pair).float()
         if visible and boost:
-            image = image + boost * dataset._mask(pair, mirrored=False).float()
+            image = image + boost * dataset.read_mask(pair).float()
         images.append(image)
         labels.append(int(visible))
         shown = [f"{f.kind} on {sequence}" for f in findings if f.signal != "isointense signal"]

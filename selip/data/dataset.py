@@ -95,8 +95,9 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         draw = int(torch.randint(2**62, (), dtype=torch.int64))
         return step_generator((draw, self.rank))
 
-    def _image(self, pair: Pair, mirrored: bool) -> torch.Tensor:
-        """(C, D, H, W) float16: each sequence read straight into its channel."""
+    def read_image(self, pair: Pair, mirrored: bool = False) -> torch.Tensor:
+        """(C, D, H, W) float16 of ``pair``, unaugmented (``mirrored``: left-right flipped):
+        each sequence read from the cache straight into its channel."""
         settings = self.cache.settings
         image = np.empty((len(pair.volume_keys), *settings.shape), np.float16)
         for channel, (key, path) in enumerate(zip(pair.volume_keys, pair.volumes, strict=True)):
@@ -107,8 +108,8 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
                 np.copyto(out, got)
         return torch.from_numpy(_mirror(image) if mirrored else image)
 
-    def _mask(self, pair: Pair, mirrored: bool) -> torch.Tensor:
-        """(1, D, H, W) int64 labels."""
+    def read_mask(self, pair: Pair, mirrored: bool = False) -> torch.Tensor:
+        """(1, D, H, W) int64 lesion labels of ``pair``, unaugmented (``mirrored``: flipped)."""
         assert pair.mask is not None and pair.mask_key is not None
         settings = self.cache.settings
         mask_path = pair.mask
@@ -124,8 +125,8 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         generator = self.generator() if self.augment is not None else None
         flipped = (self.augment is not None and not self.augment_fully
                    and draw_flip(self.augment, generator))
-        image = self._image(pair, mirrored=flipped)
-        mask = self._mask(pair, mirrored=flipped) if self.with_mask else None
+        image = self.read_image(pair, mirrored=flipped)
+        mask = self.read_mask(pair, mirrored=flipped) if self.with_mask else None
         if self.augment is not None and self.augment_fully:
             image, mask, flipped = augment_pair(image, mask, self.augment,
                                                 self.cache.settings.spacing, generator)
