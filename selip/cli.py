@@ -24,6 +24,7 @@ commands:
   demo-data   write the synthetic demo cohort (real MNI152 anatomy, reports, labels, masks)
   prepare     validate a manifest, build the similarity table, fill the preprocessing cache
   similarity  build or load the report-similarity table and print its key, path and size
+  export      write a pretraining checkpoint as a folder selip.load reads (no Lightning)
 
 Run 'selip COMMAND --help' for the options of a command."""
 
@@ -201,8 +202,31 @@ def _describe_sparse(table: Any, texts: list[str], show: int) -> None:
             print(f"{value:.3f}  {texts[i]!r}  ~  {texts[j]!r}")
 
 
+def export(argv: Sequence[str]) -> int:
+    """``selip export --ckpt CKPT --out DIR``: a self-contained model folder."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="selip export", description="Write a pretraining checkpoint as a self-contained "
+        "folder (safetensors weights, config.json, tokenizer, model card) that selip.load "
+        "reads without Lightning.")
+    parser.add_argument("--ckpt", required=True, help="a selip pretraining checkpoint")
+    parser.add_argument("--out", required=True, help="the folder to create (new or empty)")
+    args = parser.parse_args(argv)
+    from selip.inference import InferenceError, export_model
+
+    try:
+        folder = export_model(args.ckpt, args.out)
+    except (InferenceError, OSError) as err:
+        return _fail(str(err))
+    print(f"exported to {folder}: model.safetensors, config.json, text_model/, README.md\n"
+          f"load it with: selip.load({str(folder)!r})")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo-data": demo_data,
+    "export": export,
     "prepare": prepare,
     "similarity": similarity,
 }

@@ -40,26 +40,44 @@ def load_volume(path: str | Path, first_volume_of_4d: bool = False,
         image: nib.Nifti1Image = nib.load(path)  # type: ignore[assignment]
     except Exception as err:  # nibabel raises many types for a bad header
         raise VolumeError(f"not a readable NIfTI file: {path} ({err})") from None
+    return volume_from_image(image, str(path), first_volume_of_4d, check_finite)
+
+
+def volume_from_image(image: nib.Nifti1Image, name: str, first_volume_of_4d: bool = False,
+                      check_finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`load_volume` for an image already open (``name`` goes into the errors)."""
     shape = image.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) == 4:
         if not first_volume_of_4d:
-            raise VolumeError(f"4D volume of shape {tuple(image.shape)}: {path}; expected 3D "
+            raise VolumeError(f"4D volume of shape {tuple(image.shape)}: {name}; expected 3D "
                               "(set data.first_volume_of_4d to use the first volume)")
     elif len(shape) != 3:
         raise VolumeError(f"volume has {len(image.shape)} dimensions {tuple(image.shape)}, "
-                          f"expected 3: {path}")
+                          f"expected 3: {name}")
     try:
         proxy = image.dataobj
         data = np.asarray(proxy[..., 0] if len(image.shape) == 4 else proxy, dtype=np.float32)
     except (EOFError, OSError, zlib.error, ValueError) as err:
-        raise VolumeError(f"corrupt or truncated NIfTI data: {path} ({err})") from None
-    data = np.ascontiguousarray(data.reshape(shape[:3]))
+        raise VolumeError(f"corrupt or truncated NIfTI data: {name} ({err})") from None
+    return checked_volume(data.reshape(shape[:3]), np.asarray(image.affine), name, check_finite)
+
+
+def checked_volume(data: np.ndarray, affine: np.ndarray, name: str, check_finite: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y, Z) float32 contiguous data and its (4, 4) float64 affine, checked: 3D, finite
+    voxels (``check_finite``), a finite non-singular affine; ``name`` goes into the errors."""
+    if data.ndim != 3:
+        raise VolumeError(f"volume has {data.ndim} dimensions {tuple(data.shape)}, expected 3: "
+                          f"{name}")
+    data = np.ascontiguousarray(data, dtype=np.float32)
     if check_finite and not np.isfinite(data).all():
         bad = int(data.size - np.isfinite(data).sum())
-        raise VolumeError(f"{bad} NaN/Inf voxels: {path}")
-    affine = np.asarray(image.affine, dtype=np.float64)
+        raise VolumeError(f"{bad} NaN/Inf voxels: {name}")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise VolumeError(f"affine of shape {tuple(affine.shape)}, expected (4, 4): {name}")
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise VolumeError(f"invalid (singular or non-finite) affine: {path}")
+        raise VolumeError(f"invalid (singular or non-finite) affine: {name}")
     return data, affine

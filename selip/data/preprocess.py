@@ -89,6 +89,14 @@ def preprocess_image(path: str | Path, settings: PreprocessSettings) -> tio.Scal
     """Like :func:`preprocess_volume`, but the torchio image (1, X, Y, Z) with the affine of
     the preprocessed grid — what mapping a prediction back to the input needs."""
     data, affine = load_volume(path, settings.first_volume_of_4d)
+    return preprocess_loaded(data, affine, settings)
+
+
+def preprocess_loaded(data: np.ndarray, affine: np.ndarray, settings: PreprocessSettings
+                      ) -> tio.ScalarImage:
+    """:func:`preprocess_image` of a volume already loaded: (X, Y, Z) float32 ``data`` in
+    the voxel order of its (4, 4) ``affine`` (as :func:`selip.data.nifti.load_volume`
+    returns them)."""
     image = tio.ScalarImage(tensor=torch.from_numpy(data)[None], affine=affine)
     with _keep_random_state():
         for transform in _geometry(settings):
