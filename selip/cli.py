@@ -25,6 +25,8 @@ commands:
   prepare     validate a manifest, build the similarity table, fill the preprocessing cache
   similarity  build or load the report-similarity table and print its key, path and size
   export      write a pretraining checkpoint as a folder selip.load reads (no Lightning)
+  embed       image and report embeddings of a manifest's split, with their ids (.npz)
+  search      the best-matching exams for a sentence, or reports for a volume
 
 Run 'selip COMMAND --help' for the options of a command."""
 
@@ -224,7 +226,80 @@ def export(argv: Sequence[str]) -> int:
     return 0
 
 
+def embed(argv: Sequence[str]) -> int:
+    """``selip embed --ckpt C --manifest M [--split test] --out FILE.npz``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="selip embed", description="Image and report embeddings of every (exam, "
+        "sequence) pair of a manifest's split, with exam, sequence and report ids (.npz).")
+    parser.add_argument("--ckpt", required=True, help="a pretraining checkpoint or export")
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    parser.add_argument("--out", required=True, help="the .npz file to write")
+    parser.add_argument("--cache_dir", default=None,
+                        help="the preprocessing cache (read when its settings match)")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--device", default=None, help="cuda, cpu (default: cuda if any)")
+    args = parser.parse_args(argv)
+    if not args.out.endswith(".npz"):
+        return _fail(f"--out must end in .npz, got {args.out}")
+    from selip.data.manifest import ManifestError
+    from selip.data.nifti import VolumeError
+    from selip.inference import InferenceError, load
+    from selip.inference.archive import embed_split, save_embeddings
+
+    try:
+        model = load(args.ckpt, args.device)
+        found = embed_split(model, args.manifest, args.split, args.cache_dir, args.batch_size,
+                            args.num_workers)
+        path = save_embeddings(args.out, found)
+    except (InferenceError, ManifestError, VolumeError, OSError, ValueError) as err:
+        return _fail(str(err))
+    print(f"embedded {len(found)} pairs ({args.split}) into {path}")
+    return 0
+
+
+def search_archive(argv: Sequence[str]) -> int:
+    """``selip search --ckpt C --embeddings FILE (--text T | --image PATH) [--top 10]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="selip search", description="The exams (for a text) or reports (for an image) "
+        "of an embedded archive that match best, with their scaled similarity.")
+    parser.add_argument("--ckpt", required=True, help="the checkpoint or export that embedded it")
+    parser.add_argument("--embeddings", required=True, help="a .npz written by selip embed")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", help="a report sentence")
+    query.add_argument("--image", help="a NIfTI volume")
+    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    from selip.data.nifti import VolumeError
+    from selip.inference import InferenceError, load
+    from selip.inference.archive import load_embeddings, search
+
+    try:
+        model = load(args.ckpt, args.device)
+        archive = load_embeddings(args.embeddings)
+        if archive.image.shape[1] != model.embed_dim:
+            return _fail(f"{args.embeddings} holds {archive.image.shape[1]}-d embeddings, the "
+                         f"model makes {model.embed_dim}-d ones: embed with this model")
+        hits = search(model, archive, args.text, args.image, args.top)
+    except (InferenceError, VolumeError, OSError, ValueError) as err:
+        return _fail(str(err))
+    for rank, (score, row) in enumerate(hits, 1):
+        where = f"{archive.exam_id[row]} {archive.sequence[row]}"
+        what = f"report {archive.report_id[row]}: {archive.report[row]}" if args.image \
+            else f"report {archive.report_id[row]}"
+        print(f"{rank:3d}. {score:7.3f}  {where}  {what}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "embed": embed,
+    "search": search_archive,
     "demo-data": demo_data,
     "export": export,
     "prepare": prepare,

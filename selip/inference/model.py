@@ -103,6 +103,18 @@ class PretrainedSelip:
                 bar.update(len(batch))
         return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
 
+    @torch.no_grad()
+    def encode_batch(self, images: torch.Tensor, sequences: Sequence[str] | None = None
+                     ) -> torch.Tensor:
+        """(B, 1, D, H, W) preprocessed volumes (e.g. from the cache) → (B, E) on the CPU;
+        ``sequences`` names each volume's sequence (used with a sequence embedding)."""
+        if self.model.sequence_embedding is None or sequences is None:
+            return self._encode_image_batch(images, None)
+        ids = torch.tensor([self._sequence_index(s) for s in sequences])
+        batch = images.to(self.device, non_blocking=True)
+        with torch.autocast("cuda", enabled=self.device.type == "cuda"):
+            return self.model.encode_image(batch, ids.to(self.device)).float().cpu()
+
     def _encode_image_batch(self, batch: torch.Tensor, sequence: int | None) -> torch.Tensor:
         batch = batch.to(self.device, non_blocking=True)
         ids = None if sequence is None else torch.full((len(batch),), sequence,

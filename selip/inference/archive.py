@@ -1,0 +1,132 @@
+"""Embedding an archive and searching it: ``selip embed`` and ``selip search``.
+
+:func:`embed_split` runs a loaded model over every (exam, sequence) pair of a manifest's
+split, reading volumes from the preprocessing cache when its settings match the model's
+(else preprocessing them once into it): the loader's workers read while the model
+computes. The result is saved as ``.npz`` (:func:`save_embeddings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from selip.inference.model import PretrainedSelip
+from selip.io.atomic import atomic_open
+
+
+@dataclass
+class Embeddings:
+    """One row per pair: ``image`` / ``text`` (N, E) float32 unit vectors, and the pair's
+    ``exam_id``, ``sequence``, ``report_id`` and ``report`` (its pair text)."""
+
+    image: np.ndarray
+    text: np.ndarray
+    exam_id: np.ndarray
+    sequence: np.ndarray
+    report_id: np.ndarray
+    report: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.exam_id)
+
+
+def embed_split(model: PretrainedSelip, manifest: str | Path, split: str = "test",
+                cache_dir: str | Path | None = None, batch_size: int = 8,
+                num_workers: int = 2, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                split_seed: int = 0, progress: bool = True) -> Embeddings:
+    """Image and report embeddings of every pair of ``split`` (``train``, ``val``, ``test``
+    as the datamodule splits the manifest, or ``all``)."""
+    from selip.data.augment import AugmentSettings
+    from selip.data.datamodule import SelipDataModule
+
+    settings = model.preprocess_settings
+    datamodule = SelipDataModule(
+        str(manifest), str(cache_dir) if cache_dir else None, spacing=settings.spacing,
+        shape=settings.shape, intensity_percentiles=settings.percentiles,
+        first_volume_of_4d=settings.first_volume_of_4d, batch_size=batch_size,
+        eval_batch_size=batch_size, num_workers=num_workers, max_length=model.max_length,
+        augment=AugmentSettings(enabled=False), similarity=None, progress=progress,
+        val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    splits = ("train", "val", "test") if split == "all" else (split,)
+    if any(s not in ("train", "val", "test") for s in splits):
+        raise ValueError(f"split must be train, val, test or all, got {split!r}")
+    images, sample_ids = [], []
+    total = sum(len(datamodule.datasets[s]) for s in splits)
+    with tqdm(total=total, unit="volume", desc="embedding", disable=not progress) as bar:
+        for name in splits:
+            datamodule.predict_split = name
+            for batch in datamodule.predict_dataloader():
+                sequences = [datamodule.sequences[int(i)] for i in batch["sequence"]]
+                images.append(model.encode_batch(batch["image"].float(), sequences))
+                sample_ids += batch["sample_id"].tolist()
+                bar.update(len(sample_ids) - bar.n)
+    pairs = [datamodule.pairs[i] for i in sample_ids]
+    texts = datamodule.report_table.texts
+    unique = sorted({p.report_id for p in pairs})
+    text_rows = dict(zip(unique, model.encode_texts([texts[i] for i in unique]) if unique
+                         else [], strict=True))
+    dim = model.embed_dim
+    return Embeddings(
+        image=torch.cat(images).numpy() if images else np.zeros((0, dim), np.float32),
+        text=torch.stack([text_rows[p.report_id] for p in pairs]).numpy() if pairs
+        else np.zeros((0, dim), np.float32),
+        exam_id=np.array([p.exam_id for p in pairs], dtype=str),
+        sequence=np.array([datamodule.sequences[p.sequence_index] for p in pairs], dtype=str),
+        report_id=np.array([p.report_id for p in pairs], dtype=np.int64),
+        report=np.array([texts[p.report_id] for p in pairs], dtype=str))
+
+
+def save_embeddings(path: str | Path, embeddings: Embeddings) -> Path:
+    """Write ``.npz`` atomically (the arrays of :class:`Embeddings` by name)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"embeddings are written as .npz, got {path.name}")
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, **{k: getattr(embeddings, k) for k in Embeddings.__dataclass_fields__})
+    return path
+
+
+def load_embeddings(path: str | Path) -> Embeddings:
+    """Read what :func:`save_embeddings` wrote.
+
+    Raises:
+        ValueError: not a selip embeddings file (names the missing arrays).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"embeddings file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            missing = [k for k in Embeddings.__dataclass_fields__ if k not in stored]
+            if missing:
+                raise ValueError(f"{path} is not a selip embeddings file (no "
+                                 f"{', '.join(missing)})")
+            return Embeddings(**{k: stored[k] for k in Embeddings.__dataclass_fields__})
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable .npz file ({err})") from None
+
+
+def search(model: PretrainedSelip, embeddings: Embeddings, text: str | None = None,
+           image: str | Path | None = None, top: int = 10) -> list[tuple[float, int]]:
+    """(score, row) of the ``top`` best matches, best first: a text query ranks the
+    archive's images, an image query its reports (each report text once)."""
+    if (text is None) == (image is None):
+        raise ValueError("give exactly one of a text or an image to search with")
+    if text is not None:
+        query = model.encode_texts([text])[0].numpy()
+        scores = embeddings.image @ query
+        rows = np.arange(len(scores))
+    else:
+        query = model.encode_images([image])[0].numpy()  # type: ignore[list-item]
+        _, first = np.unique(embeddings.report_id, return_index=True)
+        rows = np.sort(first)
+        scores = embeddings.text[rows] @ query
+    order = np.argsort(-scores, kind="stable")[:top]
+    return [(float(model.logit_scale * scores[i]), int(rows[i])) for i in order]

@@ -1,0 +1,58 @@
+"""selip embed / selip search: an archive embedded and searched from the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import selip
+from selip.inference.archive import load_embeddings
+from tests.tasks.conftest import pretrained  # noqa: F401  (the fixture: a real tiny checkpoint)
+
+SELIP = Path(sys.executable).parent / "selip"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def _selip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SELIP), *args], env=ENV, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_embed_reads_the_cache_and_matches_the_files_then_search_finds(pretrained, tmp_path):  # noqa: F811
+    manifest, checkpoint = pretrained
+    cache = checkpoint.parents[4] / "cache"  # the pretraining run's cache (same settings)
+    assert cache.is_dir()
+    out = tmp_path / "archive.npz"
+    done = _selip("embed", "--ckpt", str(checkpoint), "--manifest", str(manifest), "--split",
+                  "all", "--out", str(out), "--cache_dir", str(cache), "--num_workers", "0")
+    assert done.returncode == 0, done.stderr
+    archive = load_embeddings(out)
+    assert len(archive) == 20  # 10 exams × (t1, flair)
+    assert set(archive.sequence) == {"t1", "flair"}
+    model = selip.load(checkpoint, device="cpu")
+    # from the cache and from the .nii.gz files: the same embeddings
+    rows = [i for i, s in enumerate(archive.sequence) if s == "flair"][:3]
+    files = [manifest.parent / "exams" / e / "flair.nii.gz" for e in archive.exam_id[rows]]
+    assert np.abs(model.encode_images(files).numpy() - archive.image[rows]).max() <= 1e-5
+    np.testing.assert_allclose(np.linalg.norm(archive.text, axis=1), 1.0, atol=1e-5)
+    found = _selip("search", "--ckpt", str(checkpoint), "--embeddings", str(out), "--text",
+                   str(archive.report[0]), "--top", "3")
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[0].lstrip().startswith("1.")
+    scores = [float(line.split()[1]) for line in lines]
+    assert scores == sorted(scores, reverse=True)
+    by_image = _selip("search", "--ckpt", str(checkpoint), "--embeddings", str(out),
+                      "--image", str(files[0]), "--top", "2")
+    assert by_image.returncode == 0, by_image.stderr
+    assert "report" in by_image.stdout and len(by_image.stdout.strip().splitlines()) == 2
+    missing = _selip("search", "--ckpt", str(checkpoint), "--embeddings",
+                     str(tmp_path / "none.npz"), "--text", "x")
+    assert missing.returncode == 2 and "not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
