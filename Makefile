@@ -41,7 +41,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check selip tests benchmarks
+	$(BIN)/ruff check selip tests benchmarks examples
 	$(BIN)/mypy selip benchmarks
 
 # Every CPU benchmark (about 25 minutes on 2 cores); each prints its ratios side by side.

@@ -177,3 +177,16 @@ def test_the_image_tower_loads_into_monai_resnet_as_the_readme_shows(pretrained,
     net.eval()
     with torch.no_grad():
         torch.testing.assert_close(net(volume), model.model.image_encoder(volume))
+
+
+@pytest.mark.slow
+def test_the_example_script_runs(pretrained, tmp_path):  # noqa: F811
+    manifest, checkpoint = pretrained
+    script = Path(__file__).resolve().parents[2] / "examples" / "use_trained_model.py"
+    done = subprocess.run([sys.executable, str(script), "--ckpt", str(checkpoint), "--volumes",
+                           str(manifest.parent / "exams"), "--out", str(tmp_path / "export")],
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "embedded 10 volumes" in done.stdout and "best matches" in done.stdout
+    assert (tmp_path / "export" / "model.safetensors").is_file()
+    assert float(done.stdout.strip().split()[-1]) <= 1e-6
