@@ -8,6 +8,7 @@ computes. The result is saved as ``.npz`` (:func:`save_embeddings`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,12 @@ class Embeddings:
 def embed_split(model: PretrainedSelip, manifest: str | Path, split: str = "test",
                 cache_dir: str | Path | None = None, batch_size: int = 8,
                 num_workers: int = 2, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                split_seed: int = 0, progress: bool = True) -> Embeddings:
+                split_seed: int = 0, progress: bool = True,
+                timings: dict[str, float] | None = None) -> Embeddings:
     """Image and report embeddings of every pair of ``split`` (``train``, ``val``, ``test``
-    as the datamodule splits the manifest, or ``all``)."""
+    as the datamodule splits the manifest, or ``all``); ``timings`` (when given) receives
+    the seconds of ``setup`` (validation, splits), ``images`` and ``texts``."""
+    clock = time.perf_counter()
     from selip.data.augment import AugmentSettings
     from selip.data.datamodule import SelipDataModule
 
@@ -58,6 +62,7 @@ def embed_split(model: PretrainedSelip, manifest: str | Path, split: str = "test
     if any(s not in ("train", "val", "test") for s in splits):
         raise ValueError(f"split must be train, val, test or all, got {split!r}")
     images, sample_ids = [], []
+    setup_done = time.perf_counter()
     total = sum(len(datamodule.datasets[s]) for s in splits)
     with tqdm(total=total, unit="volume", desc="embedding", disable=not progress) as bar:
         for name in splits:
@@ -67,12 +72,16 @@ def embed_split(model: PretrainedSelip, manifest: str | Path, split: str = "test
                 images.append(model.encode_batch(batch["image"].float(), sequences))
                 sample_ids += batch["sample_id"].tolist()
                 bar.update(len(sample_ids) - bar.n)
+    images_done = time.perf_counter()
     pairs = [datamodule.pairs[i] for i in sample_ids]
     texts = datamodule.report_table.texts
     unique = sorted({p.report_id for p in pairs})
     text_rows = dict(zip(unique, model.encode_texts([texts[i] for i in unique]) if unique
                          else [], strict=True))
     dim = model.embed_dim
+    if timings is not None:
+        timings.update(setup=setup_done - clock, images=images_done - setup_done,
+                       texts=time.perf_counter() - images_done)
     return Embeddings(
         image=torch.cat(images).numpy() if images else np.zeros((0, dim), np.float32),
         text=torch.stack([text_rows[p.report_id] for p in pairs]).numpy() if pairs
