@@ -56,26 +56,32 @@ REPORTS = [
 ]
 
 
+def make_tiny_cohort(root: Path, n: int = 8, with_mask: bool = True,
+                     shape: tuple[int, int, int] = (12, 14, 10)) -> Path:
+    """A manifest under ``root`` of ``n`` exams with t1 + flair volumes, labels and masks."""
+    rows = []
+    for i in range(n):
+        exam = root / "exams" / f"e{i:02d}"
+        t1 = write_nifti(exam / "t1.nii.gz", head_volume(shape, seed=i))
+        flair = write_nifti(exam / "flair.nii.gz", head_volume(shape, seed=100 + i))
+        row = {"exam_id": f"e{i:02d}", "t1": str(t1.relative_to(root)),
+               "flair": str(flair.relative_to(root)), "report": REPORTS[i % len(REPORTS)],
+               "label": ["infarct", "normal"][int(i % 4 == 1)]}
+        if with_mask:
+            mask = (head_volume(shape, seed=i) > 200).astype(np.uint8)
+            mask[i % shape[0], 0, 0] = 1  # every exam's mask differs (content-keyed cache)
+            row["mask"] = str(write_nifti(exam / "mask.nii.gz", mask).relative_to(root))
+        rows.append(row)
+    return write_manifest(root / "manifest.csv", rows)
+
+
 @pytest.fixture
 def tiny_cohort(tmp_path: Path) -> Callable[..., Path]:
     """Factory: a manifest of ``n`` exams with t1 + flair volumes, labels and masks."""
 
     def make(n: int = 8, with_mask: bool = True, shape: tuple[int, int, int] = (12, 14, 10)
              ) -> Path:
-        rows = []
-        for i in range(n):
-            exam = tmp_path / "exams" / f"e{i:02d}"
-            t1 = write_nifti(exam / "t1.nii.gz", head_volume(shape, seed=i))
-            flair = write_nifti(exam / "flair.nii.gz", head_volume(shape, seed=100 + i))
-            row = {"exam_id": f"e{i:02d}", "t1": str(t1.relative_to(tmp_path)),
-                   "flair": str(flair.relative_to(tmp_path)), "report": REPORTS[i % len(REPORTS)],
-                   "label": ["infarct", "normal"][int(i % 4 == 1)]}
-            if with_mask:
-                mask = (head_volume(shape, seed=i) > 200).astype(np.uint8)
-                mask[i % shape[0], 0, 0] = 1  # every exam's mask differs (content-keyed cache)
-                row["mask"] = str(write_nifti(exam / "mask.nii.gz", mask).relative_to(tmp_path))
-            rows.append(row)
-        return write_manifest(tmp_path / "manifest.csv", rows)
+        return make_tiny_cohort(tmp_path, n, with_mask, shape)
 
     return make
 

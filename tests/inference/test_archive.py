@@ -12,7 +12,6 @@ import pytest
 
 import selip
 from selip.inference.archive import load_embeddings
-from tests.tasks.conftest import pretrained  # noqa: F401  (the fixture: a real tiny checkpoint)
 
 SELIP = Path(sys.executable).parent / "selip"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -24,7 +23,7 @@ def _selip(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_embed_reads_the_cache_and_matches_the_files_then_search_finds(pretrained, tmp_path):  # noqa: F811
+def test_embed_reads_the_cache_and_matches_the_files_then_search_finds(pretrained, tmp_path):
     manifest, checkpoint = pretrained
     cache = checkpoint.parents[4] / "cache"  # the pretraining run's cache (same settings)
     assert cache.is_dir()

@@ -17,7 +17,6 @@ import selip
 from selip.data.nifti import VolumeError
 from selip.data.preprocess import preprocess_volume
 from selip.inference import InferenceError, PretrainedSelip
-from tests.tasks.conftest import pretrained  # noqa: F401  (the fixture: a real tiny checkpoint)
 
 SELIP = Path(sys.executable).parent / "selip"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -38,7 +37,7 @@ def _volumes(manifest: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_checkpoint_and_export_embed_alike_and_the_export_needs_no_lightning(pretrained,  # noqa: F811
+def test_checkpoint_and_export_embed_alike_and_the_export_needs_no_lightning(pretrained,
                                                                               tmp_path):
     manifest, checkpoint = pretrained
     model = selip.load(checkpoint, device="cpu")
@@ -74,7 +73,7 @@ def test_checkpoint_and_export_embed_alike_and_the_export_needs_no_lightning(pre
 
 
 @pytest.mark.slow
-def test_similarity_and_zero_shot_are_the_scaled_cosines(pretrained, tmp_path):  # noqa: F811
+def test_similarity_and_zero_shot_are_the_scaled_cosines(pretrained, tmp_path):
     manifest, checkpoint = pretrained
     model = selip.load(checkpoint, device="cpu")
     volumes = _volumes(manifest)
@@ -103,7 +102,7 @@ class _Payload:
 
 
 @pytest.mark.slow
-def test_bad_input_gets_one_line_naming_it(pretrained, tmp_path):  # noqa: F811
+def test_bad_input_gets_one_line_naming_it(pretrained, tmp_path):
     _, checkpoint = pretrained
     with pytest.raises(InferenceError, match="not found"):
         selip.load(tmp_path / "missing.ckpt")
@@ -148,7 +147,7 @@ def test_bad_input_gets_one_line_naming_it(pretrained, tmp_path):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_the_image_tower_loads_into_monai_resnet_as_the_readme_shows(pretrained, tmp_path):  # noqa: F811
+def test_the_image_tower_loads_into_monai_resnet_as_the_readme_shows(pretrained, tmp_path):
     _, checkpoint = pretrained
     folder = tmp_path / "export"
     assert _export(checkpoint, folder).returncode == 0
@@ -180,7 +179,7 @@ def test_the_image_tower_loads_into_monai_resnet_as_the_readme_shows(pretrained,
 
 
 @pytest.mark.slow
-def test_the_example_script_runs(pretrained, tmp_path):  # noqa: F811
+def test_the_example_script_runs(pretrained, tmp_path):
     manifest, checkpoint = pretrained
     script = Path(__file__).resolve().parents[2] / "examples" / "use_trained_model.py"
     done = subprocess.run([sys.executable, str(script), "--ckpt", str(checkpoint), "--volumes",
