@@ -1,9 +1,20 @@
 """selip: similarity-enhanced contrastive language-image pretraining on 3D head MRI."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+
+    from selip.inference import PretrainedSelip
+
 __version__ = "0.1.0"
 
 
-def load(path: str, device: str | None = None):  # type: ignore[no-untyped-def]
+def load(path: str | Path, device: str | torch.device | None = None) -> PretrainedSelip:
     """A trained SeLIP model, ready to embed: :func:`selip.inference.load` (imported on
     first use, so ``import selip`` stays light and never imports Lightning)."""
     from selip.inference import load as load_model
