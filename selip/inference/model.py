@@ -89,6 +89,8 @@ class PretrainedSelip:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(images, (str, Path, nib.Nifti1Image, nib.Nifti2Image)):
+            images = [images]  # one volume given bare, not a list of characters
         index = self._sequence_index(sequence)
         count = len(images)
         bar = tqdm(total=count, unit="volume", desc="embedding",

@@ -85,6 +85,8 @@ def test_similarity_and_zero_shot_are_the_scaled_cosines(pretrained, tmp_path):
     assert names == ["lesion", "normal"] and probabilities.shape == (3, 2)
     torch.testing.assert_close(probabilities.sum(1), torch.ones(3))
     torch.testing.assert_close(probabilities, logits.softmax(-1))  # one prompt per class
+    one = model.encode_images(volumes[0])  # a single path, not in a list
+    torch.testing.assert_close(one, model.encode_images([volumes[0]]))
     # an (array, affine) and a nibabel image give what the file gives
     image = nib.load(volumes[0])
     from_file = model.preprocess(volumes[0])
