@@ -24,7 +24,7 @@ from selip.inference.loading import (
     WEIGHTS_FILE,
     InferenceError,
     ModelSettings,
-    load,
+    model_from_checkpoint,
     model_weights,
     settings_from_checkpoint,
 )
@@ -54,7 +54,7 @@ def export_model(checkpoint_path: str | Path, out: str | Path) -> Path:
     except CheckpointError as err:
         raise InferenceError(str(err)) from None
     settings = settings_from_checkpoint(checkpoint, source)
-    model = load(source, device="cpu").model  # checks the weights fit the architecture
+    model = model_from_checkpoint(checkpoint, settings, source)  # weights fit, or an error
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

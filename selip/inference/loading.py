@@ -27,11 +27,14 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TEXT_MODEL_DIR = "text_model"
 _MODEL_PREFIX = "model."
+_PREPROCESS = PreprocessSettings()  # the datamodule's preprocessing defaults
 #: The datamodule's defaults, for checkpoints whose recorded config leaves a key out.
-_DATA_DEFAULTS: dict[str, Any] = {"spacing": [1.0, 1.0, 1.0], "shape": [128, 128, 128],
-                                  "intensity_percentiles": [0.1, 99.9],
-                                  "first_volume_of_4d": False, "max_length": 256,
-                                  "text_model": None, "similarity": "english"}
+_DATA_DEFAULTS: dict[str, Any] = {"spacing": list(_PREPROCESS.spacing),
+                                  "shape": list(_PREPROCESS.shape),
+                                  "intensity_percentiles": list(_PREPROCESS.percentiles),
+                                  "first_volume_of_4d": _PREPROCESS.first_volume_of_4d,
+                                  "max_length": 256, "text_model": None,
+                                  "similarity": "english"}
 
 
 class InferenceError(ValueError):
@@ -111,6 +114,15 @@ def model_weights(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
             if k.startswith(_MODEL_PREFIX)}
 
 
+def model_from_checkpoint(checkpoint: Mapping[str, Any], settings: ModelSettings,
+                          path: Path) -> SelipModel:
+    """The dual encoder of a checkpoint already read, its weights checked against the
+    recorded architecture (:class:`InferenceError` naming ``path`` when they do not fit)."""
+    model = settings.build_model()
+    _load_weights(model, model_weights(checkpoint), path)
+    return model
+
+
 def _device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -139,8 +151,7 @@ def load(path: str | Path, device: str | torch.device | None = None) -> Pretrain
         raise InferenceError(f"{err} (selip.load takes a selip pretraining checkpoint or a "
                              "selip export folder)") from None
     settings = settings_from_checkpoint(checkpoint, path)
-    model = settings.build_model()
-    _load_weights(model, model_weights(checkpoint), path)
+    model = model_from_checkpoint(checkpoint, settings, path)
     tokenizer = load_tokenizer(settings.text_model or settings.text_encoder.get("model"),
                                settings.text_encoder.get("added_tokens", []))
     return PretrainedSelip(model, tokenizer, settings.preprocess_settings(),

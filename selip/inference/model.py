@@ -101,7 +101,8 @@ class PretrainedSelip:
                 part = images[start:start + batch_size]
                 batch = part if isinstance(part, torch.Tensor) else torch.stack(
                     [self.preprocess(x) for x in part])
-                chunks.append(self._encode_image_batch(batch.float(), index))
+                ids = None if index is None else torch.full((len(batch),), index)
+                chunks.append(self._encode_image_batch(batch.float(), ids))
                 bar.update(len(batch))
         return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
 
@@ -110,19 +111,19 @@ class PretrainedSelip:
                      ) -> torch.Tensor:
         """(B, 1, D, H, W) preprocessed volumes (e.g. from the cache) → (B, E) on the CPU;
         ``sequences`` names each volume's sequence (used with a sequence embedding)."""
-        if self.model.sequence_embedding is None or sequences is None:
-            return self._encode_image_batch(images, None)
-        ids = torch.tensor([self._sequence_index(s) for s in sequences])
-        batch = images.to(self.device, non_blocking=True)
-        with torch.autocast("cuda", enabled=self.device.type == "cuda"):
-            return self.model.encode_image(batch, ids.to(self.device)).float().cpu()
+        ids = None
+        if self.model.sequence_embedding is not None and sequences is not None:
+            ids = torch.tensor([self._sequence_index(s) for s in sequences])
+        return self._encode_image_batch(images, ids)
 
-    def _encode_image_batch(self, batch: torch.Tensor, sequence: int | None) -> torch.Tensor:
+    def _encode_image_batch(self, batch: torch.Tensor, sequence_ids: torch.Tensor | None
+                            ) -> torch.Tensor:
+        """(B, 1, D, H, W) and (B,) int64 sequence indices or None → (B, E) on the CPU."""
         batch = batch.to(self.device, non_blocking=True)
-        ids = None if sequence is None else torch.full((len(batch),), sequence,
-                                                       device=self.device, dtype=torch.long)
+        if sequence_ids is not None:
+            sequence_ids = sequence_ids.to(self.device, torch.long)
         with torch.autocast("cuda", enabled=self.device.type == "cuda"):
-            return self.model.encode_image(batch, ids).float().cpu()
+            return self.model.encode_image(batch, sequence_ids).float().cpu()
 
     def _sequence_index(self, sequence: str | None) -> int | None:
         if self.model.sequence_embedding is None:
