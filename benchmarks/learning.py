@@ -150,16 +150,24 @@ class ExamFeatures:
     labels: torch.Tensor
 
 
-def probe_datamodule(settings: Settings) -> SelipDataModule:
-    """The cohort's exams, every sequence, one volume per sample, no augmentation."""
+def evaluation_datamodule(settings: Settings, sequences: Sequence[str],
+                          require_label: bool = False, require_mask: bool = False
+                          ) -> SelipDataModule:
+    """The cohort's ``sequences``, one volume per sample, no augmentation, set up."""
     datamodule = SelipDataModule(
-        settings.manifest, settings.cache_dir, sequences=list(SEQUENCES),
+        settings.manifest, settings.cache_dir, sequences=list(sequences),
         spacing=settings.spacing, shape=settings.shape, batch_size=16, eval_batch_size=16,
-        num_workers=settings.num_workers, max_length=64, require_label=True,
-        augment=AugmentSettings(enabled=False), similarity=None, progress=False)
+        num_workers=settings.num_workers, max_length=64,
+        augment=AugmentSettings(enabled=False), similarity=None, progress=False,
+        require_label=require_label, require_mask=require_mask)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
+
+
+def probe_datamodule(settings: Settings) -> SelipDataModule:
+    """The cohort's labelled exams, every sequence (the probe's features)."""
+    return evaluation_datamodule(settings, SEQUENCES, require_label=True)
 
 
 @torch.no_grad()
@@ -272,13 +280,7 @@ def threshold_dice(settings: Settings, thresholds: int = 20) -> dict[str, float]
     """The trivial segmentation baseline: call every FLAIR voxel above one global intensity
     a lesion, with the threshold that scores best on validation; its test Dice (over the
     exams with a lesion, as ``test/dice``) and empty-clean share (the others)."""
-    datamodule = SelipDataModule(
-        settings.manifest, settings.cache_dir, sequences=["flair"], spacing=settings.spacing,
-        shape=settings.shape, batch_size=16, eval_batch_size=16,
-        num_workers=settings.num_workers, max_length=64, require_mask=True,
-        augment=AugmentSettings(enabled=False), similarity=None, progress=False)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule = evaluation_datamodule(settings, ["flair"], require_mask=True)
     levels = torch.linspace(0.0, 1.0, thresholds + 1)[1:-1]  # scaled intensities are in [0, 1]
 
     def scores(split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -407,7 +409,10 @@ def run(settings: Settings, arms: Sequence[str], seeds: Sequence[int], resume: b
     scratch: dict[int, dict[str, float]] = {r["seed"]: {
         k: v for k, v in r["metrics"].items() if k.startswith("segment_scratch/")} for r in runs}
     datamodule: SelipDataModule | None = None
-    threshold: dict[str, float] = {}
+    # the threshold baseline is the same for every run: a resumed benchmark keeps its own
+    threshold: dict[str, float] = next(({k: v for k, v in r["metrics"].items()
+                                         if k.startswith("segment_threshold/")}
+                                        for r in runs), {})
     for seed in seeds:
         for arm in arms:
             if (arm, seed) in done:
