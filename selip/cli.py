@@ -25,7 +25,7 @@ commands:
   prepare     validate a manifest, build the similarity table, fill the preprocessing cache
   similarity  build or load the report-similarity table and print its key, path and size
   export      write a pretraining checkpoint as a folder selip.load reads (no Lightning)
-  embed       image and report embeddings of a manifest's split, with their ids (.npz)
+  embed       image and report embeddings of a manifest's split, with their ids (.npz/.parquet)
   search      the best-matching exams for a sentence, or reports for a volume
 
 Run 'selip COMMAND --help' for the options of a command."""
@@ -227,30 +227,30 @@ def export(argv: Sequence[str]) -> int:
 
 
 def embed(argv: Sequence[str]) -> int:
-    """``selip embed --ckpt C --manifest M [--split test] --out FILE.npz``."""
+    """``selip embed --ckpt C --manifest M [--split test] --out FILE.npz|FILE.parquet``."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="selip embed", description="Image and report embeddings of every (exam, "
-        "sequence) pair of a manifest's split, with exam, sequence and report ids (.npz).")
+        "sequence) pair of a manifest's split, with exam, sequence and report ids (.npz, or "
+        ".parquet with pyarrow installed).")
     parser.add_argument("--ckpt", required=True, help="a pretraining checkpoint or export")
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
-    parser.add_argument("--out", required=True, help="the .npz file to write")
+    parser.add_argument("--out", required=True, help="the .npz or .parquet file to write")
     parser.add_argument("--cache_dir", default=None,
                         help="the preprocessing cache (read when its settings match)")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--device", default=None, help="cuda, cpu (default: cuda if any)")
     args = parser.parse_args(argv)
-    if not args.out.endswith(".npz"):
-        return _fail(f"--out must end in .npz, got {args.out}")
     from selip.data.manifest import ManifestError
     from selip.data.nifti import VolumeError
     from selip.inference import InferenceError, load
-    from selip.inference.archive import embed_split, save_embeddings
+    from selip.inference.archive import check_embeddings_path, embed_split, save_embeddings
 
     try:
+        check_embeddings_path(args.out)  # a wrong suffix fails before the embedding, not after
         model = load(args.ckpt, args.device)
         found = embed_split(model, args.manifest, args.split, args.cache_dir, args.batch_size,
                             args.num_workers)
@@ -269,7 +269,8 @@ def search_archive(argv: Sequence[str]) -> int:
         prog="selip search", description="The exams (for a text) or reports (for an image) "
         "of an embedded archive that match best, with their scaled similarity.")
     parser.add_argument("--ckpt", required=True, help="the checkpoint or export that embedded it")
-    parser.add_argument("--embeddings", required=True, help="a .npz written by selip embed")
+    parser.add_argument("--embeddings", required=True,
+                        help="a .npz or .parquet written by selip embed")
     query = parser.add_mutually_exclusive_group(required=True)
     query.add_argument("--text", help="a report sentence")
     query.add_argument("--image", help="a NIfTI volume")

@@ -3,7 +3,9 @@
 :func:`embed_split` runs a loaded model over every (exam, sequence) pair of a manifest's
 split, reading volumes from the preprocessing cache when its settings match the model's
 (else preprocessing them once into it): the loader's workers read while the model
-computes. The result is saved as ``.npz`` (:func:`save_embeddings`).
+computes. The result is saved as ``.npz`` or, with pyarrow installed (``pip install
+'selip[parquet]'``), ``.parquet`` (:func:`save_embeddings`): one row per pair, the
+embeddings as fixed-size float32 lists, readable by pandas, polars or DuckDB.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,34 +95,105 @@ def embed_split(model: PretrainedSelip, manifest: str | Path, split: str = "test
         report=np.array([texts[p.report_id] for p in pairs], dtype=str))
 
 
-def save_embeddings(path: str | Path, embeddings: Embeddings) -> Path:
-    """Write ``.npz`` atomically (the arrays of :class:`Embeddings` by name)."""
+FORMATS = (".npz", ".parquet")
+FIELDS = tuple(Embeddings.__dataclass_fields__)
+VECTORS = ("image", "text")
+
+
+def check_embeddings_path(path: str | Path) -> Path:
+    """``path`` if embeddings can be written there (checked before the work, not after).
+
+    Raises:
+        ValueError: a suffix other than ``.npz``/``.parquet``, or ``.parquet`` without pyarrow.
+    """
     path = Path(path)
-    if path.suffix != ".npz":
-        raise ValueError(f"embeddings are written as .npz, got {path.name}")
+    if path.suffix not in FORMATS:
+        raise ValueError(f"embeddings are written as .npz or .parquet, got {path.name}")
+    if path.suffix == ".parquet":
+        _pyarrow(path)
+    return path
+
+
+def save_embeddings(path: str | Path, embeddings: Embeddings) -> Path:
+    """Write ``.npz`` or ``.parquet`` (chosen by the suffix) atomically.
+
+    Raises:
+        ValueError: another suffix, or ``.parquet`` without pyarrow installed.
+    """
+    path = check_embeddings_path(path)
+    if path.suffix == ".parquet":
+        pyarrow, parquet = _pyarrow(path)
+        columns = {k: getattr(embeddings, k) for k in FIELDS if k not in VECTORS}
+        table = pyarrow.table({
+            **{k: v.tolist() if v.dtype.kind == "U" else v for k, v in columns.items()},
+            **{k: _fixed_size_list(pyarrow, getattr(embeddings, k)) for k in VECTORS}})
+        with atomic_open(path, "wb") as handle:
+            parquet.write_table(table, handle)
+        return path
     with atomic_open(path, "wb") as handle:
-        np.savez(handle, **{k: getattr(embeddings, k) for k in Embeddings.__dataclass_fields__})
+        np.savez(handle, **{k: getattr(embeddings, k) for k in FIELDS})
     return path
 
 
 def load_embeddings(path: str | Path) -> Embeddings:
-    """Read what :func:`save_embeddings` wrote.
+    """Read what :func:`save_embeddings` wrote (``.npz`` or ``.parquet``).
 
     Raises:
-        ValueError: not a selip embeddings file (names the missing arrays).
+        ValueError: missing, not a selip embeddings file (names the missing arrays or
+            columns), or unreadable.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"embeddings file not found: {path}")
+    if path.suffix == ".parquet":
+        return _load_parquet(path)
     try:
         with np.load(path, allow_pickle=False) as stored:
-            missing = [k for k in Embeddings.__dataclass_fields__ if k not in stored]
+            missing = [k for k in FIELDS if k not in stored]
             if missing:
                 raise ValueError(f"{path} is not a selip embeddings file (no "
                                  f"{', '.join(missing)})")
-            return Embeddings(**{k: stored[k] for k in Embeddings.__dataclass_fields__})
+            return Embeddings(**{k: stored[k] for k in FIELDS})
     except (OSError, EOFError) as err:
         raise ValueError(f"{path} is not a readable .npz file ({err})") from None
+
+
+def _load_parquet(path: Path) -> Embeddings:
+    pyarrow, parquet = _pyarrow(path)
+    try:
+        table = parquet.read_table(path)
+    except (OSError, pyarrow.ArrowException) as err:
+        raise ValueError(f"{path} is not a readable .parquet file ({err})") from None
+    missing = [k for k in FIELDS if k not in table.column_names]
+    if missing:
+        raise ValueError(f"{path} is not a selip embeddings file (no {', '.join(missing)})")
+    found: dict[str, np.ndarray] = {}
+    for name in VECTORS:
+        column = table.column(name).combine_chunks()
+        width = column.type.list_size if hasattr(column.type, "list_size") else -1
+        found[name] = column.flatten().to_numpy(zero_copy_only=False) \
+            .astype(np.float32).reshape(len(table), width)
+    found["report_id"] = table.column("report_id").to_numpy().astype(np.int64)
+    for name in ("exam_id", "sequence", "report"):
+        found[name] = np.array(table.column(name).to_pylist(), dtype=str)
+    return Embeddings(**found)
+
+
+def _fixed_size_list(pyarrow: Any, vectors: np.ndarray) -> Any:
+    """(N, E) float32 → a pyarrow ``fixed_size_list<float32>[E]`` column."""
+    flat = pyarrow.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+    return pyarrow.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
+def _pyarrow(path: Path) -> tuple[Any, Any]:
+    """pyarrow and pyarrow.parquet, or a one-line error naming the extra to install."""
+    try:
+        import pyarrow
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise ValueError(f"{path.name}: .parquet needs pyarrow (pip install 'selip[parquet]'"
+                         "), or write .npz") from None
+    return pyarrow, parquet
 
 
 def search(model: PretrainedSelip, embeddings: Embeddings, text: str | None = None,

@@ -34,6 +34,18 @@ def test_embed_reads_the_cache_and_matches_the_files_then_search_finds(pretraine
     archive = load_embeddings(out)
     assert len(archive) == 20  # 10 exams × (t1, flair)
     assert set(archive.sequence) == {"t1", "flair"}
+    as_parquet = tmp_path / "archive.parquet"
+    done = _selip("embed", "--ckpt", str(checkpoint), "--manifest", str(manifest), "--split",
+                  "test", "--out", str(as_parquet), "--cache_dir", str(cache),
+                  "--num_workers", "0")
+    assert done.returncode == 0, done.stderr
+    test_rows = load_embeddings(as_parquet)
+    for row, exam in enumerate(test_rows.exam_id):  # the same pairs, the same vectors
+        match = np.flatnonzero((archive.exam_id == exam)
+                               & (archive.sequence == test_rows.sequence[row]))
+        assert len(match) == 1
+        np.testing.assert_allclose(test_rows.image[row], archive.image[match[0]], atol=1e-6)
+        assert test_rows.report[row] == archive.report[match[0]]
     model = selip.load(checkpoint, device="cpu")
     # from the cache and from the .nii.gz files: the same embeddings
     rows = [i for i, s in enumerate(archive.sequence) if s == "flair"][:3]
