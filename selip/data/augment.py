@@ -82,8 +82,22 @@ def draw_flip(settings: AugmentSettings, generator: torch.Generator | None = Non
     return settings.flips and _chance(settings.flip_probability, generator)
 
 
+#: Mixed into :func:`position_flip`'s hash so it is not any other draw's seed.
+_FLIP_STREAM = 0x5E11F
+
+
+def position_flip(settings: AugmentSettings, seed: int, epoch: int, position: int) -> bool:
+    """Whether the sample at ``position`` of ``epoch``'s global order is mirrored: a pure
+    function of the seed, the epoch and the position (not of a generator's state), so a
+    loader worker knows every rank's flips — and so every rank's report texts — of any
+    step, and a resumed run repeats them (issue 17)."""
+    if not settings.flips:
+        return False
+    return mix_seed(seed, epoch, position, _FLIP_STREAM) / 2**63 < settings.flip_probability
+
+
 def flip_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentSettings,
-              generator: torch.Generator | None = None
+              generator: torch.Generator | None = None, flip: bool | None = None
               ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """Mirror left–right with ``flip_probability`` (in the workers).
 
@@ -91,12 +105,13 @@ def flip_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentS
         image: (C, D, H, W); W is the left–right axis (see selip.data.preprocess).
         mask: (1, D, H, W) labels, or None.
         generator: a CPU generator for the draw (None: the global one).
+        flip: decided already (:func:`position_flip`); None: drawn here.
 
     Returns:
         ``(image, mask, flipped)``; when ``flipped`` the caller must pair the image with
         the mirrored report text.
     """
-    if not draw_flip(settings, generator):
+    if not (draw_flip(settings, generator) if flip is None else flip):
         return image, mask, False
     return image.flip(-1), mask.flip(-1) if mask is not None else None, True
 
@@ -185,8 +200,8 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor | None, settings: Au
 
 
 def augment_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: AugmentSettings,
-                 spacing: tuple[float, float, float], generator: torch.Generator | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+                 spacing: tuple[float, float, float], generator: torch.Generator | None = None,
+                 flip: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """The whole augmentation of one sample: the flip, then :func:`augment_batch` on a batch
     of one (the training path splits the two between workers and device).
 
@@ -195,6 +210,7 @@ def augment_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: Augme
         mask: (1, D, H, W) integer labels, or None.
         spacing: voxel size in mm, (D, H, W) order.
         generator: every draw's generator, on the image's device (None: the global one).
+        flip: the flip, decided already (:func:`position_flip`); None: drawn here.
 
     Returns:
         ``(image, mask, flipped)``; when ``flipped`` the caller must pair the image with
@@ -202,7 +218,7 @@ def augment_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: Augme
     """
     if not settings.enabled:
         return image, mask, False
-    image, mask, flipped = flip_pair(image, mask, settings, generator)
+    image, mask, flipped = flip_pair(image, mask, settings, generator, flip)
     images, masks = augment_batch(image[None], mask[None] if mask is not None else None,
                                   settings, spacing, generator)
     return images[0], masks[0] if masks is not None else None, flipped

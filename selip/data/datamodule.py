@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from selip.data.augment import AugmentSettings, augment_batch, step_generator
+from selip.data.batch_similarity import BatchSimilarity
 from selip.data.cache import VolumeCache
 from selip.data.dataset import Pair, PairDataset
 from selip.data.description import DataDescription, train_report_counts
@@ -37,7 +39,13 @@ from selip.data.validation import Requirements, check_manifest, resolve_sequence
 from selip.io.fingerprint import FileDigests
 from selip.metrics import ClinicalTruth, clinical_truth
 from selip.similarity.config import SimilarityConfig, resolve_config
-from selip.similarity.lookup import SimilarityLookup, TableSizing, open_similarity
+from selip.similarity.lookup import (
+    SimilarityLookup,
+    SimilarityMode,
+    TableSizing,
+    open_similarity,
+)
+from selip.similarity.per_batch import PerBatchSimilarity
 
 
 def default_cache_dir() -> Path:
@@ -105,10 +113,15 @@ class SelipDataModule(pl.LightningDataModule):
         similarity: report-similarity preset (``english``, ``paper``) or settings for the
             table S over the unique pair texts; None: no table (tasks that do not use S).
         similarity_block_rows: rows per block when building the table.
+        similarity_mode: ``auto`` (the dense table while it fits
+            ``similarity_dense_max_mb``, else ``per_batch``), ``table`` (dense, or the
+            approximate top-k table past that size) or ``per_batch`` (no table: S computed
+            exactly for each training batch in the loader workers, from texts parsed once;
+            validation and test keep a small table of their own).
         similarity_top_k: keep only each report's k most similar reports (a sparse table
             built and looked up without ever holding U x U; other pairs count as 0).
-            None: the dense table, unless it would exceed ``similarity_dense_max_mb``,
-            in which case the top 256.
+            None: as ``similarity_mode`` chooses (top 256 in ``table`` mode past
+            ``similarity_dense_max_mb``).
         similarity_dense_max_mb: the largest dense table (U² float16) to build.
         similarity_device_budget_mb: keep the whole table on the training device when it
             is at most this big; otherwise rows are gathered from the memory map.
@@ -149,6 +162,7 @@ class SelipDataModule(pl.LightningDataModule):
         label_seed: int | None = None,
         similarity: str | SimilarityConfig | None = "english",
         similarity_block_rows: int = 512,
+        similarity_mode: SimilarityMode = "auto",
         similarity_top_k: int | None = None,
         similarity_dense_max_mb: float = 8192.0,
         similarity_device_budget_mb: float = 2048.0,
@@ -187,7 +201,7 @@ class SelipDataModule(pl.LightningDataModule):
             raise ValueError(f"similarity_top_k must be >= 1 or null, got {similarity_top_k}")
         self.similarity_sizing = TableSizing(similarity_top_k, similarity_dense_max_mb,
                                              similarity_block_rows, max(1, num_workers),
-                                             progress)
+                                             progress, similarity_mode)
         if not 0 < label_fraction <= 1:
             raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
         self.label_fraction = label_fraction
@@ -305,6 +319,7 @@ class SelipDataModule(pl.LightningDataModule):
             texts = list(first_per_exam.values())
         self.pairs = [self._pair(sample_id, manifest, splits[i], i, s, t)
                       for sample_id, (i, s, t) in enumerate(texts)]
+        self.keep_evaluation_similarity()
         self.clinical_truth = self.load_clinical_truth()
         self.digests.save()
         self.added_tokens: list[str] = []
@@ -314,6 +329,16 @@ class SelipDataModule(pl.LightningDataModule):
             self.datasets[split] = PairDataset(chosen, self.cache, input_ids, attention_mask,
                                                self.augment if split == "train" else None,
                                                with_mask=self.needs.require_mask)
+
+    def keep_evaluation_similarity(self) -> None:
+        """Under ``per_batch``, S over the validation and test reports as a small table in
+        memory (when it fits ``similarity_dense_max_mb``): retrieval metrics read it every
+        validation instead of recomputing it."""
+        table = self.similarity_table
+        if isinstance(table, PerBatchSimilarity):
+            ids = [p.report_id for p in self.pairs if p.split in ("val", "test")]
+            table.keep_table_for(np.asarray(ids, np.int64),
+                                 self.similarity_sizing.dense_max_mb)
 
     def load_clinical_truth(self) -> ClinicalTruth | None:
         """The truth class of every pair (index = ``sample_id``) and those of the pairs
@@ -426,12 +451,28 @@ class SelipDataModule(pl.LightningDataModule):
         trainer = self.trainer
         seed = self.shuffle_seed if self.shuffle_seed is not None else int(
             os.environ.get("PL_GLOBAL_SEED", 0))
-        return ResumableSampler(
+        sampler = ResumableSampler(
             len(dataset), self.batch_size,
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
             seed=seed, weights=weights,
-            progress=self._fit_progress if trainer is not None else None)
+            progress=self._fit_progress if trainer is not None else None,
+            positions=isinstance(self.similarity_table, PerBatchSimilarity))
+        dataset.batch_similarity = self._batch_similarity(dataset, sampler)
+        return sampler
+
+    def _batch_similarity(self, dataset: PairDataset, sampler: ResumableSampler
+                          ) -> BatchSimilarity | None:
+        """Under ``per_batch``: what the workers need to score each batch (issue 17)."""
+        table = self.similarity_table
+        if not isinstance(table, PerBatchSimilarity):
+            return None
+        return BatchSimilarity(
+            table, np.array([p.report_id for p in dataset.pairs], np.int64),
+            np.array([p.mirrored_report_id for p in dataset.pairs], np.int64),
+            seed=sampler.seed, length=len(dataset), total_size=sampler.total_size,
+            world_size=sampler.num_replicas, batch_size=self.batch_size,
+            augment=dataset.augment, weights=sampler.weights)
 
     def _fit_progress(self) -> tuple[int, int]:
         """(epoch, batches of it already trained) from the trainer's loops — restored from

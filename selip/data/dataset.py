@@ -18,8 +18,10 @@ import torch
 from torch.utils.data import Dataset
 
 from selip.data.augment import AugmentSettings, augment_pair, draw_flip, step_generator
+from selip.data.batch_similarity import BatchSimilarity, column_checksum
 from selip.data.cache import VolumeCache
 from selip.data.preprocess import preprocess_mask, preprocess_volume
+from selip.data.sampler import SampleKey
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,13 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
     float32 on the device — (C = 1, or the stacked sequences),
     ``input_ids`` / ``attention_mask`` (L,) int64, ``report_id``, ``sample_id``,
     ``sequence`` int64 scalars, and ``label`` (int64 scalar) / ``mask`` (1, D, H, W)
-    int64 when the pairs have them."""
+    int64 when the pairs have them.
+
+    With :attr:`batch_similarity` set (``similarity_mode: per_batch``) the sampler gives
+    :class:`SampleKey` items, the flip is a pure function of the key's position, and each
+    sample of a batch also carries ``similarity_bits`` (N,) int16 — its row of S against
+    the step's N gathered reports, float16 bits (an integer, so a "-true" precision plugin
+    does not round it) — and ``similarity_check`` (int64 scalar, the columns' checksum)."""
 
     def __init__(self, pairs: list[Pair], cache: VolumeCache, input_ids: torch.Tensor,
                  attention_mask: torch.Tensor, augment: AugmentSettings | None = None,
@@ -75,6 +83,8 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         # mask per sample halved the pretraining loader's throughput.
         self.with_mask = with_mask and bool(pairs) and all(p.mask_key is not None
                                                            for p in pairs)
+        # per_batch similarity: the S rows of each batch, computed here (the datamodule sets it)
+        self.batch_similarity: BatchSimilarity | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -118,18 +128,25 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         return torch.from_numpy(np.asarray(_mirror(array) if mirrored else array,
                                            dtype=np.int64))[None]
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        pair = self.pairs[index]
+    def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor]:
+        # per_batch similarity: the flip is the key position's, known to every worker
+        decided = None
+        if isinstance(key, SampleKey):
+            plan = self.batch_similarity
+            decided = plan.flipped(key.epoch, key.position) if plan is not None else None
+            key = key.dataset_index
+        pair = self.pairs[key]
         # Accelerator runs: only the flip here, drawn first so that the read mirrors; CPU
         # runs (augment_fully): the whole augmentation, flip included, after the read.
         generator = self.generator() if self.augment is not None else None
         flipped = (self.augment is not None and not self.augment_fully
-                   and draw_flip(self.augment, generator))
+                   and (draw_flip(self.augment, generator) if decided is None else decided))
         image = self.read_image(pair, mirrored=flipped)
         mask = self.read_mask(pair, mirrored=flipped) if self.with_mask else None
         if self.augment is not None and self.augment_fully:
             image, mask, flipped = augment_pair(image, mask, self.augment,
-                                                self.cache.settings.spacing, generator)
+                                                self.cache.settings.spacing, generator,
+                                                flip=decided)
             image = image.half()
         report_id = pair.mirrored_report_id if flipped else pair.report_id
         sample = {
@@ -145,6 +162,22 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         if mask is not None:
             sample["mask"] = mask.long()
         return sample
+
+
+    def __getitems__(self, keys: list[int | SampleKey]) -> list[dict[str, torch.Tensor]]:
+        """One batch (the DataLoader's batched fetch): the samples, and with
+        :attr:`batch_similarity` each one's row of S against the step's gathered reports."""
+        samples = [self[key] for key in keys]
+        plan = self.batch_similarity
+        if plan is None or not keys or not isinstance(keys[0], SampleKey):
+            return samples
+        rows, columns = plan.rows_for(keys)  # type: ignore[arg-type]
+        check = torch.tensor(column_checksum(columns), dtype=torch.long)
+        bits = torch.from_numpy(rows.astype(np.float16)).view(torch.int16)
+        for sample, row in zip(samples, bits, strict=True):
+            sample["similarity_bits"] = row.clone()
+            sample["similarity_check"] = check
+        return samples
 
 
 def _mirror(array: np.ndarray) -> np.ndarray:

@@ -135,13 +135,14 @@ def test_the_similarity_table_covers_every_report_id(tiny_cohort, tmp_path):
     assert _datamodule(tiny_cohort(n=6), tmp_path, similarity=None).similarity_table is None
 
 
-def test_beyond_the_dense_budget_a_sparse_top_k_table_is_used(tiny_cohort, tmp_path, capsys):
+def test_table_mode_beyond_the_dense_budget_uses_a_sparse_top_k_table(tiny_cohort, tmp_path,
+                                                                    capsys):
     from selip.similarity.sparse import SparseSimilarityTable
 
     manifest = tiny_cohort(n=6)
     dense = _datamodule(manifest, tmp_path, similarity="paper")
     over_budget = _datamodule(manifest, tmp_path, similarity="paper",
-                              similarity_dense_max_mb=0.0)
+                              similarity_dense_max_mb=0.0, similarity_mode="table")
     table = over_budget.similarity_table
     assert isinstance(table, SparseSimilarityTable) and "using the top 256" in \
         capsys.readouterr().err

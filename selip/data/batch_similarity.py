@@ -1,0 +1,102 @@
+"""S rows of a training batch, computed in the loader worker that reads it (issue 17).
+
+Under ``similarity_mode: per_batch`` the training sampler yields
+:class:`~selip.data.sampler.SampleKey` (index, epoch, global position) and each sample's
+left–right flip is :func:`~selip.data.augment.position_flip` of its position. Both are
+pure functions of (seed, epoch, world size), so a worker holding this rank's keys of a
+step can rebuild the whole global batch of that step — every rank's samples and, through
+their flips, their report ids — with no communication, and compute this rank's (b, N) rows
+of S against the N gathered columns in the order ``gather_no_grad`` stacks them
+(rank-major). The loss then sees exactly what a dense-table lookup gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from selip.data.augment import AugmentSettings, position_flip
+from selip.data.sampler import SampleKey, global_epoch_order
+from selip.similarity.per_batch import PerBatchSimilarity
+
+
+def column_checksum(report_ids: np.ndarray | torch.Tensor) -> int | torch.Tensor:
+    """Σ_c (c + 1) · id_c over the gathered report ids (N,): equal sums catch a batch whose
+    columns are not the ones the worker scored (a reordering or another step)."""
+    if isinstance(report_ids, torch.Tensor):
+        weights = torch.arange(1, len(report_ids) + 1, device=report_ids.device)
+        return (report_ids.long() * weights).sum()
+    return int((np.asarray(report_ids, np.int64) * np.arange(1, len(report_ids) + 1)).sum())
+
+
+@dataclass
+class BatchSimilarity:
+    """What a worker needs to score its batch: the sampler's and the flips' settings, the
+    pairs' report ids, and the parsed reports.
+
+    Args:
+        similarity: S over every report text, computed when asked.
+        report_ids, mirrored_ids: (n,) per dataset index, the pair's text and its mirror.
+        seed: the training order's and the flips' seed.
+        length, total_size: the dataset length and the sampler's padded global size.
+        world_size, batch_size: ranks and per-rank batch size.
+        augment: the flip settings (None or disabled: no flips).
+        weights: the sampler's class weights (None: a permutation).
+    """
+
+    similarity: PerBatchSimilarity
+    report_ids: np.ndarray
+    mirrored_ids: np.ndarray
+    seed: int
+    length: int
+    total_size: int
+    world_size: int
+    batch_size: int
+    augment: AugmentSettings | None = None
+    weights: torch.Tensor | None = None
+    _order: tuple[int, list[int]] | None = field(default=None, repr=False)
+
+    def flipped(self, epoch: int, position: int) -> bool:
+        """The flip of the sample at ``position`` of ``epoch`` (what the dataset applies)."""
+        return self.augment is not None and position_flip(self.augment, self.seed, epoch,
+                                                          position)
+
+    def report_id(self, index: int, epoch: int, position: int) -> int:
+        """The report id the sample carries: its mirror's when it is flipped."""
+        flipped = self.flipped(epoch, position)
+        return int(self.mirrored_ids[index] if flipped else self.report_ids[index])
+
+    def order(self, epoch: int) -> list[int]:
+        """The global order of ``epoch`` (kept for the epoch: one permutation per epoch)."""
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, global_epoch_order(self.seed, epoch, self.length,
+                                                     self.total_size, self.weights))
+        return self._order[1]
+
+    def columns(self, epoch: int, step: int) -> np.ndarray:
+        """(world · batch,) report ids of step ``step`` of ``epoch``, rank-major as
+        ``gather_no_grad`` concatenates them."""
+        order, world, size = self.order(epoch), self.world_size, self.batch_size
+        positions = [rank + world * (step * size + j) for rank in range(world)
+                     for j in range(size)]
+        return np.array([self.report_id(order[p], epoch, p) for p in positions], np.int64)
+
+    def rows_for(self, keys: list[SampleKey]) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's rows of S for one batch of keys (b, N) float32, and the N column
+        report ids.
+
+        Raises:
+            ValueError: keys that are not one step's batch of one rank.
+        """
+        local = [k.position // self.world_size for k in keys]
+        step = local[0] // self.batch_size
+        if len(keys) != self.batch_size or local != list(range(step * self.batch_size,
+                                                              (step + 1) * self.batch_size)):
+            raise ValueError("per-batch similarity needs whole batches in sampler order "
+                             f"(batch_size {self.batch_size}, drop_last); got positions "
+                             f"{[k.position for k in keys][:4]}…")
+        columns = self.columns(keys[0].epoch, step)
+        rows = np.array([self.report_id(k.dataset_index, k.epoch, k.position) for k in keys])
+        return self.similarity.rows(rows, columns), columns
