@@ -1,0 +1,54 @@
+"""``--data.similarity_mode per_batch`` as users start it: two DDP ranks through the
+installed ``selip`` console script, with loader worker processes. Every trained batch's S
+rows (made in the workers, with no communication) must equal a dense S over the run's
+texts indexed by the ids that step gathered, and with the flips off the losses must equal a
+``table`` run's step for step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.tasks.conftest import tiny_overrides
+from tests.tasks.recorder import recorded
+from tests.training.test_launchers import ROOT, _callback, _finish, _launch, _start
+
+pytestmark = pytest.mark.slow
+STEPS = 4
+
+
+def _run(manifest, root, mode: str, *extra: str) -> list[dict]:
+    root.mkdir(parents=True, exist_ok=True)
+    overrides = tiny_overrides(manifest, root, **{
+        "--trainer.devices": "2", "--trainer.strategy": "ddp",
+        "--trainer.max_steps": str(STEPS), "--data.num_workers": "1",
+        "--data.similarity_mode": mode})
+    args = ["fit", "--config", str(ROOT / "configs" / "demo.yaml"), *overrides,
+            "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
+            _callback("tests.tasks.recorder.SimilarityChecker", path=str(root / "s.jsonl")),
+            *extra]
+    proc, log = _start(_launch("lightning", args), root)
+    output = _finish(proc, log)
+    assert proc.returncode == 0, output[-4000:]
+    return recorded(root / "s.jsonl")
+
+
+def test_two_ranks_train_on_worker_rows_equal_to_the_dense_table(tiny_cohort, tmp_path):
+    steps = _run(tiny_cohort(n=16), tmp_path / "per_batch", "per_batch")
+    assert sorted((s["rank"], s["step"]) for s in steps) == \
+        [(r, t) for r in (0, 1) for t in range(1, STEPS + 1)]
+    assert all(s["columns"] == 8 for s in steps)  # 2 ranks × batch 4
+    assert max(s["max_error"] for s in steps) == 0.0, json.dumps(steps)
+
+
+def test_with_the_flips_off_per_batch_and_table_give_the_same_losses(tiny_cohort, tmp_path):
+    manifest = tiny_cohort(n=16)
+    no_flips = ("--data.augment", json.dumps({"flip_probability": 0.0}))
+    table = _run(manifest, tmp_path / "table", "table", *no_flips)
+    per_batch = _run(manifest, tmp_path / "per_batch", "per_batch", *no_flips)
+    losses = [{(s["rank"], s["step"]): s["loss"] for s in run} for run in (table, per_batch)]
+    assert losses[0].keys() == losses[1].keys() and len(losses[0]) == 2 * STEPS
+    for key, value in losses[0].items():
+        assert losses[1][key] == pytest.approx(value, rel=1e-6, abs=1e-6), key
+    assert all(s["max_error"] is None for s in table)
