@@ -21,6 +21,10 @@ lookup below 5 %.
     .venv/bin/python benchmarks/step.py                        # demo and paper-scale
     .venv/bin/python benchmarks/step.py --configs demo --steps 10
     .venv/bin/python benchmarks/step.py --configs paper --paper-shape 32 224 224  # full shape
+    .venv/bin/python benchmarks/step.py --configs demo --similarity_modes table per_batch
+
+With ``per_batch`` (issue 17) the loader workers compute each batch's S rows, so their cost
+is inside the data wait and the lookup is zero: the target is the same sum.
 """
 
 from __future__ import annotations
@@ -248,6 +252,9 @@ def main() -> None:
                         metavar=("D", "H", "W"),
                         help="paper-scale volume shape; the spacing is scaled to keep the "
                              "config's field of view (the config's own: 32 224 224)")
+    parser.add_argument("--similarity_modes", nargs="+", default=["auto"],
+                        choices=("auto", "table", "per_batch"),
+                        help="data.similarity_mode of each run, side by side")
     parser.add_argument("--exams", type=int, default=None,
                         help="demo cohort size (default: just enough for the demo steps)")
     args = parser.parse_args()
@@ -273,6 +280,10 @@ def main() -> None:
         settings.append(Setting("paper-scale", "pretrain.yaml", args.paper_batch,
                                 args.steps or 3, overrides, note))
 
+    if args.similarity_modes != ["auto"]:
+        settings = [Setting(f"{s.name}-{mode}", s.config, s.batch, s.steps,
+                            [*s.overrides, "--data.similarity_mode", mode], s.note)
+                    for s in settings for mode in args.similarity_modes]
     need = max(exams_needed(s.batch, args.warmup + s.steps) for s in settings)
     exams = args.exams if args.exams is not None else need
     started = time.perf_counter()
