@@ -146,6 +146,7 @@ def prepare(argv: Sequence[str]) -> int:
 def similarity(argv: Sequence[str]) -> int:
     """``selip similarity --config CONFIG``: build or load the report-similarity table."""
     from selip.data.datamodule import SelipDataModule
+    from selip.similarity.per_batch import PerBatchSimilarity
     from selip.similarity.table import SimilarityTable
 
     parser = _data_parser("selip similarity", (
@@ -165,9 +166,31 @@ def similarity(argv: Sequence[str]) -> int:
     assert table is not None
     if isinstance(table, SimilarityTable):
         _describe_dense(table, report_table.texts, config.show)
+    elif isinstance(table, PerBatchSimilarity):
+        _describe_per_batch(table, report_table.texts, config.show)
     else:
         _describe_sparse(table, report_table.texts, config.show)
     return 0
+
+
+def _describe_per_batch(table: Any, texts: list[str], show: int, sample: int = 1000) -> None:
+    """No table to read: S over (at most) ``sample`` texts drawn evenly, computed now."""
+    import numpy as np
+
+    picked = np.unique(np.linspace(0, len(table) - 1, min(sample, len(table))).astype(int)) \
+        if len(table) else np.zeros(0, int)
+    block = table.rows(picked, picked) if picked.size else np.zeros((0, 0), np.float32)
+    off = block[~np.eye(len(picked), dtype=bool)]
+    print(f"key      {table.key}\nformat   per_batch: no table; {len(table)} texts parsed "
+          f"into {len(table.parsed.findings.texts)} unique findings, S computed per batch\n"
+          f"reports  {len(table)} unique texts\n"
+          f"S        off-diagonal mean {off.mean() if off.size else 0:.3f} over "
+          f"{len(picked)} texts drawn evenly")
+    if show > 0 and len(picked) > 1:
+        upper = np.triu(block, k=1)
+        for flat in np.argsort(upper, axis=None)[::-1][:show]:
+            i, j = np.unravel_index(flat, upper.shape)
+            print(f"{upper[i, j]:.3f}  {texts[picked[i]]!r}  ~  {texts[picked[j]]!r}")
 
 
 def _describe_dense(table: Any, texts: list[str], show: int) -> None:
