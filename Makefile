@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python benchmarks/similarity_presets.py
 	$(BIN)/python benchmarks/demo_reports.py
 	$(BIN)/python benchmarks/similarity_scale.py
+	$(BIN)/python benchmarks/similarity_per_batch.py $$(test -f $(DEMO_DIR)/manifest.csv && echo --manifest $(DEMO_DIR)/manifest.csv)
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/eps_clamp.py
 	$(BIN)/python benchmarks/learning.py --quick --arms SeLIP CLIP
