@@ -44,6 +44,7 @@ from selip.data.datamodule import SelipDataModule
 from selip.data.dataset import PairDataset
 from selip.data.prepare import fill_cache
 from selip.data.preprocess import preprocess_volume
+from selip.data.sampler import SampleKey
 from selip.demo import generate_demo_cohort
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -91,11 +92,12 @@ class Ceiling(PairDataset):
     def __init__(self, template: dict[str, torch.Tensor], length: int) -> None:
         # Not PairDataset.__init__: no pairs, no cache; only what the loader touches.
         self.template, self.length, self.augment_fully = template, length, False
+        self.batch_similarity = None  # no per-batch S: PairDataset.__getitems__ skips it
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | SampleKey) -> dict[str, torch.Tensor]:
         return {key: value.clone() for key, value in self.template.items()}
 
 

@@ -47,6 +47,10 @@ from selip.similarity.lookup import (
 )
 from selip.similarity.per_batch import PerBatchSimilarity
 
+#: The largest in-memory S over the evaluation splits' reports under ``per_batch`` (held by
+#: every rank; 1 GB of float16 is about 23k texts): beyond it validation computes S as asked.
+EVALUATION_TABLE_MAX_MB = 1024.0
+
 
 def default_cache_dir() -> Path:
     """``$SELIP_CACHE_DIR``, else ``~/.cache/selip``."""
@@ -332,13 +336,13 @@ class SelipDataModule(pl.LightningDataModule):
 
     def keep_evaluation_similarity(self) -> None:
         """Under ``per_batch``, S over the validation and test reports as a small table in
-        memory (when it fits ``similarity_dense_max_mb``): retrieval metrics read it every
-        validation instead of recomputing it."""
+        memory (when it fits :data:`EVALUATION_TABLE_MAX_MB`, and the dense budget):
+        retrieval metrics read it every validation instead of recomputing it."""
         table = self.similarity_table
         if isinstance(table, PerBatchSimilarity):
             ids = [p.report_id for p in self.pairs if p.split in ("val", "test")]
-            table.keep_table_for(np.asarray(ids, np.int64),
-                                 self.similarity_sizing.dense_max_mb)
+            table.keep_table_for(np.asarray(ids, np.int64), min(
+                EVALUATION_TABLE_MAX_MB, self.similarity_sizing.dense_max_mb))
 
     def load_clinical_truth(self) -> ClinicalTruth | None:
         """The truth class of every pair (index = ``sample_id``) and those of the pairs

@@ -163,7 +163,6 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
             sample["mask"] = mask.long()
         return sample
 
-
     def __getitems__(self, keys: list[int | SampleKey]) -> list[dict[str, torch.Tensor]]:
         """One batch (the DataLoader's batched fetch): the samples, and with
         :attr:`batch_similarity` each one's row of S against the step's gathered reports."""
@@ -175,7 +174,7 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         check = torch.tensor(column_checksum(columns), dtype=torch.long)
         bits = torch.from_numpy(rows.astype(np.float16)).view(torch.int16)
         for sample, row in zip(samples, bits, strict=True):
-            sample["similarity_bits"] = row.clone()
+            sample["similarity_bits"] = row  # a view; the collate stacks (copies) them
             sample["similarity_check"] = check
         return samples
 
