@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from similarity import APPEARANCES, REGIONS, SIDES
+from similarity_scale import training_id_batches
 from timing import median_seconds
 
 from selip.data.augment import AugmentSettings
@@ -200,10 +201,7 @@ def top_k_error(manifest: Path, cache: Path, ks: list[int], batches: int = 200,
     datamodule.setup("fit")
     exact = datamodule.similarity_table
     assert isinstance(exact, PerBatchSimilarity) and datamodule.similarity is not None
-    train_ids = torch.tensor([p.report_id for p in datamodule.datasets["train"].pairs])
-    generator = torch.Generator().manual_seed(0)
-    samples = [train_ids[torch.randperm(len(train_ids), generator=generator)[:batch_size]]
-               for _ in range(batches)]
+    samples = training_id_batches(datamodule, batches, batch_size)
     results = []
     for k in ks:
         sparse, _ = load_or_build_sparse(cache, datamodule.report_table.texts,

@@ -85,6 +85,14 @@ def scale_table(sizes: list[int], top_k: int) -> list[dict[str, Any]]:
     return rows
 
 
+def training_id_batches(datamodule: Any, batches: int, batch_size: int) -> list[torch.Tensor]:
+    """``batches`` random training batches of report ids (seeded: the same every run)."""
+    train_ids = torch.tensor([p.report_id for p in datamodule.datasets["train"].pairs])
+    generator = torch.Generator().manual_seed(0)
+    return [train_ids[torch.randperm(len(train_ids), generator=generator)[:batch_size]]
+            for _ in range(batches)]
+
+
 def sparse_error(manifest: Path, cache: Path, ks: list[int], batches: int,
                  batch_size: int) -> tuple[int, list[dict[str, float]]]:
     """Soft-target error of top-k tables vs the dense table on the demo's training batches."""
@@ -98,10 +106,7 @@ def sparse_error(manifest: Path, cache: Path, ks: list[int], batches: int,
     dense = datamodule.similarity_table
     config = datamodule.similarity
     assert dense is not None and config is not None
-    train_ids = torch.tensor([p.report_id for p in datamodule.datasets["train"].pairs])
-    generator = torch.Generator().manual_seed(0)
-    samples = [train_ids[torch.randperm(len(train_ids), generator=generator)[:batch_size]]
-               for _ in range(batches)]
+    samples = training_id_batches(datamodule, batches, batch_size)
     results = []
     for k in ks:
         sparse, _ = load_or_build_sparse(cache, datamodule.report_table.texts, config, k,
