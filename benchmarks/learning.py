@@ -148,6 +148,7 @@ class ExamFeatures:
 
     features: torch.Tensor
     labels: torch.Tensor
+    exams: list[str] = field(default_factory=list)  # the rows' exam ids
 
 
 def evaluation_datamodule(settings: Settings, sequences: Sequence[str],
@@ -190,7 +191,7 @@ def exam_features(encoder: ImageEncoder, datamodule: SelipDataModule
         splits[split] = ExamFeatures(
             torch.stack([torch.cat([per_exam[e][s] for s in sorted(per_exam[e])])
                          for e in exams]),
-            torch.tensor([labels[e] for e in exams]))
+            torch.tensor([labels[e] for e in exams]), exams)
     return splits
 
 

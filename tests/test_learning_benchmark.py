@@ -95,3 +95,13 @@ def test_quick_run_measures_every_row_and_resumes(tmp_path: Path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming: 1 run(s) kept" in again.stdout
     assert json.loads((tmp_path / "quick" / "learning.json").read_text())["runs"] == [run]
+    # the truth probes (side, region, diagnosis) read the same run's checkpoint
+    probed = subprocess.run([sys.executable, str(SCRIPT.parent / "truth_probe.py"), "--out",
+                             str(tmp_path / "quick"), "--arms", "SeLIP", "--num_workers", "0"],
+                            cwd=SCRIPT.parents[1], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert probed.returncode == 0, probed.stderr[-3000:]
+    assert "| diagnosis (" in probed.stdout and "SeLIP" in probed.stdout
+    found = json.loads((tmp_path / "quick" / "truth_probe.json").read_text())
+    assert all(0.0 <= v <= 1.0 for values in found.values() for v in values)
+    assert "random/diagnosis/1.0" in found

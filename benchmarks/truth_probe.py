@@ -1,0 +1,141 @@
+"""Frozen probes for what the reports name — lesion side and region — on pretrained encoders.
+
+Issue 14 measured that a randomly initialised encoder already decodes the demo's diagnosis
+(AUROC 0.89 with 100 % of the labels), so a diagnosis probe cannot show what pretraining
+adds. The side (left or right) and the region of a lesion are what the report texts spell
+out and what pooled features of a random encoder should carry least. This probes them with
+the protocol of ``learning.py`` (each exam's five sequences' pooled features side by side,
+standardised; multinomial logistic regression by L-BFGS, L2 chosen on validation AUROC) on
+every checkpoint ``learning.py`` saved, against a random encoder of the same architecture
+seeded with the run's seed:
+
+- ``side``: abnormal exams whose findings all lie on one side (2 classes);
+- ``region``: abnormal exams whose findings all lie in one region (its classes);
+- ``diagnosis``: every exam, as in ``learning.py`` (for reference).
+
+    .venv/bin/python benchmarks/truth_probe.py [--out runs/learning] [--arms SeLIP CLIP]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+import torch
+from learning import ExamFeatures, Settings, exam_features, probe, probe_datamodule
+
+from selip.data.truth import load_truth
+from selip.io.atomic import atomic_write_text
+from selip.models import ImageEncoder
+from selip.tasks.downstream import load_pretrained_encoder
+
+TARGETS = ("side", "region", "diagnosis")
+FRACTIONS = (0.1, 1.0)
+
+
+def exam_labels(truth_path: Path) -> dict[str, dict[str, str]]:
+    """target → exam id → label, for the exams the target is defined on."""
+    sides: dict[str, set[str]] = {}
+    regions: dict[str, set[str]] = {}
+    diagnosis: dict[str, str] = {}
+    for (exam, _), pair in load_truth(truth_path).items():
+        diagnosis[exam] = pair.diagnosis
+        for finding in pair.findings:
+            sides.setdefault(exam, set()).add(finding.side)
+            regions.setdefault(exam, set()).add(finding.region)
+    return {
+        "side": {e: next(iter(s)) for e, s in sides.items() if len(s) == 1},
+        "region": {e: next(iter(r)) for e, r in regions.items() if len(r) == 1},
+        "diagnosis": diagnosis,
+    }
+
+
+def relabel(splits: dict[str, ExamFeatures], labels: dict[str, str]
+            ) -> tuple[dict[str, ExamFeatures], int]:
+    """The exams of each split that ``labels`` covers, labelled with class indices (classes
+    absent from the training split are dropped)."""
+    classes = sorted({labels[e] for e in splits["train"].exams if e in labels})
+    index = {name: i for i, name in enumerate(classes)}
+    out = {}
+    for split, found in splits.items():
+        rows = [i for i, e in enumerate(found.exams) if labels.get(e) in index]
+        out[split] = ExamFeatures(found.features[rows],
+                                  torch.tensor([index[labels[found.exams[i]]] for i in rows]),
+                                  [found.exams[i] for i in rows])
+    return out, len(classes)
+
+
+def checkpoints(out: Path, arms: list[str]) -> list[tuple[str, int, Path]]:
+    """(arm, seed, last.ckpt) of every pretraining run ``learning.py`` saved under ``out``."""
+    found = []
+    for arm in arms:
+        folder = arm.lower()
+        for path in sorted(out.glob(f"pretrain_{folder}_seed*/*/checkpoints/last.ckpt")):
+            match = re.search(r"_seed(\d+)$", path.parents[2].name)
+            if match:
+                found.append((arm, int(match.group(1)), path))
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/learning"))
+    parser.add_argument("--arms", nargs="+", default=["SeLIP", "CLIP", "SeLIP-fixed-scale"])
+    parser.add_argument("--num_workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    saved = args.out / "learning.json"
+    geometry = json.loads(saved.read_text())["settings"] if saved.is_file() else {}
+    settings = Settings(args.out, num_workers=args.num_workers,
+                        spacing=tuple(geometry.get("spacing", (3.0, 3.0, 3.0))),
+                        shape=tuple(geometry.get("shape", (64, 64, 64))))
+    runs = checkpoints(args.out, args.arms)
+    if not runs:
+        parser.error(f"no pretraining checkpoints under {args.out} for {args.arms}: run "
+                     "benchmarks/learning.py first")
+    labels = exam_labels(Path(settings.manifest).parent)
+    datamodule = probe_datamodule(settings)
+    results: dict[tuple[str, str, float], list[float]] = {}
+    done_random: set[int] = set()
+    for arm, seed, path in runs:
+        pretrained = load_pretrained_encoder(str(path))
+        encoders = [(arm, pretrained)]
+        if seed not in done_random:  # one random encoder per seed, as learning.py draws it
+            torch.manual_seed(seed)
+            encoders.append(("random", ImageEncoder(pretrained.config)))
+            done_random.add(seed)
+        for name, encoder in encoders:
+            features = exam_features(encoder, datamodule)
+            for target in TARGETS:
+                splits, classes = relabel(features, labels[target])
+                if any(len(set(f.labels.tolist())) < 2 for f in splits.values()):
+                    print(f"{name:18s} seed {seed} {target:9s}: a split has fewer than two "
+                          "classes of it; not probed", flush=True)
+                    continue
+                for fraction in FRACTIONS:
+                    value = probe(splits, fraction, seed, classes)["auroc"]
+                    results.setdefault((name, target, fraction), []).append(value)
+                    print(f"{name:18s} seed {seed} {target:9s} {fraction:4.0%} labels: "
+                          f"AUROC {value:.3f}", flush=True)
+    sizes = {t: {s: len(relabel(features, labels[t])[0][s].exams) for s in features}
+             for t in TARGETS}
+    print("\n| target (test exams) | labels | " + " | ".join(
+        dict.fromkeys(name for name, _, _ in results)) + " |")
+    for target in TARGETS:
+        for fraction in FRACTIONS:
+            cells = []
+            for name in dict.fromkeys(n for n, _, _ in results):
+                values = results.get((name, target, fraction), [])
+                std = statistics.pstdev(values) if len(values) > 1 else 0.0
+                cells.append(f"{statistics.mean(values):.3f} ± {std:.3f} ({len(values)})"
+                             if values else "—")
+            print(f"| {target} ({sizes[target]['test']}) | {fraction:.0%} | "
+                  + " | ".join(cells) + " |")
+    atomic_write_text(args.out / "truth_probe.json", json.dumps(
+        {f"{n}/{t}/{f}": v for (n, t, f), v in results.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
