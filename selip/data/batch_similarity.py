@@ -59,7 +59,8 @@ class BatchSimilarity:
     _order: tuple[int, list[int]] | None = field(default=None, repr=False)
 
     def flipped(self, epoch: int, position: int) -> bool:
-        """The flip of the sample at ``position`` of ``epoch`` (what the dataset applies)."""
+        """The flip of the sample at ``position`` of ``epoch`` (what the dataset applies,
+        with the same seed: the datamodule gives both the sampler's)."""
         return self.augment is not None and position_flip(self.augment, self.seed, epoch,
                                                           position)
 

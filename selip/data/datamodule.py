@@ -461,7 +461,8 @@ class SelipDataModule(pl.LightningDataModule):
             rank=trainer.global_rank if trainer is not None else 0,
             seed=seed, weights=weights,
             progress=self._fit_progress if trainer is not None else None,
-            positions=isinstance(self.similarity_table, PerBatchSimilarity))
+            positions=True)
+        dataset.order_seed = seed  # the workers' draws follow the order's seed and positions
         dataset.batch_similarity = self._batch_similarity(dataset, sampler)
         return sampler
 

@@ -17,7 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from selip.data.augment import AugmentSettings, augment_pair, draw_flip, step_generator
+from selip.data.augment import (
+    AugmentSettings,
+    augment_pair,
+    draw_flip,
+    position_flip,
+    step_generator,
+)
 from selip.data.batch_similarity import BatchSimilarity, column_checksum
 from selip.data.cache import VolumeCache
 from selip.data.preprocess import preprocess_mask, preprocess_volume
@@ -59,9 +65,10 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
     ``sequence`` int64 scalars, and ``label`` (int64 scalar) / ``mask`` (1, D, H, W)
     int64 when the pairs have them.
 
-    With :attr:`batch_similarity` set (``similarity_mode: per_batch``) the sampler gives
-    :class:`SampleKey` items, the flip is a pure function of the key's position, and each
-    sample of a batch also carries ``similarity_bits`` (N,) int16 — its row of S against
+    The training sampler gives :class:`SampleKey` items: each sample's flip is a pure
+    function of its position and its other worker-side draws are seeded by it (a resumed
+    run repeats them). With :attr:`batch_similarity` set (``similarity_mode: per_batch``)
+    each sample of a batch also carries ``similarity_bits`` (N,) int16 — its row of S against
     the step's N gathered reports, float16 bits (an integer, so a "-true" precision plugin
     does not round it) — and ``similarity_check`` (int64 scalar, the columns' checksum)."""
 
@@ -85,6 +92,10 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
                                                            for p in pairs)
         # per_batch similarity: the S rows of each batch, computed here (the datamodule sets it)
         self.batch_similarity: BatchSimilarity | None = None
+        # The training order's seed (the datamodule sets it): with SampleKey items, every
+        # draw of a sample — flip and, in augment_fully, the rest — is seeded from (this
+        # seed, epoch, position), so a resumed run repeats the workers' draws exactly.
+        self.order_seed = 0
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -129,16 +140,19 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
                                            dtype=np.int64))[None]
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor]:
-        # per_batch similarity: the flip is the key position's, known to every worker
-        decided = None
+        # A training key (SampleKey): the flip is its position's (every worker of every rank
+        # knows it: per_batch similarity needs that) and the other draws are seeded by it.
+        decided, generator = None, None
         if isinstance(key, SampleKey):
-            plan = self.batch_similarity
-            decided = plan.flipped(key.epoch, key.position) if plan is not None else None
+            if self.augment is not None:
+                decided = position_flip(self.augment, self.order_seed, key.epoch, key.position)
+                generator = step_generator((self.order_seed, key.epoch, key.position))
             key = key.dataset_index
+        elif self.augment is not None:
+            generator = self.generator()
         pair = self.pairs[key]
         # Accelerator runs: only the flip here, drawn first so that the read mirrors; CPU
         # runs (augment_fully): the whole augmentation, flip included, after the read.
-        generator = self.generator() if self.augment is not None else None
         flipped = (self.augment is not None and not self.augment_fully
                    and (draw_flip(self.augment, generator) if decided is None else decided))
         image = self.read_image(pair, mirrored=flipped)

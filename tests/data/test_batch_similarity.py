@@ -40,6 +40,7 @@ def _batches(datamodule, rank=0, world=2, epoch=0, skip=0, workers=0):
     sampler = ResumableSampler(len(dataset), datamodule.batch_size, num_replicas=world,
                                rank=rank, seed=7, positions=True,
                                progress=lambda: (epoch, skip))
+    dataset.order_seed = sampler.seed  # as SelipDataModule.train_sampler sets them
     dataset.batch_similarity = datamodule._batch_similarity(dataset, sampler)
     loader = DataLoader(dataset, batch_size=datamodule.batch_size, sampler=sampler,
                         drop_last=True, num_workers=workers)
@@ -172,3 +173,21 @@ def test_the_parsed_reports_are_cached_and_rebuilt_when_corrupt(tiny_cohort, tmp
                                first.similarity_table.lookup(ids), rtol=0, atol=0)
     assert not list((tmp_path / "cache" / "similarity").glob(".*tmp"))
     assert np.load(stored[0])["keys"].shape == (len(ids),)
+
+
+def test_a_training_key_draws_the_same_whatever_the_global_generator(tiny_cohort, tmp_path):
+    """CPU runs augment wholly in the workers: each training sample's draws are seeded by its
+    (order seed, epoch, position), so a resumed run repeats them, and positions differ."""
+    datamodule = _datamodule(tiny_cohort(n=6, with_mask=False), tmp_path, "table",
+                             augment=AugmentSettings(affine_probability=1.0,
+                                                     gamma_probability=1.0))
+    dataset = datamodule.datasets["train"]
+    dataset.augment_fully, dataset.order_seed = True, 3
+    reads = []
+    for torch_seed in (0, 1):
+        torch.manual_seed(torch_seed)  # a resumed worker's global stream differs
+        reads.append([dataset[SampleKey(0, 2, position)]["image"] for position in (0, 1)])
+    assert torch.equal(reads[0][0], reads[1][0]) and torch.equal(reads[0][1], reads[1][1])
+    assert not torch.equal(reads[0][0], reads[0][1])  # another position, other draws
+    dataset.order_seed = 4
+    assert not torch.equal(dataset[SampleKey(0, 2, 0)]["image"], reads[0][0])
