@@ -14,6 +14,9 @@ seeded with the run's seed:
 - ``diagnosis``: every exam, as in ``learning.py`` (for reference).
 
     .venv/bin/python benchmarks/truth_probe.py [--out runs/learning] [--arms SeLIP CLIP]
+
+Prints a table of this run's encoders and keeps every value measured so far in
+``<out>/truth_probe.json`` (``encoder/seed<n>/target/fraction``).
 """
 
 from __future__ import annotations
@@ -98,6 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     labels = exam_labels(Path(settings.manifest).parent)
     datamodule = probe_datamodule(settings)
     results: dict[tuple[str, str, float], list[float]] = {}
+    saved_path = args.out / "truth_probe.json"
+    # every (encoder, seed, target, fraction) measured so far; a rerun replaces its own keys
+    saved_values = json.loads(saved_path.read_text()) if saved_path.is_file() else {}
     done_random: set[int] = set()
     for arm, seed, path in runs:
         pretrained = load_pretrained_encoder(str(path))
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
                 for fraction in FRACTIONS:
                     value = probe(splits, fraction, seed, classes)["auroc"]
                     results.setdefault((name, target, fraction), []).append(value)
+                    saved_values[f"{name}/seed{seed}/{target}/{fraction}"] = value
                     print(f"{name:18s} seed {seed} {target:9s} {fraction:4.0%} labels: "
                           f"AUROC {value:.3f}", flush=True)
     sizes = {t: {s: len(relabel(features, labels[t])[0][s].exams) for s in features}
@@ -133,8 +140,7 @@ def main(argv: list[str] | None = None) -> None:
                              if values else "—")
             print(f"| {target} ({sizes[target]['test']}) | {fraction:.0%} | "
                   + " | ".join(cells) + " |")
-    atomic_write_text(args.out / "truth_probe.json", json.dumps(
-        {f"{n}/{t}/{f}": v for (n, t, f), v in results.items()}, indent=1))
+    atomic_write_text(saved_path, json.dumps(saved_values, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -103,5 +103,5 @@ def test_quick_run_measures_every_row_and_resumes(tmp_path: Path):
     assert probed.returncode == 0, probed.stderr[-3000:]
     assert "| diagnosis (" in probed.stdout and "SeLIP" in probed.stdout
     found = json.loads((tmp_path / "quick" / "truth_probe.json").read_text())
-    assert all(0.0 <= v <= 1.0 for values in found.values() for v in values)
-    assert "random/diagnosis/1.0" in found
+    assert all(0.0 <= value <= 1.0 for value in found.values())
+    assert "random/seed0/diagnosis/1.0" in found and "SeLIP/seed0/diagnosis/1.0" in found
