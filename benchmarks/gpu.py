@@ -12,6 +12,9 @@ memory holds its own model and optimiser only; a time budget skips what would no
     python benchmarks/gpu.py                       # on the GPU machine (about 8 minutes)
     python benchmarks/gpu.py --cpu_smoke           # the same code path on a CPU, tiny
 
+It ends with ``benchmarks/embed.py`` on a checkpoint a variant left (``--embed_s``): the
+rate of ``selip embed`` beside the bare image tower's (issue 16's ≥ 90 % target).
+
 Copy into benchmarks/RESULTS.md (GPU section): the ``device ...`` line, the heading line
 under it and the Markdown table at the end, with the date and the selip commit.
 """
@@ -249,6 +252,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variant_timeout", type=float, default=180.0)
     parser.add_argument("--min_variant_s", type=float, default=90.0,
                         help="do not start a variant with less time than this left")
+    parser.add_argument("--embed_s", type=float, default=90.0,
+                        help="seconds kept at the end for issue 16's embedding figure (0: off)")
     parser.add_argument("--cpu_smoke", action="store_true")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # set in a child process
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -278,8 +283,29 @@ def main() -> None:
         started = time.perf_counter()
         prepare(args, deadline - time.monotonic())
         print(f"cache filled in {time.perf_counter() - started:.0f} s", flush=True)
-        results = measure_all(args, deadline)
-    print_table(results, args)
+        results = measure_all(args, deadline - args.embed_s)
+        print_table(results, args)
+        if args.embed_s > 0:
+            embed_figure(args, max(30.0, deadline - time.monotonic()))
+
+
+def embed_figure(args: argparse.Namespace, timeout: float) -> None:
+    """Issue 16's speed figure: ``benchmarks/embed.py`` on the checkpoint the first
+    variant left, over the whole cached cohort: ``selip embed``'s rate beside the bare
+    image tower's at the same batch size, and cache vs ``.nii.gz`` equality."""
+    found = sorted((args.workdir / "runs").rglob("last.ckpt"))
+    if not found:
+        print("\nselip embed: no variant left a checkpoint to embed with")
+        return
+    argv = [sys.executable, str(REPO / "benchmarks" / "embed.py"), "--ckpt", str(found[0]),
+            "--manifest", str(_manifest(args)), "--cache_dir", str(args.workdir / "cache"),
+            "--split", "all", "--batch_size", str(min(args.batch, 16)), "--num_workers",
+            str(args.workers), "--repeats", "2"]
+    argv += ["--device", "cpu"] if args.cpu_smoke else []
+    code, output = _run_child(argv, timeout)
+    status = "" if code == 0 else f" ({'timed out' if code is None else f'exit {code}'})"
+    print(f"\nselip embed vs the bare image tower{status}:\n" + "\n".join(
+        output.splitlines()[-8 if code else -4:]))
 
 
 if __name__ == "__main__":
