@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             cells = []
             for name in dict.fromkeys(n for n, _, _ in results):
                 values = results.get((name, target, fraction), [])
-                std = statistics.pstdev(values) if len(values) > 1 else 0.0
+                std = statistics.stdev(values) if len(values) > 1 else 0.0  # as learning.py
                 cells.append(f"{statistics.mean(values):.3f} ± {std:.3f} ({len(values)})"
                              if values else "—")
             print(f"| {target} ({sizes[target]['test']}) | {fraction:.0%} | "
