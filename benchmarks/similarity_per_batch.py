@@ -37,7 +37,7 @@ from similarity import APPEARANCES, REGIONS, SIDES
 from similarity_scale import training_id_batches
 from timing import median_seconds
 
-from selip.data.augment import AugmentSettings
+from selip.data.augment import AugmentSettings, position_flip
 from selip.data.batch_similarity import BatchSimilarity
 from selip.data.sampler import SampleKey
 from selip.similarity import PRESETS
@@ -85,9 +85,11 @@ def step_plan(similarity: PerBatchSimilarity, report_ids: np.ndarray, mirrored: 
               world: int, batch: int) -> BatchSimilarity:
     length = len(report_ids)
     total = -(-length // world) * world
+    flips = AugmentSettings()  # the default flip probability, as in training
     return BatchSimilarity(similarity, report_ids, mirrored, seed=0, length=length,
                            total_size=total, world_size=world, batch_size=batch,
-                           augment=AugmentSettings())
+                           flipped=lambda epoch, position: position_flip(flips, 0, epoch,
+                                                                         position))
 
 
 def worker_ms(plan: BatchSimilarity, repeats: int = 7) -> float:

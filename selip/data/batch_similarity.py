@@ -2,7 +2,7 @@
 
 Under ``similarity_mode: per_batch`` the training sampler yields
 :class:`~selip.data.sampler.SampleKey` (index, epoch, global position) and each sample's
-left–right flip is :func:`~selip.data.augment.position_flip` of its position. Both are
+left–right flip is a function of its position (``PairDataset.flipped``). Both are
 pure functions of (seed, epoch, world size), so a worker holding this rank's keys of a
 step can rebuild the whole global batch of that step — every rank's samples and, through
 their flips, their report ids — with no communication, and compute this rank's (b, N) rows
@@ -12,37 +12,41 @@ of S against the N gathered columns in the order ``gather_no_grad`` stacks them
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from selip.data.augment import AugmentSettings, position_flip
 from selip.data.sampler import SampleKey, global_epoch_order
 from selip.similarity.per_batch import PerBatchSimilarity
 
 
-def column_checksum(report_ids: np.ndarray | torch.Tensor) -> int | torch.Tensor:
-    """Σ_c (c + 1) · id_c over the gathered report ids (N,): equal sums catch a batch whose
-    columns are not the ones the worker scored (a reordering or another step)."""
-    if isinstance(report_ids, torch.Tensor):
-        weights = torch.arange(1, len(report_ids) + 1, device=report_ids.device)
-        return (report_ids.long() * weights).sum()
-    return int((np.asarray(report_ids, np.int64) * np.arange(1, len(report_ids) + 1)).sum())
+def column_checksum(report_ids: torch.Tensor) -> torch.Tensor:
+    """Σ_c (c + 1) · id_c over the gathered report ids (N,), an int64 scalar: equal sums
+    catch a batch whose columns are not the ones the worker scored (a reordering or another
+    step)."""
+    weights = torch.arange(1, len(report_ids) + 1, device=report_ids.device)
+    return (report_ids.long() * weights).sum()
+
+
+#: ``(epoch, position) -> flipped``: the flip a training sample gets (the dataset's own,
+#: :meth:`selip.data.dataset.PairDataset.flipped`, so the two never disagree).
+FlipOf = Callable[[int, int], bool]
 
 
 @dataclass
 class BatchSimilarity:
-    """What a worker needs to score its batch: the sampler's and the flips' settings, the
+    """What a worker needs to score its batch: the sampler's settings, the flips, the
     pairs' report ids, and the parsed reports.
 
     Args:
         similarity: S over every report text, computed when asked.
         report_ids, mirrored_ids: (n,) per dataset index, the pair's text and its mirror.
-        seed: the training order's and the flips' seed.
+        seed: the training order's seed.
         length, total_size: the dataset length and the sampler's padded global size.
         world_size, batch_size: ranks and per-rank batch size.
-        augment: the flip settings (None or disabled: no flips).
+        flipped: whether the sample at (epoch, position) is mirrored.
         weights: the sampler's class weights (None: a permutation).
     """
 
@@ -54,15 +58,9 @@ class BatchSimilarity:
     total_size: int
     world_size: int
     batch_size: int
-    augment: AugmentSettings | None = None
+    flipped: FlipOf
     weights: torch.Tensor | None = None
     _order: tuple[int, list[int]] | None = field(default=None, repr=False)
-
-    def flipped(self, epoch: int, position: int) -> bool:
-        """The flip of the sample at ``position`` of ``epoch`` (what the dataset applies,
-        with the same seed: the datamodule gives both the sampler's)."""
-        return self.augment is not None and position_flip(self.augment, self.seed, epoch,
-                                                          position)
 
     def report_id(self, index: int, epoch: int, position: int) -> int:
         """The report id the sample carries: its mirror's when it is flipped."""

@@ -477,7 +477,7 @@ class SelipDataModule(pl.LightningDataModule):
             np.array([p.mirrored_report_id for p in dataset.pairs], np.int64),
             seed=sampler.seed, length=len(dataset), total_size=sampler.total_size,
             world_size=sampler.num_replicas, batch_size=self.batch_size,
-            augment=dataset.augment, weights=sampler.weights)
+            flipped=dataset.flipped, weights=sampler.weights)
 
     def _fit_progress(self) -> tuple[int, int]:
         """(epoch, batches of it already trained) from the trainer's loops — restored from

@@ -139,13 +139,20 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         return torch.from_numpy(np.asarray(_mirror(array) if mirrored else array,
                                            dtype=np.int64))[None]
 
+    def flipped(self, epoch: int, position: int) -> bool:
+        """Whether the training sample at ``position`` of ``epoch``'s global order is
+        mirrored (:func:`position_flip` with the order's seed); the workers' per-batch S
+        asks this too, so every rank's report ids of a step are known without talking."""
+        return self.augment is not None and position_flip(self.augment, self.order_seed,
+                                                          epoch, position)
+
     def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor]:
         # A training key (SampleKey): the flip is its position's (every worker of every rank
         # knows it: per_batch similarity needs that) and the other draws are seeded by it.
         decided, generator = None, None
         if isinstance(key, SampleKey):
             if self.augment is not None:
-                decided = position_flip(self.augment, self.order_seed, key.epoch, key.position)
+                decided = self.flipped(key.epoch, key.position)
                 generator = step_generator((self.order_seed, key.epoch, key.position))
             key = key.dataset_index
         elif self.augment is not None:
@@ -185,7 +192,7 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         if plan is None or not keys or not isinstance(keys[0], SampleKey):
             return samples
         rows, columns = plan.rows_for(keys)  # type: ignore[arg-type]
-        check = torch.tensor(column_checksum(columns), dtype=torch.long)
+        check = column_checksum(torch.from_numpy(columns))
         bits = torch.from_numpy(rows.astype(np.float16)).view(torch.int16)
         for sample, row in zip(samples, bits, strict=True):
             sample["similarity_bits"] = row  # a view; the collate stacks (copies) them
