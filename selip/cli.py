@@ -187,10 +187,17 @@ def _describe_per_batch(table: Any, texts: list[str], show: int, sample: int = 1
           f"S        off-diagonal mean {off.mean() if off.size else 0:.3f} over "
           f"{len(picked)} texts drawn evenly")
     if show > 0 and len(picked) > 1:
-        upper = np.triu(block, k=1)
-        for flat in np.argsort(upper, axis=None)[::-1][:show]:
-            i, j = np.unravel_index(flat, upper.shape)
-            print(f"{upper[i, j]:.3f}  {texts[picked[i]]!r}  ~  {texts[picked[j]]!r}")
+        _print_top_pairs(block, [texts[i] for i in picked], show)
+
+
+def _print_top_pairs(matrix: Any, texts: list[str], show: int) -> None:
+    """The ``show`` most similar pairs of distinct texts of a square S over ``texts``."""
+    import numpy as np
+
+    upper = np.triu(np.asarray(matrix, dtype=np.float32), k=1)
+    for flat in np.argsort(upper, axis=None)[::-1][:show]:
+        i, j = np.unravel_index(flat, upper.shape)
+        print(f"{upper[i, j]:.3f}  {texts[i]!r}  ~  {texts[j]!r}")
 
 
 def _describe_dense(table: Any, texts: list[str], show: int) -> None:
@@ -202,10 +209,7 @@ def _describe_dense(table: Any, texts: list[str], show: int) -> None:
           f"S        off-diagonal mean {off_diagonal.mean() if off_diagonal.size else 0:.3f}, "
           f"zero {np.mean(off_diagonal == 0) if off_diagonal.size else 0:.1%}")
     if show > 0 and len(table) > 1:
-        upper = np.triu(np.asarray(table.matrix, dtype=np.float32), k=1)
-        for flat in np.argsort(upper, axis=None)[::-1][:show]:
-            i, j = np.unravel_index(flat, upper.shape)
-            print(f"{upper[i, j]:.3f}  {texts[i]!r}  ~  {texts[j]!r}")
+        _print_top_pairs(table.matrix, texts, show)
 
 
 def _describe_sparse(table: Any, texts: list[str], show: int) -> None:

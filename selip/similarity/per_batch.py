@@ -37,8 +37,6 @@ from selip.similarity.table import TableInfo, array_digest, table_key
 #: Arrays of the parsed-reports file, in digest order.
 _ARRAYS = ("keys", "normal", "data", "indices", "indptr", "shape", "text_bytes",
            "text_offsets", "locations", "tags", "embeddings")
-#: Texts parsed per progress-bar update while preparing.
-_PARSE_CHUNK = 4096
 
 
 def parsed_key(texts: list[str], config: SimilarityConfig) -> str:
@@ -66,26 +64,11 @@ def parse_reports(texts: list[str], config: SimilarityConfig, progress: bool = F
                   ) -> ParsedReports:
     """Parse ``texts`` (ids = positions) once: O(U) time and memory."""
     engine = SimilarityEngine(config, threads=1)
-    findings, (reports,) = engine.prepare(
-        [_Progress(texts, "parsing reports", progress)], progress)
+    # the engine iterates each group once and asks its length: a tqdm over the texts does
+    bar = tqdm(texts, desc="parsing reports", unit="report", disable=not progress,
+               mininterval=1.0)
+    findings, (reports,) = engine.prepare([bar], progress)  # type: ignore[list-item]
     return ParsedReports(findings, reports)
-
-
-class _Progress(list[str]):
-    """A list whose iteration shows a progress bar (the engine iterates it once)."""
-
-    def __init__(self, texts: list[str], description: str, show: bool) -> None:
-        super().__init__(texts)
-        self.description, self.show = description, show
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        with tqdm(total=len(self), desc=self.description, unit="report",
-                  disable=not self.show, mininterval=1.0) as bar:
-            for start, text in enumerate(super().__iter__()):
-                yield text
-                if (start + 1) % _PARSE_CHUNK == 0:
-                    bar.update(_PARSE_CHUNK)
-            bar.update(len(self) - bar.n)
 
 
 def _paths(root: Path, key: str) -> tuple[Path, Path]:
