@@ -69,6 +69,42 @@ def test_targets_are_judged_from_the_means():
     assert math.isnan(dice[2]) and not dice[4]
 
 
+def _load_breakdown() -> ModuleType:
+    sys.path.insert(0, str(SCRIPT.parent))  # it imports learning.py as its sibling
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "selip_segment_breakdown", SCRIPT.parent / "segment_breakdown.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return module
+
+
+def test_breakdown_groups_lesion_exams_by_kind_and_size_and_scores_normals_apart():
+    breakdown = _load_breakdown()
+    score = breakdown.ExamScore
+    nan = math.nan
+    scores = [score("scratch_seed0", "test", "a", "tumour", 2000, 0.9, nan),
+              score("scratch_seed1", "test", "a", "tumour", 2000, 0.7, nan),
+              score("scratch_seed0", "test", "b", "demyelination", 60, 0.0, nan),
+              score("scratch_seed0", "test", "c", "normal", 0, nan, 1.0),
+              score("scratch_seed0", "test", "d", "normal", 0, nan, 0.0),
+              score("selip_seed0", "test", "b", "demyelination", 60, 0.4, nan)]
+    rows = {(r["family"], r["split"], r["group"]): r for r in breakdown.table(scores)}
+    everything = rows["scratch", "test", "all lesion exams"]
+    assert everything["exams"] == 2 and everything["dice"] == pytest.approx(1.6 / 3)
+    assert rows["scratch", "test", "tumour"]["dice"] == pytest.approx(0.8)
+    assert rows["scratch", "test", "lesion 1–4 ml"]["dice"] == 0.0
+    assert rows["scratch", "test", "lesion-free: clean"]["dice"] == 0.5
+    assert rows["finetune", "test", "demyelination"]["dice"] == pytest.approx(0.4)
+    assert rows["scratch", "val", "all lesion exams"]["exams"] == 0
+    text = breakdown.markdown(breakdown.table(scores))
+    assert "| tumour | – | 0.800 (1) | – | – |" in text
+
+
 @pytest.mark.slow
 def test_quick_run_measures_every_row_and_resumes(tmp_path: Path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -105,3 +141,17 @@ def test_quick_run_measures_every_row_and_resumes(tmp_path: Path):
     found = json.loads((tmp_path / "quick" / "truth_probe.json").read_text())
     assert all(0.0 <= value <= 1.0 for value in found.values())
     assert "random/seed0/diagnosis/1.0" in found and "SeLIP/seed0/diagnosis/1.0" in found
+    # the segmentation breakdown re-scores the run's selected checkpoints exam by exam
+    broken = subprocess.run([sys.executable, str(SCRIPT.parent / "segment_breakdown.py"),
+                             "--out", str(tmp_path / "quick"), "--num_workers", "0"],
+                            cwd=SCRIPT.parents[1], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert broken.returncode == 0, broken.stderr[-3000:]
+    assert "| all lesion exams |" in broken.stdout
+    saved_breakdown = json.loads((tmp_path / "quick" / "segment_breakdown.json").read_text())
+    runs = {row["run"] for row in saved_breakdown["exams"]}
+    assert runs == {"scratch_seed0", "selip_seed0"}
+    overall = next(row for row in saved_breakdown["table"] if row["family"] == "scratch"
+                   and row["split"] == "test" and row["group"] == "all lesion exams")
+    # the same checkpoint and exams as selip test: its mean is the benchmark's test Dice
+    assert overall["dice"] == pytest.approx(metrics["segment_scratch/dice"], abs=1e-4)
