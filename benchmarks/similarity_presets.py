@@ -23,11 +23,11 @@ from dataclasses import replace
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from selip.data.reports import parse_report
 from selip.demo import SEQUENCES
 from selip.demo.exams import ExamPlan, plan_exam
 from selip.demo.measure import measure_reports
 from selip.similarity import PRESETS, SimilarityConfig, report_similarity
+from selip.text.reports import parse_report
 
 
 def labelled_texts(plans: Sequence[ExamPlan]) -> tuple[list[str], np.ndarray]:

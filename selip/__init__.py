@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
     from selip.inference import PretrainedSelip
 
-__version__ = "0.1.0"
+from selip._version import __version__ as __version__
 
 
 def load(path: str | Path, device: str | torch.device | None = None) -> PretrainedSelip:

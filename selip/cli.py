@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from selip import __version__
+from selip._version import __version__
 
 TRAINING_COMMANDS = ("fit", "validate", "test", "predict")
 

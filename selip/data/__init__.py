@@ -18,10 +18,10 @@ _EXPORTS = {
     "PreprocessSettings": "selip.data.preprocess",
     "preprocess_mask": "selip.data.preprocess",
     "preprocess_volume": "selip.data.preprocess",
-    "Finding": "selip.data.reports",
-    "parse_report": "selip.data.reports",
-    "render_report": "selip.data.reports",
-    "swap_laterality": "selip.data.reports",
+    "Finding": "selip.text.reports",
+    "parse_report": "selip.text.reports",
+    "render_report": "selip.text.reports",
+    "swap_laterality": "selip.text.reports",
 }
 
 __all__ = sorted(_EXPORTS)

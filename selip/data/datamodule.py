@@ -23,17 +23,8 @@ from selip.data.description import DataDescription, train_report_counts
 from selip.data.manifest import Manifest, ManifestError, read_manifest
 from selip.data.preprocess import PreprocessSettings
 from selip.data.report_table import ReportTable
-from selip.data.reports import NORMAL_REPORT_TEXT, parse_report, swap_laterality
 from selip.data.sampler import ResumableSampler
 from selip.data.splits import assign_splits, labelled_subset
-from selip.data.text import (
-    UNKNOWN_TOKEN_WARN_SHARE,
-    UnknownTokens,
-    UnknownTokensWarning,
-    load_tokenizer,
-    tokenize,
-    unknown_tokens,
-)
 from selip.data.truth import TRUTH_FILE, load_truth, truth_classes
 from selip.data.validation import Requirements, check_manifest, resolve_sequences
 from selip.io.fingerprint import FileDigests
@@ -46,6 +37,15 @@ from selip.similarity.lookup import (
     open_similarity,
 )
 from selip.similarity.per_batch import PerBatchSimilarity
+from selip.text.reports import NORMAL_REPORT_TEXT, parse_report, swap_laterality
+from selip.text.tokenizer import (
+    UNKNOWN_TOKEN_WARN_SHARE,
+    UnknownTokens,
+    UnknownTokensWarning,
+    load_tokenizer,
+    tokenize,
+    unknown_tokens,
+)
 
 #: The largest in-memory S over the evaluation splits' reports under ``per_batch`` (held by
 #: every rank; 1 GB of float16 is about 23k texts): beyond it validation computes S as asked.

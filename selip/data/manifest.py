@@ -16,11 +16,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selip.text.sequences import KNOWN_SEQUENCES as KNOWN_SEQUENCES  # re-exported
+
 #: Non-sequence columns.
 RESERVED_COLUMNS = ("exam_id", "report", "label", "mask", "split")
-#: Sequence columns recognised without configuration (lower case).
-KNOWN_SEQUENCES = ("t1", "t1ce", "t1c", "t2", "flair", "dwi", "adc", "swi", "pd", "t2star",
-                   "gre", "dti", "pwi", "mra")
 SPLITS = ("train", "val", "test")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from selip.data.reports import finding_pieces, swap_laterality
+from selip.text.reports import finding_pieces, swap_laterality
 
 
 def findings_key(text: str) -> tuple[tuple[str, int], ...]:

@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from selip.data.manifest import KNOWN_SEQUENCES, SPLITS, ExamRecord, Manifest, Problem
 from selip.data.nifti import VolumeError, load_volume
-from selip.data.reports import ReportError, parse_report
 from selip.io.atomic import atomic_write_text
 from selip.io.fingerprint import FileDigests
+from selip.text.reports import ReportError, parse_report
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from selip.data.reports import Finding
+from selip.text.reports import Finding
 
 #: Report languages of ``selip demo-data --language``.
 LANGUAGES = ("en", "zh")

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selip.data.reports import Finding
 from selip.demo.anatomy import (
     GRID_SHAPE,
     TISSUES,
@@ -41,6 +40,7 @@ from selip.demo.lesions import (
     sample_lesions,
 )
 from selip.demo.writer import Size, WrittenReport, write_report
+from selip.text.reports import Finding
 
 ORIENTATIONS = ("RAS", "LAS")
 #: Share of exams written with the x axis flipped (LAS) to exercise reorientation.

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selip.data.reports import Finding
 from selip.demo.anatomy import TissueAtlas
 from selip.demo.chinese import check_language, chinese_finding
+from selip.text.reports import Finding
 
 #: Diagnosis labels of the demo cohort (``normal`` exams have no lesion).
 LABELS = ("normal", "infarct", "tumour", "demyelination")

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from selip.data.reports import NORMAL_REPORT_TEXT, Finding, parse_report, render_report
 from selip.demo.chinese import NORMAL_REPORT_TEXT_ZH, render_finding_zh, render_report_zh
 from selip.demo.contrasts import SEQUENCE_NAMES, SEQUENCES
 from selip.demo.exams import ExamPlan
 from selip.demo.truth import FindingKey, pair_truths
 from selip.similarity import SimilarityConfig, report_similarity
+from selip.text.reports import NORMAL_REPORT_TEXT, Finding, parse_report, render_report
 
 #: The presets measured by default.
 DEFAULT_PRESETS: tuple[str, ...] = ("paper", "english")

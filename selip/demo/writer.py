@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selip.data.reports import Finding, render_report
 from selip.demo.chinese import check_language, render_report_zh
 from selip.demo.contrasts import SEQUENCE_NAMES, SEQUENCES
 from selip.demo.lesions import SIGNATURES, Lesion
@@ -51,6 +50,7 @@ from selip.demo.vocabulary_zh import (
     SIZE_JOINS_ZH,
     TUMOUR_FALSE_NEGATIVES_ZH,
 )
+from selip.text.reports import Finding, render_report
 
 #: A lesion's size as reported: (longest, second-longest) extent in mm.
 Size = tuple[int, int]

@@ -17,7 +17,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from selip.data.text import load_tokenizer
 from selip.inference.loading import (
     CONFIG_FILE,
     TEXT_MODEL_DIR,
@@ -31,6 +30,7 @@ from selip.inference.loading import (
 from selip.io.checkpoints import CheckpointError, load_checkpoint
 from selip.io.fingerprint import sha256_file
 from selip.models import SelipModel
+from selip.text.tokenizer import load_tokenizer
 
 #: The format of ``config.json``; a later selip that changes it bumps this.
 EXPORT_FORMAT = 1

@@ -16,11 +16,11 @@ import torch
 import yaml
 
 from selip.data.preprocess import PreprocessSettings
-from selip.data.text import load_tokenizer
 from selip.inference.model import PretrainedSelip
 from selip.io.checkpoints import CheckpointError, load_checkpoint
 from selip.io.fingerprint import sha256_file
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
+from selip.text.tokenizer import load_tokenizer
 
 #: Files of an exported folder.
 CONFIG_FILE = "config.json"

@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 
 from selip.data.nifti import VolumeError, checked_volume, load_volume, volume_from_image
 from selip.data.preprocess import PreprocessSettings, preprocess_loaded
-from selip.data.text import tokenize
 from selip.models import SelipModel
+from selip.text.tokenizer import tokenize
 
 #: What :meth:`PretrainedSelip.preprocess` takes: a NIfTI path, an open nibabel image,
 #: or an (X, Y, Z) array with its (4, 4) affine.

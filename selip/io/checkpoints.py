@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from selip import __version__
+from selip._version import __version__
 from selip.io.fingerprint import sha256_file
 
 #: What reading a truncated, corrupt or foreign file as a checkpoint raises.

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from selip.data.text import resolve_text_model
+from selip.text.tokenizer import resolve_text_model
 
 
 @dataclass(frozen=True)

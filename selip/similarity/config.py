@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from selip.data.reports import NORMAL_REPORT_TEXT
+from selip.text.reports import NORMAL_REPORT_TEXT
 
 SyntaxScorer = Literal["charset_dice", "indel", "levenshtein"]
 SemanticScorer = Literal["fields", "embedding"]

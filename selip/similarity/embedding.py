@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from selip.data.text import load_tokenizer, resolve_text_model
+from selip.text.tokenizer import load_tokenizer, resolve_text_model
 
 
 def model_identity(text_model: str | None) -> str:

@@ -88,7 +88,7 @@ class SimilarityEngine:
         return table, prepared
 
     def _finding_table(self, findings: list[tuple[str, str]], progress: bool) -> FindingTable:
-        from selip.data.reports import Finding
+        from selip.text.reports import Finding
 
         objects = [Finding(location, appearance) for location, appearance in findings]
         texts = [syntax_text(f) for f in objects]

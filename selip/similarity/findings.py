@@ -2,7 +2,7 @@
 
 A report (structured dict, JSON string, sectioned free text, or one sequence's pair text)
 becomes a tuple of findings, pooled over sequences, or is recognised as normal. Text is
-split into findings as the authors do (``selip.data.reports.finding_pieces``): at the
+split into findings as the authors do (``selip.text.reports.finding_pieces``): at the
 full-width comma ``，``, ``;`` ``；`` ``。`` and line breaks, never at an ASCII comma; a
 finding reads ``<location>: <appearance>`` (English grammar) or
 ``在<location>表现为<appearance>`` (the authors' Chinese grammar), else the whole piece is
@@ -23,14 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from selip.data.reports import (
+from selip.similarity.config import SimilarityConfig
+from selip.text.reports import (
     Finding,
     ReportError,
     finding_pieces,
     normalise_text,
     parse_report,
 )
-from selip.similarity.config import SimilarityConfig
 
 _CHINESE = re.compile(r"^\s*在?(?P<location>.+?)表现为(?P<appearance>.+?)\s*$")
 _CJK = re.compile(r"[\u3400-\u9fff]")

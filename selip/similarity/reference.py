@@ -11,7 +11,6 @@ from typing import Any
 
 from rapidfuzz import distance
 
-from selip.data.reports import Finding
 from selip.similarity.config import SimilarityConfig
 from selip.similarity.findings import (
     ScoredReport,
@@ -20,6 +19,7 @@ from selip.similarity.findings import (
     signal_tag,
     syntax_text,
 )
+from selip.text.reports import Finding
 
 
 def charset_dice(a: str, b: str) -> float:

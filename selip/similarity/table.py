@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from selip import __version__
+from selip._version import __version__
 from selip.io.atomic import atomic_files, atomic_write_text
 from selip.io.fingerprint import settings_digest
 from selip.similarity.config import SimilarityConfig

@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from selip.data.text import load_tokenizer, tokenize
 from selip.io.checkpoints import CheckpointError, load_checkpoint
 from selip.models import SelipModel
 from selip.tasks.base import BaseTask
 from selip.tasks.channels import SequenceIndex, require_single_channel
 from selip.tasks.classify import classification_metrics
+from selip.text.tokenizer import load_tokenizer, tokenize
 
 
 def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any], SequenceIndex]:

@@ -5,7 +5,7 @@ import torch
 
 from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
-from selip.data.reports import NORMAL_REPORT_TEXT, swap_laterality
+from selip.text.reports import NORMAL_REPORT_TEXT, swap_laterality
 
 SHAPE = (8, 12, 10)
 
@@ -69,7 +69,7 @@ def test_train_batch_keys_shapes_and_dtypes(tiny_cohort, tmp_path):
 def test_tokens_match_the_report_table(tiny_cohort, tmp_path):
     dm = _datamodule(tiny_cohort(n=4), tmp_path, augment=AugmentSettings(enabled=False))
     sample = dm.datasets["train"][0]
-    from selip.data.text import load_tokenizer
+    from selip.text.tokenizer import load_tokenizer
 
     decoded = load_tokenizer(None).decode(sample["input_ids"][sample["attention_mask"] == 1],
                                           skip_special_tokens=True)

@@ -12,9 +12,9 @@ import torch
 from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
 from selip.data.report_table import ReportTable
-from selip.data.reports import swap_laterality
 from selip.similarity import PRESETS
 from selip.similarity.table import load_or_build
+from selip.text.reports import swap_laterality
 from tests.conftest import head_volume, write_manifest, write_nifti
 
 BILATERAL_EN = "left thalamus: hyperintense signal; right thalamus: hyperintense signal"

@@ -12,7 +12,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from selip.data.reports import parse_report
 from selip.demo import (
     LABELS,
     MANIFEST_COLUMNS,
@@ -30,6 +29,7 @@ from selip.demo.vocabulary_zh import NORMAL_TEXTS_ZH
 from selip.similarity import PRESETS
 from selip.similarity.config import LOCATION_SYNONYMS
 from selip.similarity.findings import canonical_location, signal_tag
+from selip.text.reports import parse_report
 
 NUM_EXAMS = 6  # one label block: every label present, two normal exams
 

@@ -16,8 +16,6 @@ import re
 import pytest
 
 from selip.cli import main
-from selip.data.reports import parse_report, swap_laterality
-from selip.data.text import load_tokenizer, unknown_tokens
 from selip.demo import SEQUENCE_NAMES, SEQUENCES, TRUTH_FILE, load_truth, same_findings
 from selip.demo.chinese import NORMAL_REPORT_TEXT_ZH
 from selip.demo.exams import ExamPlan, plan_exam
@@ -43,6 +41,8 @@ from selip.similarity.findings import (
     signal_tag,
     split_finding,
 )
+from selip.text.reports import parse_report, swap_laterality
+from selip.text.tokenizer import load_tokenizer, unknown_tokens
 
 NUM_PLANS = 200
 #: Measured 0.966 (en) and 0.949 (zh) on these plans; a margin for vocabulary edits.

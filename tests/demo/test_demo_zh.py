@@ -15,7 +15,6 @@ import torch
 from selip.cli import main
 from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
-from selip.data.reports import parse_report, swap_laterality
 from selip.demo import SEQUENCE_NAMES, SEQUENCES, generate_demo_cohort
 from selip.demo.chinese import (
     APPEARANCES_ZH,
@@ -41,6 +40,7 @@ from selip.similarity import PRESETS
 from selip.similarity.config import DEFAULT_NORMAL_TEXTS, LOCATION_SYNONYMS
 from selip.similarity.findings import canonical_location, report_findings, signal_tag
 from selip.similarity.table import TableInfo, open_table
+from selip.text.reports import parse_report, swap_laterality
 from tests.tasks.conftest import ROOT, TINY_TEXT, tiny_overrides
 
 NUM_EXAMS = 8

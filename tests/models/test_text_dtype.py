@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from selip.data.text import default_text_model, load_tokenizer
 from selip.models import TextEncoder, TextEncoderConfig
 from selip.similarity import embedding
+from selip.text.tokenizer import default_text_model, load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import random
 import numpy as np
 import pytest
 
-from selip.data.reports import parse_report
 from selip.similarity import report_similarity
 from selip.similarity.config import PRESETS
 from selip.similarity.table import load_or_build
+from selip.text.reports import parse_report
 
 TAGS = ("高信号", "低信号", "长信号", "短信号", "等信号")
 REGIONS = ("基底节区", "额叶", "颞叶", "顶叶", "枕叶", "丘脑", "小脑半球", "侧脑室旁白质",

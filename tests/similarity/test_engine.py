@@ -13,7 +13,6 @@ import random
 import numpy as np
 import pytest
 
-from selip.data.reports import ReportError
 from selip.similarity import (
     PRESETS,
     SimilarityConfig,
@@ -21,6 +20,7 @@ from selip.similarity import (
     reference,
     report_similarity,
 )
+from selip.text.reports import ReportError
 
 LEFT_HYPER = "left thalamus: hyperintense signal"
 RIGHT_HYPER = "right thalamus: hyperintense signal"

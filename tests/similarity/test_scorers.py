@@ -6,7 +6,6 @@ Every expected value is worked out by hand in the comment next to it.
 import numpy as np
 import pytest
 
-from selip.data.reports import Finding, ReportError
 from selip.similarity import SimilarityConfig
 from selip.similarity.config import CHINESE_SIGNAL_TAGS, ENGLISH_SIGNAL_TAGS
 from selip.similarity.findings import (
@@ -26,6 +25,7 @@ from selip.similarity.scorers import (
     field_agreement_matrix,
     syntax_matrix,
 )
+from selip.text.reports import Finding, ReportError
 
 CONFIG = SimilarityConfig()
 

@@ -6,7 +6,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from selip.data.reports import Finding
 from selip.similarity import PRESETS, SimilarityConfig, SimilarityEngine, reference
 from selip.similarity.config import (
     CHINESE_SIGNAL_TAGS,
@@ -21,6 +20,7 @@ from selip.similarity.findings import (
     signal_tag,
 )
 from selip.similarity.table import table_key
+from selip.text.reports import Finding
 
 ENGLISH = PRESETS["english"]
 

@@ -14,7 +14,7 @@ import torch
 
 from selip.cli import main
 from selip.data.datamodule import SelipDataModule
-from selip.data.text import UnknownTokensWarning, load_tokenizer
+from selip.text.tokenizer import UnknownTokensWarning, load_tokenizer
 from tests.tasks.conftest import TINY_TEXT, tiny_overrides
 
 DEMO = Path(__file__).parents[2] / "configs" / "demo.yaml"

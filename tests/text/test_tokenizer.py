@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from selip.data.text import UnknownTokens, load_tokenizer, tokenize, unknown_tokens
+from selip.text.tokenizer import UnknownTokens, load_tokenizer, tokenize, unknown_tokens
 
 CHINESE = ["在左侧基底节区表现为高信号，在右侧额叶表现为低信号", "在右侧丘脑表现为高信号"]
 ENGLISH = ["left frontal lobe: hyperintense signal; right thalamus: restricted diffusion"]

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from selip.data.manifest import KNOWN_SEQUENCES
+from selip.text.sequences import KNOWN_SEQUENCES
 
 #: The normal-report text of the English demo grammar.
 NORMAL_REPORT_TEXT = "No abnormality detected."

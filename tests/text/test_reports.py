@@ -3,7 +3,7 @@ import json
 import pytest
 
 from selip.data.report_table import ReportTable
-from selip.data.reports import (
+from selip.text.reports import (
     NORMAL_REPORT_TEXT,
     Finding,
     ReportError,
