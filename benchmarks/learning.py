@@ -105,6 +105,16 @@ class Settings:
                 "--data.shape", json.dumps(list(self.shape)),
                 "--data.num_workers", str(self.num_workers), *QUIET]
 
+    @classmethod
+    def saved(cls, out: Path, num_workers: int) -> Settings:
+        """The geometry a finished benchmark under ``out`` used (its ``learning.json``;
+        the defaults when there is none), for scripts that re-read its runs."""
+        path = out / "learning.json"
+        geometry = json.loads(path.read_text())["settings"] if path.is_file() else {}
+        return cls(out, num_workers=num_workers,
+                   spacing=tuple(geometry.get("spacing", cls.spacing)),
+                   shape=tuple(geometry.get("shape", cls.shape)))
+
     def key(self) -> dict[str, Any]:
         """The settings a saved run must share to be kept by ``--resume``."""
         return {"exams": self.exams, "pretrain_steps": self.pretrain_steps,

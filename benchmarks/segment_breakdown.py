@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     if not found:
         raise SystemExit(f"no segmentation checkpoint under {args.out}: run "
                          "benchmarks/learning.py first")
-    settings = Settings(out=args.out, num_workers=args.num_workers)
+    settings = Settings.saved(args.out, args.num_workers)
     truth = load_truth(args.out / "cohort" / "truth.jsonl")
     diagnoses = {exam: pair.diagnosis for (exam, _), pair in truth.items()}
     datamodule = evaluation_datamodule(settings, ["flair"], require_mask=True)

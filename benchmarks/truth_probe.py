@@ -89,11 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arms", nargs="+", default=["SeLIP", "CLIP", "SeLIP-fixed-scale"])
     parser.add_argument("--num_workers", type=int, default=2)
     args = parser.parse_args(argv)
-    saved = args.out / "learning.json"
-    geometry = json.loads(saved.read_text())["settings"] if saved.is_file() else {}
-    settings = Settings(args.out, num_workers=args.num_workers,
-                        spacing=tuple(geometry.get("spacing", (3.0, 3.0, 3.0))),
-                        shape=tuple(geometry.get("shape", (64, 64, 64))))
+    settings = Settings.saved(args.out, args.num_workers)
     runs = checkpoints(args.out, args.arms)
     if not runs:
         parser.error(f"no pretraining checkpoints under {args.out} for {args.arms}: run "
