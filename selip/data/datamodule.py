@@ -27,6 +27,7 @@ from selip.data.sampler import ResumableSampler
 from selip.data.splits import assign_splits, labelled_subset
 from selip.data.truth import TRUTH_FILE, load_truth, truth_classes
 from selip.data.validation import Requirements, check_manifest, resolve_sequences
+from selip.data.workers import ignore_stop_signals
 from selip.io.fingerprint import FileDigests
 from selip.metrics import ClinicalTruth, clinical_truth
 from selip.similarity.config import SimilarityConfig, resolve_config
@@ -441,6 +442,7 @@ class SelipDataModule(pl.LightningDataModule):
                              f"batch_size={batch_size}; lower data.batch_size or add exams")
         loader = partial(DataLoader, dataset, batch_size=batch_size,
                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                         worker_init_fn=ignore_stop_signals if self.num_workers > 0 else None,
                          pin_memory=self.pin_memory and torch.cuda.is_available())
         if not train:  # Lightning adds a DistributedSampler for evaluation under DDP
             return loader(shuffle=False)

@@ -17,10 +17,11 @@ class SampleRecorder(Callback):
     ``path`` (one line per rank and batch)."""
 
     def __init__(self, path: str, signal_after_step: int = -1,
-                 signal_name: str = "SIGUSR1") -> None:
+                 signal_name: str = "SIGUSR1", signal_group: bool = False) -> None:
         self.path = path
         self.signal_after_step = signal_after_step
         self.signal_name = signal_name
+        self.signal_group = signal_group  # the whole process group, loader workers too
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -28,7 +29,11 @@ class SampleRecorder(Callback):
             handle.write(json.dumps({"step": trainer.global_step, "rank": trainer.global_rank,
                                      "ids": batch["sample_id"].tolist()}) + "\n")
         if trainer.global_step == self.signal_after_step:
-            os.kill(os.getpid(), signal.Signals[self.signal_name])
+            signum = signal.Signals[self.signal_name]
+            if self.signal_group:  # as scancel, a terminal or `timeout` deliver it
+                os.killpg(os.getpgid(0), signum)
+            else:
+                os.kill(os.getpid(), signum)
 
 
 def recorded(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -23,10 +23,11 @@ EPOCHS = 3
 
 
 def _args(manifest: Path, root: Path, record: Path, signal_after_step: int = -1,
-          signal_name: str = "SIGUSR1", **extra: object) -> list[str]:
+          signal_name: str = "SIGUSR1", signal_group: bool = False, **extra: object
+          ) -> list[str]:
     recorder = {"class_path": "tests.tasks.recorder.SampleRecorder",
                 "init_args": {"path": str(record), "signal_after_step": signal_after_step,
-                              "signal_name": signal_name}}
+                              "signal_name": signal_name, "signal_group": signal_group}}
     return ["fit", "--config", DEMO, *tiny_overrides(manifest, root, **{
         "--trainer.max_epochs": EPOCHS, "--trainer.log_every_n_steps": 1,
         "--data.similarity": "paper", "--data.val_fraction": 0.2, **extra}),
@@ -139,3 +140,26 @@ def test_a_truncated_checkpoint_is_named_in_a_clear_error(pretrained, tmp_path, 
     assert main(_args(manifest, tmp_path, tmp_path / "r.jsonl",
                       **{"--ckpt_path": str(tmp_path / "missing.ckpt")})) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1"])
+def test_a_signal_to_the_whole_process_group_saves_and_stops_cleanly(tiny_cohort, tmp_path,
+                                                                     name):
+    """scancel, a preempting scheduler, `timeout` or `kill -- -PGID` signal every process
+    of the job, the data loader's workers too: the run must still save last.ckpt at the
+    step boundary and stop with the preemption exit code and its one-line message, not die
+    with a worker-crash traceback."""
+    manifest = tiny_cohort(n=16)
+    root, record = tmp_path / "run", tmp_path / "run.jsonl"
+    args = _args(manifest, root, record, signal_after_step=3, signal_name=name,
+                 signal_group=True, **{"--data.num_workers": 2})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "selip.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300,
+                          start_new_session=True)  # its own group: the signal spares pytest
+    assert done.returncode == PREEMPTED_EXIT_CODE, done.stderr[-3000:]
+    assert "resume with the same command and --ckpt_path last" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    [run] = root.glob("runs/demo/version_*")
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 3
