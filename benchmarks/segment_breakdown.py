@@ -49,6 +49,7 @@ class ExamScore:
     exam_id: str
     diagnosis: str
     lesion_voxels: int
+    predicted_voxels: int
     dice: float       # NaN when the mask has no lesion
     clean: float      # 1.0 when a lesion-free exam is predicted empty; NaN with a lesion
 
@@ -80,7 +81,8 @@ def score(run: str, checkpoint: Path, datamodule: SelipDataModule,
             for row, sample_id in enumerate(batch["sample_id"].tolist()):
                 exam = datamodule.pairs[sample_id].exam_id
                 rows.append(ExamScore(run, split, exam, diagnoses.get(exam, "?"),
-                                      int(target[row].sum()), float(dice[row]),
+                                      int(target[row].sum()), int(predicted[row].sum()),
+                                      float(dice[row]),
                                       float(clean[row])))
     return rows
 
@@ -117,6 +119,10 @@ def table(scores: list[ExamScore]) -> list[dict[str, Any]]:
             rows.append({"family": family, "split": split, "group": "lesion-free: clean",
                          "exams": len({s.exam_id for s in normal}),
                          "dice": _mean(s.clean for s in normal)})
+            rows.append({"family": family, "split": split,
+                         "group": "lesion-free: voxels flagged (mean)",
+                         "exams": len({s.exam_id for s in normal}),
+                         "dice": _mean(float(s.predicted_voxels) for s in normal)})
     return rows
 
 

@@ -87,18 +87,19 @@ def test_breakdown_groups_lesion_exams_by_kind_and_size_and_scores_normals_apart
     breakdown = _load_breakdown()
     score = breakdown.ExamScore
     nan = math.nan
-    scores = [score("scratch_seed0", "test", "a", "tumour", 2000, 0.9, nan),
-              score("scratch_seed1", "test", "a", "tumour", 2000, 0.7, nan),
-              score("scratch_seed0", "test", "b", "demyelination", 60, 0.0, nan),
-              score("scratch_seed0", "test", "c", "normal", 0, nan, 1.0),
-              score("scratch_seed0", "test", "d", "normal", 0, nan, 0.0),
-              score("selip_seed0", "test", "b", "demyelination", 60, 0.4, nan)]
+    scores = [score("scratch_seed0", "test", "a", "tumour", 2000, 1800, 0.9, nan),
+              score("scratch_seed1", "test", "a", "tumour", 2000, 1500, 0.7, nan),
+              score("scratch_seed0", "test", "b", "demyelination", 60, 0, 0.0, nan),
+              score("scratch_seed0", "test", "c", "normal", 0, 0, nan, 1.0),
+              score("scratch_seed0", "test", "d", "normal", 0, 12, nan, 0.0),
+              score("selip_seed0", "test", "b", "demyelination", 60, 50, 0.4, nan)]
     rows = {(r["family"], r["split"], r["group"]): r for r in breakdown.table(scores)}
     everything = rows["scratch", "test", "all lesion exams"]
     assert everything["exams"] == 2 and everything["dice"] == pytest.approx(1.6 / 3)
     assert rows["scratch", "test", "tumour"]["dice"] == pytest.approx(0.8)
     assert rows["scratch", "test", "lesion 1–4 ml"]["dice"] == 0.0
     assert rows["scratch", "test", "lesion-free: clean"]["dice"] == 0.5
+    assert rows["scratch", "test", "lesion-free: voxels flagged (mean)"]["dice"] == 6.0
     assert rows["finetune", "test", "demyelination"]["dice"] == pytest.approx(0.4)
     assert rows["scratch", "val", "all lesion exams"]["exams"] == 0
     text = breakdown.markdown(breakdown.table(scores))
