@@ -45,7 +45,7 @@ from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
 from selip.data.splits import labelled_subset
 from selip.demo import generate_demo_cohort
-from selip.dice import empty_clean, foreground_dice
+from selip.dice import LOSSES, empty_clean, foreground_dice
 from selip.experiments.data_efficiency import fit_then_test, mean_std
 from selip.io.atomic import atomic_write_text
 from selip.models import ImageEncoder
@@ -85,6 +85,9 @@ class Settings:
     exams: int = 600
     pretrain_steps: int = 500
     segment_steps: int = 400
+    # pinned here, not read from configs/segment.yaml, so one benchmark's arms and seeds
+    # share it whatever the config's default becomes
+    segment_loss: str = "batch_dice_fg_ce"
     spacing: tuple[float, float, float] = (3.0, 3.0, 3.0)
     shape: tuple[int, int, int] = (64, 64, 64)
     num_workers: int = 2
@@ -118,7 +121,8 @@ class Settings:
     def key(self) -> dict[str, Any]:
         """The settings a saved run must share to be kept by ``--resume``."""
         return {"exams": self.exams, "pretrain_steps": self.pretrain_steps,
-                "segment_steps": self.segment_steps, "spacing": list(self.spacing),
+                "segment_steps": self.segment_steps, "segment_loss": self.segment_loss,
+                "spacing": list(self.spacing),
                 "shape": list(self.shape), "extra": self.extra}
 
 
@@ -280,6 +284,7 @@ def segment(mode: str, checkpoint: str, name: str, seed: int, settings: Settings
         *settings.data_options(), "--seed_everything", str(seed),
         "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt", checkpoint,
         "--trainer.max_steps", str(settings.segment_steps),
+        "--model.init_args.loss", settings.segment_loss,
         # validated 4 times: the checkpoint is selected on validation
         "--trainer.val_check_interval", str(max(1, settings.segment_steps // 4)),
         "--model.init_args.warmup_steps", str(max(1, settings.segment_steps // 10))])
@@ -396,6 +401,9 @@ def previous_runs(settings: Settings, resume: bool) -> tuple[list[dict[str, Any]
     if not resume or not path.exists():
         return [], 0.0
     saved = json.loads(path.read_text())
+    # runs saved before the loss was an option used batch Dice
+    if "settings" in saved:
+        saved["settings"] = {"segment_loss": "batch_dice_fg_ce", **saved["settings"]}
     if saved.get("settings") != settings.key():
         raise SystemExit(f"--resume: {path} holds runs made with {saved.get('settings')}, "
                          f"not {settings.key()}; use another --out")
@@ -455,6 +463,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exams", type=int, default=600, help="demo cohort size (600)")
     parser.add_argument("--pretrain_steps", type=int, default=500)
     parser.add_argument("--segment_steps", type=int, default=400)
+    parser.add_argument("--segment_loss", default="batch_dice_fg_ce",
+                        choices=LOSSES,
+                        help="the segmentation runs' loss (default batch_dice_fg_ce, what "
+                             "the recorded runs used)")
     parser.add_argument("--quick", action="store_true",
                         help="40 exams at 32³ voxels of 6 mm, 1 seed, a few steps: a smoke run")
     parser.add_argument("--resume", action="store_true",
@@ -467,10 +479,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     out = args.out or Path("runs/learning_quick" if args.quick else "runs/learning")
     settings = Settings(out, args.exams, args.pretrain_steps, args.segment_steps,
-                        extra=args.extra)
+                        segment_loss=args.segment_loss, extra=args.extra)
     if args.quick:
         settings = Settings(out, exams=40, pretrain_steps=4, segment_steps=2,
-                            spacing=(6.0, 6.0, 6.0), shape=(32, 32, 32), num_workers=0,
+                            segment_loss=args.segment_loss, spacing=(6.0, 6.0, 6.0),
+                            shape=(32, 32, 32), num_workers=0,
                             extra=args.extra)
         args.seeds = 1
     started = time.time()

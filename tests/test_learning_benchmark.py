@@ -69,6 +69,19 @@ def test_targets_are_judged_from_the_means():
     assert math.isnan(dice[2]) and not dice[4]
 
 
+def test_resume_keeps_runs_saved_before_the_loss_was_an_option_and_refuses_another_loss(
+        tmp_path: Path):
+    learning = _load_script()
+    settings = learning.Settings(tmp_path)
+    older = {key: value for key, value in settings.key().items() if key != "segment_loss"}
+    (tmp_path / "learning.json").write_text(json.dumps(
+        {"settings": older, "runs": [{"arm": "SeLIP", "seed": 0, "metrics": {}}]}))
+    runs, _ = learning.previous_runs(settings, resume=True)  # they used batch Dice
+    assert runs == [{"arm": "SeLIP", "seed": 0, "metrics": {}}]
+    with pytest.raises(SystemExit, match="use another --out"):
+        learning.previous_runs(learning.Settings(tmp_path, segment_loss="dice_fg_ce"), True)
+
+
 def _load_breakdown() -> ModuleType:
     sys.path.insert(0, str(SCRIPT.parent))  # it imports learning.py as its sibling
     try:
