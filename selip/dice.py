@@ -7,10 +7,14 @@ predicts exactly nothing. :func:`segmentation_loss` therefore offers (``LOSSES``
 
 - ``dice_ce``: soft Dice over every class, background included, per sample, plus
   cross-entropy — MONAI's ``DiceCELoss(to_onehot_y=True, softmax=True)``, selip's old loss;
-- ``dice_fg_ce``: soft Dice over the foreground classes only, per sample, plus CE;
-- ``batch_dice_fg_ce`` (the default): foreground soft Dice with the sums taken over the
-  whole batch before the ratio (batch Dice), plus CE. An exam without a lesion then only
-  adds its false positives to the denominator instead of being a Dice term of its own.
+- ``dice_fg_ce`` (the segmentation task's default): soft Dice over the foreground classes
+  only, per sample, plus CE. Every lesion exam weighs the same in the loss, so a few small
+  plaques count as much as a large tumour;
+- ``batch_dice_fg_ce``: foreground soft Dice with the sums taken over the whole batch
+  before the ratio (batch Dice), plus CE. An exam without a lesion then only adds its
+  false positives to the denominator instead of being a Dice term of its own, but the
+  largest lesion of the batch dominates the sums: on the demo cohort it never learnt to
+  segment the small plaques (benchmarks/RESULTS.md, "Where the segmentation Dice is lost").
 
 :func:`foreground_dice` and :func:`empty_clean` score hard (argmax) predictions: Dice per
 sample and foreground class over the samples whose mask contains the class, and, for the

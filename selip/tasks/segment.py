@@ -1,7 +1,7 @@
 """``SegmentationTask``: the pretrained image encoder under a U-Net decoder (DESIGN §2.6).
 
-Soft Dice + cross-entropy loss (:mod:`selip.dice`; by default a foreground-only batch
-Dice, made for lesions of a fraction of a percent of the voxels), Dice per foreground
+Soft Dice + cross-entropy loss (:mod:`selip.dice`; by default a foreground-only Dice per
+sample, made for lesions of a fraction of a percent of the voxels), Dice per foreground
 class on validation and test, sliding-window inference over whole volumes (MONAI) when
 the volumes are larger than the training patch.
 
@@ -59,9 +59,11 @@ class SegmentationTask(FrozenEncoderMixin, BaseTask):
             rest of ``trainer.max_steps``).
         schedule: ``cosine``, ``poly`` or ``constant``.
         predict_dir: where ``selip predict`` writes masks (default: the run folder).
-        loss: ``batch_dice_fg_ce`` (foreground batch Dice + CE, for tiny lesions),
-            ``dice_fg_ce`` (foreground Dice per sample + CE) or ``dice_ce`` (Dice over every
-            class, background included, + CE: the old loss); see :mod:`selip.dice`.
+        loss: ``dice_fg_ce`` (foreground Dice per sample + CE: every lesion exam weighs
+            the same, small lesions too), ``batch_dice_fg_ce`` (foreground batch Dice + CE:
+            fewer false alarms on lesion-free exams, but large lesions dominate the sums)
+            or ``dice_ce`` (Dice over every class, background included, + CE: the old
+            loss); see :mod:`selip.dice`.
         full_resolution: the decoder's stride-1 path on the input image (off: the stride-2
             map upsampled, as checkpoints written before it was added need).
         warmup: deprecated, use ``warmup_steps``: a fraction of all steps when below 1,
@@ -77,7 +79,7 @@ class SegmentationTask(FrozenEncoderMixin, BaseTask):
                  lr_encoder: float | None = None, weight_decay: float = 0.01,
                  warmup_steps: int = 20,
                  schedule: Literal["cosine", "poly", "constant"] = "cosine",
-                 predict_dir: str | None = None, loss: SegmentationLoss = "batch_dice_fg_ce",
+                 predict_dir: str | None = None, loss: SegmentationLoss = "dice_fg_ce",
                  full_resolution: bool = True, warmup: float | None = None) -> None:
         super().__init__()
         check_warmup_steps(warmup_steps)

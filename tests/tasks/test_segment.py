@@ -98,9 +98,9 @@ def test_the_loss_is_configurable_and_defaults_to_foreground_batch_dice():
     logits, mask = torch.randn(2, 2, 4, 4, 4), torch.randint(0, 2, (2, 1, 4, 4, 4))
     default = SegmentationTask(mode="scratch", image_encoder={"depth": 10, "width": 4},  # type: ignore[arg-type]
                                decoder_width=4)
-    assert default.hparams["loss"] == "batch_dice_fg_ce" and default.hparams["full_resolution"]
+    assert default.hparams["loss"] == "dice_fg_ce" and default.hparams["full_resolution"]
     torch.testing.assert_close(default.loss(logits, mask),
-                               segmentation_loss(logits, mask, "batch_dice_fg_ce"))
+                               segmentation_loss(logits, mask, "dice_fg_ce"))
     old = SegmentationTask(mode="scratch", image_encoder={"depth": 10, "width": 4},  # type: ignore[arg-type]
                            decoder_width=4, loss="dice_ce", full_resolution=False)
     torch.testing.assert_close(old.loss(logits, mask),
