@@ -71,6 +71,8 @@ PROBE_FRACTIONS = (0.1, 1.0)
 #: L2 weights tried for the probe; the one with the best validation AUROC is kept.
 PROBE_L2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 QUIET = ["--trainer.enable_progress_bar", "false"]
+#: the segmentation loss of every run recorded before ``--segment_loss`` existed
+RECORDED_SEGMENT_LOSS = "batch_dice_fg_ce"
 #: issue 14's targets (means over seeds)
 TARGET_DICE = 0.5
 TARGET_PROBE_GAIN = 0.15
@@ -87,7 +89,7 @@ class Settings:
     segment_steps: int = 400
     # pinned here, not read from configs/segment.yaml, so one benchmark's arms and seeds
     # share it whatever the config's default becomes
-    segment_loss: str = "batch_dice_fg_ce"
+    segment_loss: str = RECORDED_SEGMENT_LOSS
     spacing: tuple[float, float, float] = (3.0, 3.0, 3.0)
     shape: tuple[int, int, int] = (64, 64, 64)
     num_workers: int = 2
@@ -403,7 +405,7 @@ def previous_runs(settings: Settings, resume: bool) -> tuple[list[dict[str, Any]
     saved = json.loads(path.read_text())
     # runs saved before the loss was an option used batch Dice
     if "settings" in saved:
-        saved["settings"] = {"segment_loss": "batch_dice_fg_ce", **saved["settings"]}
+        saved["settings"] = {"segment_loss": RECORDED_SEGMENT_LOSS, **saved["settings"]}
     if saved.get("settings") != settings.key():
         raise SystemExit(f"--resume: {path} holds runs made with {saved.get('settings')}, "
                          f"not {settings.key()}; use another --out")
@@ -463,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exams", type=int, default=600, help="demo cohort size (600)")
     parser.add_argument("--pretrain_steps", type=int, default=500)
     parser.add_argument("--segment_steps", type=int, default=400)
-    parser.add_argument("--segment_loss", default="batch_dice_fg_ce",
+    parser.add_argument("--segment_loss", default=RECORDED_SEGMENT_LOSS,
                         choices=LOSSES,
                         help="the segmentation runs' loss (default batch_dice_fg_ce, what "
                              "the recorded runs used)")

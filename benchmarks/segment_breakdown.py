@@ -30,7 +30,7 @@ import torch
 from learning import Settings, evaluation_datamodule
 
 from selip.data.datamodule import SelipDataModule
-from selip.data.truth import load_truth
+from selip.data.truth import TRUTH_FILE, load_truth
 from selip.dice import empty_clean, foreground_dice
 from selip.io.atomic import atomic_write_text
 from selip.tasks import SegmentationTask
@@ -82,13 +82,8 @@ def score(run: str, checkpoint: Path, datamodule: SelipDataModule,
                 exam = datamodule.pairs[sample_id].exam_id
                 rows.append(ExamScore(run, split, exam, diagnoses.get(exam, "?"),
                                       int(target[row].sum()), int(predicted[row].sum()),
-                                      float(dice[row]),
-                                      float(clean[row])))
+                                      float(dice[row]), float(clean[row])))
     return rows
-
-
-def size_bin(voxels: int) -> str:
-    return next(name for low, high, name in SIZE_BINS if low <= voxels < high)
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -97,9 +92,10 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def table(scores: list[ExamScore]) -> list[dict[str, Any]]:
-    """Rows (family, split, group, exams, mean Dice) for the lesion exams, grouped by
-    diagnosis and by lesion volume; ``family`` is ``scratch`` or ``finetune`` (every
-    pretrained arm), pooled over seeds; exams counts distinct exams."""
+    """Rows (family, split, group, exams, mean) pooled over seeds: the mean Dice of the
+    lesion exams, grouped by diagnosis and by lesion volume, then of the lesion-free exams
+    the share left clean and the mean voxels flagged; ``family`` is ``scratch`` or
+    ``finetune`` (every pretrained arm); exams counts distinct exams."""
     rows: list[dict[str, Any]] = []
     for family in ("scratch", "finetune"):
         mine = [s for s in scores if s.run.startswith("scratch") == (family == "scratch")]
@@ -114,15 +110,15 @@ def table(scores: list[ExamScore]) -> list[dict[str, Any]]:
             for group, members in groups.items():
                 rows.append({"family": family, "split": split, "group": group,
                              "exams": len({s.exam_id for s in members}),
-                             "dice": _mean(s.dice for s in members)})
+                             "mean": _mean(s.dice for s in members)})
             normal = [s for s in mine if s.split == split and s.lesion_voxels == 0]
             rows.append({"family": family, "split": split, "group": "lesion-free: clean",
                          "exams": len({s.exam_id for s in normal}),
-                         "dice": _mean(s.clean for s in normal)})
+                         "mean": _mean(s.clean for s in normal)})
             rows.append({"family": family, "split": split,
                          "group": "lesion-free: voxels flagged (mean)",
                          "exams": len({s.exam_id for s in normal}),
-                         "dice": _mean(float(s.predicted_voxels) for s in normal)})
+                         "mean": _mean(float(s.predicted_voxels) for s in normal)})
     return rows
 
 
@@ -139,7 +135,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 row = next((r for r in rows if r["family"] == family and r["split"] == split
                             and r["group"] == group), None)
                 cells.append("–" if row is None or not row["exams"]
-                             else f"{float(row['dice']):.3f} ({row['exams']})")
+                             else f"{float(row['mean']):.3f} ({row['exams']})")
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -155,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no segmentation checkpoint under {args.out}: run "
                          "benchmarks/learning.py first")
     settings = Settings.saved(args.out, args.num_workers)
-    truth = load_truth(args.out / "cohort" / "truth.jsonl")
+    truth = load_truth(Path(settings.manifest).parent / TRUTH_FILE)
     diagnoses = {exam: pair.diagnosis for (exam, _), pair in truth.items()}
     datamodule = evaluation_datamodule(settings, ["flair"], require_mask=True)
     scores = []

@@ -108,12 +108,12 @@ def test_breakdown_groups_lesion_exams_by_kind_and_size_and_scores_normals_apart
               score("selip_seed0", "test", "b", "demyelination", 60, 50, 0.4, nan)]
     rows = {(r["family"], r["split"], r["group"]): r for r in breakdown.table(scores)}
     everything = rows["scratch", "test", "all lesion exams"]
-    assert everything["exams"] == 2 and everything["dice"] == pytest.approx(1.6 / 3)
-    assert rows["scratch", "test", "tumour"]["dice"] == pytest.approx(0.8)
-    assert rows["scratch", "test", "lesion 1–4 ml"]["dice"] == 0.0
-    assert rows["scratch", "test", "lesion-free: clean"]["dice"] == 0.5
-    assert rows["scratch", "test", "lesion-free: voxels flagged (mean)"]["dice"] == 6.0
-    assert rows["finetune", "test", "demyelination"]["dice"] == pytest.approx(0.4)
+    assert everything["exams"] == 2 and everything["mean"] == pytest.approx(1.6 / 3)
+    assert rows["scratch", "test", "tumour"]["mean"] == pytest.approx(0.8)
+    assert rows["scratch", "test", "lesion 1–4 ml"]["mean"] == 0.0
+    assert rows["scratch", "test", "lesion-free: clean"]["mean"] == 0.5
+    assert rows["scratch", "test", "lesion-free: voxels flagged (mean)"]["mean"] == 6.0
+    assert rows["finetune", "test", "demyelination"]["mean"] == pytest.approx(0.4)
     assert rows["scratch", "val", "all lesion exams"]["exams"] == 0
     text = breakdown.markdown(breakdown.table(scores))
     assert "| tumour | – | 0.800 (1) | – | – |" in text
@@ -168,4 +168,4 @@ def test_quick_run_measures_every_row_and_resumes(tmp_path: Path):
     overall = next(row for row in saved_breakdown["table"] if row["family"] == "scratch"
                    and row["split"] == "test" and row["group"] == "all lesion exams")
     # the same checkpoint and exams as selip test: its mean is the benchmark's test Dice
-    assert overall["dice"] == pytest.approx(metrics["segment_scratch/dice"], abs=1e-4)
+    assert overall["mean"] == pytest.approx(metrics["segment_scratch/dice"], abs=1e-4)
