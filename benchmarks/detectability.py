@@ -10,7 +10,11 @@ encoder stays at the majority rate, no contrastive objective will find the disea
 
 ``--boost B`` adds ``B`` (images are scaled to [0, 1]) inside the lesion mask of every
 visible pair: a control showing how bright a lesion must be for the encoder to find it
-within the budget (and that the check itself works).
+within the budget (and that the check itself works). ``--adc-percentile P`` clips every
+ADC volume at its own P-th percentile and rescales it to [0, 1] — exactly what
+preprocessing with ``intensity_percentiles (0.1, P)`` gives for ADC, since the cached
+volume is a monotone linear map of the resampled one — so ADC's bright CSF saturates and
+the dark lesion keeps more of the range.
 
 Run after ``selip demo-data`` and ``selip prepare`` (it reads the preprocessing cache)::
 
@@ -34,7 +38,14 @@ from selip.models.image_encoder import ImageEncoder, ImageEncoderConfig
 _SEQUENCES = ["t1", "t2", "flair", "dwi", "adc"]
 
 
-def load_split(datamodule: SelipDataModule, split: str, truth: dict, boost: float
+def clip_high(image: torch.Tensor, percentile: float) -> torch.Tensor:
+    """``image`` clipped at its ``percentile``-th percentile and rescaled to [0, 1]."""
+    high = float(torch.quantile(image.flatten(), percentile / 100))
+    return (image.clamp(max=high) / max(high, 1e-6)).clamp(0, 1)
+
+
+def load_split(datamodule: SelipDataModule, split: str, truth: dict, boost: float,
+               adc_percentile: float = 100.0
                ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
     """Every pair of ``split``: images ``(N, 1, D, H, W)`` float32, labels ``(N,)``
     (1 = the pair's sequence shows a lesion), the boost painted into visible lesions, and
@@ -46,6 +57,8 @@ def load_split(datamodule: SelipDataModule, split: str, truth: dict, boost: floa
         findings = truth[(pair.exam_id, sequence)].findings
         visible = any(f.signal != "isointense signal" for f in findings)
         image = dataset.read_image(pair).float()
+        if sequence == "adc" and adc_percentile < 100:
+            image = clip_high(image, adc_percentile)
         if visible and boost:
             image = image + boost * dataset.read_mask(pair).float()
         images.append(image)
@@ -103,6 +116,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--boost", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--adc-percentile", type=float, default=100.0,
+                        help="clip ADC volumes at this percentile of their own (100: as cached)")
     parser.add_argument("--per-sequence-head", action="store_true",
                         help="one linear head per sequence instead of one shared head")
     args = parser.parse_args()
@@ -112,12 +127,15 @@ def main() -> None:
                                  max_length=64, require_mask=True, progress=False)
     datamodule.setup("fit")
     truth = load_truth(Path(args.manifest).parent)
-    train_x, train_y, _, train_s = load_split(datamodule, "train", truth, args.boost)
-    val_x, val_y, val_kinds, val_s = load_split(datamodule, "val", truth, args.boost)
+    train_x, train_y, _, train_s = load_split(datamodule, "train", truth, args.boost,
+                                               args.adc_percentile)
+    val_x, val_y, val_kinds, val_s = load_split(datamodule, "val", truth, args.boost,
+                                                   args.adc_percentile)
     majority = float(torch.bincount(val_y).max()) / len(val_y)
     print(f"{args.manifest}: {len(train_y)} training pairs ({int(train_y.sum())} show a "
           f"lesion), {len(val_y)} validation pairs; majority rate {majority:.3f}; "
-          f"boost {args.boost}, lr {args.lr}, "
+          f"boost {args.boost}, lr {args.lr}, ADC clipped at its "
+          f"{args.adc_percentile:g}th percentile, "
           f"{'a head per sequence' if args.per_sequence_head else 'one shared head'}")
     encoder = ImageEncoder(ImageEncoderConfig(depth=10, width=16, anisotropic_stem=False))
     head = Head(encoder.out_features, len(datamodule.sequences), args.per_sequence_head)
