@@ -13,10 +13,13 @@ seeded with the run's seed:
 - ``region``: abnormal exams whose findings all lie in one region (its classes);
 - ``diagnosis``: every exam, as in ``learning.py`` (for reference).
 
-    .venv/bin/python benchmarks/truth_probe.py [--out runs/learning] [--arms SeLIP CLIP]
+    .venv/bin/python benchmarks/truth_probe.py [--out runs/learning] [--arms SeLIP CLIP] \
+        [--new_only]
 
-Prints a table of this run's encoders and keeps every value measured so far in
-``<out>/truth_probe.json`` (``encoder/seed<n>/target/fraction``).
+Keeps every value measured so far in ``<out>/truth_probe.json``
+(``encoder/seed<n>/target/fraction``) and prints the mean ± std over every seed on record
+of each encoder asked for and of the random encoder; ``--new_only`` probes only the
+checkpoints not on record yet.
 """
 
 from __future__ import annotations
@@ -83,11 +86,19 @@ def checkpoints(out: Path, arms: list[str]) -> list[tuple[str, int, Path]]:
     return found
 
 
+def measured(saved_values: dict[str, float], encoder: str, seed: int) -> bool:
+    """Whether ``truth_probe.json``'s values hold any probe of ``encoder`` at ``seed``."""
+    return any(key.startswith(f"{encoder}/seed{seed}/") for key in saved_values)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/learning"))
     parser.add_argument("--arms", nargs="+", default=["SeLIP", "CLIP", "SeLIP-fixed-scale"])
     parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--new_only", action="store_true",
+                        help="skip the encoders (arm or random, and seed) already in "
+                             "truth_probe.json: probe only runs learning.py added since")
     args = parser.parse_args(argv)
     settings = Settings.saved(args.out, args.num_workers)
     runs = checkpoints(args.out, args.arms)
@@ -96,12 +107,16 @@ def main(argv: list[str] | None = None) -> None:
                      "benchmarks/learning.py first")
     labels = exam_labels(Path(settings.manifest).parent)
     datamodule = probe_datamodule(settings)
-    results: dict[tuple[str, str, float], list[float]] = {}
+    features: dict[str, ExamFeatures] | None = None
     saved_path = args.out / "truth_probe.json"
     # every (encoder, seed, target, fraction) measured so far; a rerun replaces its own keys
     saved_values = json.loads(saved_path.read_text()) if saved_path.is_file() else {}
     done_random: set[int] = set()
     for arm, seed, path in runs:
+        if args.new_only and measured(saved_values, arm, seed) and (
+                seed in done_random or measured(saved_values, "random", seed)):
+            print(f"{arm:18s} seed {seed}: already in {saved_path}; skipped", flush=True)
+            continue
         pretrained = load_pretrained_encoder(str(path))
         encoders = [(arm, pretrained)]
         if seed not in done_random:  # one random encoder per seed, as learning.py draws it
@@ -109,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
             encoders.append(("random", ImageEncoder(pretrained.config)))
             done_random.add(seed)
         for name, encoder in encoders:
+            if args.new_only and measured(saved_values, name, seed):
+                continue
             features = exam_features(encoder, datamodule)
             for target in TARGETS:
                 splits, classes = relabel(features, labels[target])
@@ -118,24 +135,27 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 for fraction in FRACTIONS:
                     value = probe(splits, fraction, seed, classes)["auroc"]
-                    results.setdefault((name, target, fraction), []).append(value)
                     saved_values[f"{name}/seed{seed}/{target}/{fraction}"] = value
                     print(f"{name:18s} seed {seed} {target:9s} {fraction:4.0%} labels: "
                           f"AUROC {value:.3f}", flush=True)
-    sizes = {t: {s: len(relabel(features, labels[t])[0][s].exams) for s in features}
-             for t in TARGETS}
-    print("\n| target (test exams) | labels | " + " | ".join(
-        dict.fromkeys(name for name, _, _ in results)) + " |")
+    if features is not None:
+        sizes = {t: f" ({len(relabel(features, labels[t])[0]['test'].exams)})" for t in TARGETS}
+    else:
+        sizes = dict.fromkeys(TARGETS, "")
+        print("nothing new to probe; the table holds what truth_probe.json has on record")
+    # the table holds every seed on record for these encoders, this run's and earlier ones
+    names = [*dict.fromkeys(arm for arm, _, _ in runs), "random"]
+    print("\n| target (test exams) | labels | " + " | ".join(names) + " |")
     for target in TARGETS:
         for fraction in FRACTIONS:
             cells = []
-            for name in dict.fromkeys(n for n, _, _ in results):
-                values = results.get((name, target, fraction), [])
+            for name in names:
+                key = rf"{re.escape(name)}/seed\d+/{target}/{re.escape(str(fraction))}"
+                values = [v for k, v in sorted(saved_values.items()) if re.fullmatch(key, k)]
                 std = statistics.stdev(values) if len(values) > 1 else 0.0  # as learning.py
                 cells.append(f"{statistics.mean(values):.3f} ± {std:.3f} ({len(values)})"
                              if values else "—")
-            print(f"| {target} ({sizes[target]['test']}) | {fraction:.0%} | "
-                  + " | ".join(cells) + " |")
+            print(f"| {target}{sizes[target]} | {fraction:.0%} | " + " | ".join(cells) + " |")
     atomic_write_text(saved_path, json.dumps(saved_values, indent=1, sort_keys=True))
 
 

@@ -155,6 +155,17 @@ def test_quick_run_measures_every_row_and_resumes(tmp_path: Path):
     found = json.loads((tmp_path / "quick" / "truth_probe.json").read_text())
     assert all(0.0 <= value <= 1.0 for value in found.values())
     assert "random/seed0/diagnosis/1.0" in found and "SeLIP/seed0/diagnosis/1.0" in found
+    # --new_only probes nothing already on record and prints the table from the record
+    again = subprocess.run([sys.executable, str(SCRIPT.parent / "truth_probe.py"), "--out",
+                            str(tmp_path / "quick"), "--arms", "SeLIP", "--num_workers", "0",
+                            "--new_only"], cwd=SCRIPT.parents[1], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "seed 0: already in" in again.stdout and "AUROC" not in again.stdout
+    assert json.loads((tmp_path / "quick" / "truth_probe.json").read_text()) == found
+    diagnosis_row = next(line for line in again.stdout.splitlines()
+                         if line.startswith("| diagnosis | 100% |"))
+    assert f"{found['SeLIP/seed0/diagnosis/1.0']:.3f} ± 0.000 (1)" in diagnosis_row
     # the segmentation breakdown re-scores the run's selected checkpoints exam by exam
     broken = subprocess.run([sys.executable, str(SCRIPT.parent / "segment_breakdown.py"),
                              "--out", str(tmp_path / "quick"), "--num_workers", "0"],
