@@ -8,9 +8,11 @@ the val/test split stays the same. Each run trains with ``selip fit`` for the co
 ``trainer.max_steps`` optimiser steps — the same at every label fraction — selects its
 checkpoint on validation, and reports that checkpoint's metrics on the test split. The
 table gives each metric's mean ± std over the seeds; it is printed and saved as JSON and
-Markdown.
+Markdown — after every run, so a table cut short keeps what it measured and ``--resume``
+continues it, running only the (mode, fraction, seed) it does not hold yet.
 
-    python -m selip.experiments.data_efficiency --encoder_ckpt CKPT [--seeds 3] [--quick]
+    python -m selip.experiments.data_efficiency --encoder_ckpt CKPT [--seeds 3] [--quick] \
+        [--resume]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import argparse
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,53 +62,118 @@ def seed_overrides(seed: int) -> list[str]:
     return ["--seed_everything", str(seed), "--data.label_seed", str(seed)]
 
 
+#: what a saved table must share with this call for ``--resume`` to keep its runs
+SETTINGS_KEYS = ("encoder_ckpt", "extra", "classify_config", "segment_config")
+RunKey = tuple[str, str, float, int]  # (task, mode, label fraction, seed)
+
+
 def run_grid(config: str, task: str, modes: Sequence[str], fractions: Sequence[float],
-             seeds: Sequence[int], encoder_ckpt: str, out: Path, extra: list[str]
+             seeds: Sequence[int], encoder_ckpt: str, out: Path, extra: list[str],
+             done: dict[RunKey, dict[str, Any]] | None = None,
+             after_each: Callable[[list[dict[str, Any]]], None] | None = None
              ) -> list[dict[str, Any]]:
     """Fit and test ``config`` once per (fraction, mode, seed), in that order; a row per run
-    with its ``mode``, ``label_fraction``, ``seed`` and ``test/*`` metrics."""
+    with its ``mode``, ``label_fraction``, ``seed`` and ``test/*`` metrics. A run whose key
+    is in ``done`` is not run again: its saved row is kept. ``after_each`` gets the rows so
+    far after every run (to save them)."""
     rows: list[dict[str, Any]] = []
+    total = len(fractions) * len(modes) * len(seeds)
     for fraction in fractions:
         for mode in modes:
             for seed in seeds:
-                metrics = fit_then_test(config, out, f"{task}_{mode}_{fraction}_seed{seed}", [
+                name = f"{task}_{mode}_{fraction}_seed{seed}"
+                kept = (done or {}).get((task, mode, fraction, seed))
+                if kept is not None:
+                    print(f"[{task} {len(rows) + 1}/{total}] {name}: kept from the saved "
+                          "table", flush=True)
+                    rows.append(kept)
+                    continue
+                print(f"[{task} {len(rows) + 1}/{total}] {name}", flush=True)
+                metrics = fit_then_test(config, out, name, [
                     "--model.init_args.mode", mode, "--model.init_args.encoder_ckpt",
                     encoder_ckpt, "--data.label_fraction", str(fraction),
                     *seed_overrides(seed), *extra])
                 rows.append({"mode": mode, "label_fraction": fraction, "seed": seed,
                              **metrics})
+                if after_each is not None:
+                    after_each(rows)
     return rows
 
 
-def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, ...] = FRACTIONS,
-        classify_config: str = "configs/classify.yaml",
-        segment_config: str = "configs/segment.yaml",
-        seeds: Sequence[int] = tuple(range(SEEDS)),
-        segment_fractions: tuple[float, ...] = (1.0,)) -> dict[str, Any]:
-    """Train and test every (mode, fraction, seed); returns the per-run rows and their
-    mean ± std over the seeds (also written under ``out``).
+def saved_runs(out: Path, settings: dict[str, Any]) -> dict[RunKey, dict[str, Any]]:
+    """The runs of the table saved under ``out``, by (task, mode, fraction, seed); empty
+    when there is none. Raises ``ValueError`` if it was made with other settings (another
+    checkpoint, configs or extra options): its runs would not be comparable."""
+    path = out / "data_efficiency.json"
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text(), parse_constant=float)
+        rows = {task: list(saved[task]) for task in ("classification", "segmentation")}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"--resume: {path} is not a data-efficiency table ({err}); move it "
+                         "away or choose another --out") from None
+    before = saved.get("settings", {})
+    differ = [k for k in SETTINGS_KEYS if before.get(k) != settings[k]]
+    if differ:
+        raise ValueError(
+            f"--resume: {path} was made with other settings ("
+            + "; ".join(f"{k}: saved {before.get(k)!r}, now {settings[k]!r}" for k in differ)
+            + "); drop --resume to start afresh, or choose another --out")
+    tasks = {"classification": "classify", "segmentation": "segment"}
+    return {(tasks[task], r["mode"], float(r["label_fraction"]), int(r["seed"])): r
+            for task, task_rows in rows.items() for r in task_rows}
 
-    Returns:
-        ``{"seeds": [...], "classification": [row per run], "segmentation": [row per
-        run], "summary": {"classification": [...], "segmentation": [...]}}``; a run's row
-        has ``mode``, ``label_fraction``, ``seed`` and its ``test/*`` metrics; a summary
-        row has ``mode``, ``label_fraction``, ``runs`` and ``<metric>_mean`` /
-        ``<metric>_std`` for each metric.
-    """
-    if not seeds:
-        raise ValueError("seeds must name at least one seed, got none")
-    results: dict[str, Any] = {"seeds": list(seeds)}
-    # scratch and random_linear get the checkpoint too: its architecture, random weights
-    results["classification"] = run_grid(classify_config, "classify", CLASSIFY_MODES,
-                                         fractions, seeds, encoder_ckpt, out, extra)
-    results["segmentation"] = run_grid(segment_config, "segment", SEGMENT_MODES,
-                                       segment_fractions, seeds, encoder_ckpt, out, extra)
+
+def save(out: Path, results: dict[str, Any]) -> None:
+    """Write ``results`` (with its summary) as JSON and Markdown under ``out``, each to a
+    temporary name and renamed, so a cut-short table is never half written."""
     results["summary"] = {
         "classification": summarize(results["classification"], CLASSIFY_METRICS),
         "segmentation": summarize(results["segmentation"], SEGMENT_METRICS)}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "data_efficiency.json", json.dumps(results, indent=2))
     atomic_write_text(out / "data_efficiency.md", to_markdown(results))
+
+
+def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, ...] = FRACTIONS,
+        classify_config: str = "configs/classify.yaml",
+        segment_config: str = "configs/segment.yaml",
+        seeds: Sequence[int] = tuple(range(SEEDS)),
+        segment_fractions: tuple[float, ...] = (1.0,), resume: bool = False) -> dict[str, Any]:
+    """Train and test every (mode, fraction, seed); returns the per-run rows and their
+    mean ± std over the seeds (also written under ``out`` after every run). With
+    ``resume``, the runs of the table already saved under ``out`` are kept, not rerun.
+
+    Returns:
+        ``{"seeds": [...], "settings": {...}, "classification": [row per run],
+        "segmentation": [row per run], "summary": {"classification": [...],
+        "segmentation": [...]}}``; a run's row has ``mode``, ``label_fraction``, ``seed``
+        and its ``test/*`` metrics; a summary row has ``mode``, ``label_fraction``,
+        ``runs`` and ``<metric>_mean`` / ``<metric>_std`` for each metric.
+    """
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, got none")
+    settings = {"encoder_ckpt": encoder_ckpt, "extra": list(extra),
+                "classify_config": classify_config, "segment_config": segment_config}
+    done = saved_runs(out, settings) if resume else {}
+    results: dict[str, Any] = {"seeds": list(seeds), "settings": settings,
+                               "classification": [], "segmentation": []}
+
+    def keep(task: str) -> Callable[[list[dict[str, Any]]], None]:
+        def after_each(rows: list[dict[str, Any]]) -> None:
+            results[task] = rows
+            save(out, results)
+        return after_each
+
+    # scratch and random_linear get the checkpoint too: its architecture, random weights
+    results["classification"] = run_grid(classify_config, "classify", CLASSIFY_MODES,
+                                         fractions, seeds, encoder_ckpt, out, extra, done,
+                                         keep("classification"))
+    results["segmentation"] = run_grid(segment_config, "segment", SEGMENT_MODES,
+                                       segment_fractions, seeds, encoder_ckpt, out, extra,
+                                       done, keep("segmentation"))
+    save(out, results)
     return results
 
 
@@ -168,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"runs per setting, seeds 0..N-1 (default {SEEDS})")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 1 seed, fractions 0.1 and 1, 20 steps per run")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs of the table already saved under --out (same "
+                             "checkpoint and options) and run only the missing ones")
     args, extra = parser.parse_known_args(argv)
     count = args.seeds if args.seeds is not None else (1 if args.quick else SEEDS)
     if count < 1:
@@ -175,8 +245,11 @@ def main(argv: list[str] | None = None) -> None:
     fractions = tuple(args.fractions or (QUICK_FRACTIONS if args.quick else FRACTIONS))
     if args.quick:
         extra = [*QUICK_OVERRIDES, *extra]  # later options win: extra can still override
-    results = run(args.encoder_ckpt, Path(args.out), extra, fractions,
-                  seeds=tuple(range(count)))
+    try:
+        results = run(args.encoder_ckpt, Path(args.out), extra, fractions,
+                      seeds=tuple(range(count)), resume=args.resume)
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")
     print("\n" + to_markdown(results))
     print(f"saved to {Path(args.out) / 'data_efficiency.md'}")
 

@@ -97,15 +97,18 @@ def test_command_line_seeds_and_quick(monkeypatch, tmp_path, capsys):
     calls: list[dict[str, Any]] = []
 
     def fake_run(encoder_ckpt: str, out: Path, extra: list[str],
-                 fractions: tuple[float, ...], seeds: tuple[int, ...]) -> dict[str, Any]:
-        calls.append({"extra": extra, "fractions": fractions, "seeds": seeds})
+                 fractions: tuple[float, ...], seeds: tuple[int, ...],
+                 resume: bool) -> dict[str, Any]:
+        calls.append({"extra": extra, "fractions": fractions, "seeds": seeds,
+                      "resume": resume})
         return {"seeds": list(seeds), "summary": {"classification": [], "segmentation": []}}
 
     monkeypatch.setattr(data_efficiency, "run", fake_run)
     data_efficiency.main(["--encoder_ckpt", "c.ckpt", "--out", str(tmp_path)])
     data_efficiency.main(["--encoder_ckpt", "c.ckpt", "--out", str(tmp_path), "--quick",
-                          "--trainer.max_steps", "40"])
+                          "--trainer.max_steps", "40", "--resume"])
     default, quick = calls
+    assert (default["resume"], quick["resume"]) == (False, True)
     assert default["seeds"] == (0, 1, 2) and default["fractions"] == (0.1, 0.25, 0.5, 1.0)
     assert default["extra"] == []
     assert quick["seeds"] == (0,) and quick["fractions"] == (0.1, 1.0)
@@ -114,3 +117,57 @@ def test_command_line_seeds_and_quick(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit):
         data_efficiency.main(["--encoder_ckpt", "c.ckpt", "--seeds", "0"])
     assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_cut_short_table_keeps_its_runs_and_resume_runs_only_the_missing_ones(
+        monkeypatch, tmp_path, capsys):
+    calls: list[str] = []
+
+    def fake_fit_then_test(config: str, out: Path, name: str, overrides: list[str]
+                           ) -> dict[str, float]:
+        if len(calls) == 3 and not resuming:
+            raise KeyboardInterrupt  # the job is stopped during its fourth run
+        calls.append(name)
+        return {"test/accuracy": 0.5, "test/f1": 0.4, "test/auroc": 0.1 * len(calls),
+                "test/dice": 0.3, "test/empty_clean": 1.0}
+
+    monkeypatch.setattr(data_efficiency, "fit_then_test", fake_fit_then_test)
+    out = tmp_path / "table"
+    resuming = False
+    with pytest.raises(KeyboardInterrupt):
+        run("a.ckpt", out, ["--trainer.max_steps", "5"], fractions=(0.5,), seeds=(0,))
+    saved = json.loads((out / "data_efficiency.json").read_text(), parse_constant=float)
+    assert [r["mode"] for r in saved["classification"]] == ["linear", "random_linear",
+                                                              "finetune"]
+    assert "| finetune | 50% | 1 |" in (out / "data_efficiency.md").read_text()
+    first_three = saved["classification"]
+    # --resume: the three saved runs are kept, only the fourth and the segmentation run
+    resuming, calls[:] = True, []
+    results = run("a.ckpt", out, ["--trainer.max_steps", "5"], fractions=(0.5,), seeds=(0,),
+                  resume=True)
+    assert calls == ["classify_scratch_0.5_seed0", "segment_finetune_1.0_seed0",
+                     "segment_scratch_1.0_seed0"]
+    assert results["classification"][:3] == first_three
+    assert [r["mode"] for r in results["classification"]] == list(data_efficiency.CLASSIFY_MODES)
+    assert "kept from the saved table" in capsys.readouterr().out
+    # nothing left to run: a second resume trains nothing and gives the same table
+    calls[:] = []
+    again = run("a.ckpt", out, ["--trainer.max_steps", "5"], fractions=(0.5,), seeds=(0,),
+                resume=True)
+    assert calls == [] and again["summary"] == results["summary"]
+    # a table made from another checkpoint or with other options is not mixed in
+    with pytest.raises(ValueError, match=r"other settings \(encoder_ckpt: saved 'a.ckpt', "
+                                         r"now 'b.ckpt'\)"):
+        run("b.ckpt", out, ["--trainer.max_steps", "5"], fractions=(0.5,), seeds=(0,),
+            resume=True)
+    with pytest.raises(ValueError, match="extra: saved"):
+        run("a.ckpt", out, ["--trainer.max_steps", "9"], fractions=(0.5,), seeds=(0,),
+            resume=True)
+    (out / "data_efficiency.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not a data-efficiency table"):
+        run("a.ckpt", out, [], seeds=(0,), resume=True)
+    # from the command line: the error, not a traceback
+    with pytest.raises(SystemExit) as stopped:
+        data_efficiency.main(["--encoder_ckpt", "a.ckpt", "--out", str(out), "--resume"])
+    assert stopped.value.code == 2
+    assert "is not a data-efficiency table" in capsys.readouterr().err
