@@ -100,10 +100,18 @@ def run_grid(config: str, task: str, modes: Sequence[str], fractions: Sequence[f
     return rows
 
 
+class ResumeError(ValueError):
+    """``--resume`` cannot continue the table saved under ``--out``."""
+
+
 def saved_runs(out: Path, settings: dict[str, Any]) -> dict[RunKey, dict[str, Any]]:
     """The runs of the table saved under ``out``, by (task, mode, fraction, seed); empty
-    when there is none. Raises ``ValueError`` if it was made with other settings (another
-    checkpoint, configs or extra options): its runs would not be comparable."""
+    when there is none. A table made with other settings (another checkpoint, configs or
+    extra options) is refused: its runs would not be comparable.
+
+    Raises:
+        ResumeError: the saved file is not a table, or was made with other settings.
+    """
     path = out / "data_efficiency.json"
     if not path.is_file():
         return {}
@@ -111,12 +119,12 @@ def saved_runs(out: Path, settings: dict[str, Any]) -> dict[RunKey, dict[str, An
         saved = json.loads(path.read_text(), parse_constant=float)
         rows = {task: list(saved[task]) for task in ("classification", "segmentation")}
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"--resume: {path} is not a data-efficiency table ({err}); move it "
+        raise ResumeError(f"--resume: {path} is not a data-efficiency table ({err}); move it "
                          "away or choose another --out") from None
     before = saved.get("settings", {})
     differ = [k for k in SETTINGS_KEYS if before.get(k) != settings[k]]
     if differ:
-        raise ValueError(
+        raise ResumeError(
             f"--resume: {path} was made with other settings ("
             + "; ".join(f"{k}: saved {before.get(k)!r}, now {settings[k]!r}" for k in differ)
             + "); drop --resume to start afresh, or choose another --out")
@@ -143,7 +151,8 @@ def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, 
         segment_fractions: tuple[float, ...] = (1.0,), resume: bool = False) -> dict[str, Any]:
     """Train and test every (mode, fraction, seed); returns the per-run rows and their
     mean ± std over the seeds (also written under ``out`` after every run). With
-    ``resume``, the runs of the table already saved under ``out`` are kept, not rerun.
+    ``resume``, the runs of the table already saved under ``out`` are kept, not rerun, and
+    the table holds every run on record (``seeds`` lists them all).
 
     Returns:
         ``{"seeds": [...], "settings": {...}, "classification": [row per run],
@@ -157,22 +166,34 @@ def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, 
     settings = {"encoder_ckpt": encoder_ckpt, "extra": list(extra),
                 "classify_config": classify_config, "segment_config": segment_config}
     done = saved_runs(out, settings) if resume else {}
-    results: dict[str, Any] = {"seeds": list(seeds), "settings": settings,
-                               "classification": [], "segmentation": []}
 
-    def keep(task: str) -> Callable[[list[dict[str, Any]]], None]:
+    def on_record(task: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows``, then the saved runs of ``task`` they do not list: a resumed table
+        never drops a run on record, even one outside this call's grid or not reached yet
+        when it is cut short again."""
+        listed = {(r["mode"], float(r["label_fraction"]), int(r["seed"])) for r in rows}
+        return rows + [r for (t, *key), r in done.items() if t == task
+                       and tuple(key) not in listed]
+
+    results: dict[str, Any] = {"seeds": list(seeds), "settings": settings,
+                               "classification": on_record("classify", []),
+                               "segmentation": on_record("segment", [])}
+
+    def keep(task: str, name: str) -> Callable[[list[dict[str, Any]]], None]:
         def after_each(rows: list[dict[str, Any]]) -> None:
-            results[task] = rows
+            results[name] = on_record(task, rows)
             save(out, results)
         return after_each
 
     # scratch and random_linear get the checkpoint too: its architecture, random weights
-    results["classification"] = run_grid(classify_config, "classify", CLASSIFY_MODES,
-                                         fractions, seeds, encoder_ckpt, out, extra, done,
-                                         keep("classification"))
-    results["segmentation"] = run_grid(segment_config, "segment", SEGMENT_MODES,
-                                       segment_fractions, seeds, encoder_ckpt, out, extra,
-                                       done, keep("segmentation"))
+    results["classification"] = on_record("classify", run_grid(
+        classify_config, "classify", CLASSIFY_MODES, fractions, seeds, encoder_ckpt, out,
+        extra, done, keep("classify", "classification")))
+    results["segmentation"] = on_record("segment", run_grid(
+        segment_config, "segment", SEGMENT_MODES, segment_fractions, seeds, encoder_ckpt,
+        out, extra, done, keep("segment", "segmentation")))
+    results["seeds"] = sorted({*seeds, *(int(r["seed"]) for task in ("classification",
+                               "segmentation") for r in results[task])})
     save(out, results)
     return results
 
@@ -248,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         results = run(args.encoder_ckpt, Path(args.out), extra, fractions,
                       seeds=tuple(range(count)), resume=args.resume)
-    except ValueError as err:
+    except ResumeError as err:
         parser.exit(2, f"error: {err}\n")
     print("\n" + to_markdown(results))
     print(f"saved to {Path(args.out) / 'data_efficiency.md'}")

@@ -125,15 +125,15 @@ def test_a_cut_short_table_keeps_its_runs_and_resume_runs_only_the_missing_ones(
 
     def fake_fit_then_test(config: str, out: Path, name: str, overrides: list[str]
                            ) -> dict[str, float]:
-        if len(calls) == 3 and not resuming:
-            raise KeyboardInterrupt  # the job is stopped during its fourth run
+        if (len(calls) == 3 and not resuming) or name == stop_at:
+            raise KeyboardInterrupt  # the job is stopped during this run
         calls.append(name)
         return {"test/accuracy": 0.5, "test/f1": 0.4, "test/auroc": 0.1 * len(calls),
                 "test/dice": 0.3, "test/empty_clean": 1.0}
 
     monkeypatch.setattr(data_efficiency, "fit_then_test", fake_fit_then_test)
     out = tmp_path / "table"
-    resuming = False
+    resuming, stop_at = False, ""
     with pytest.raises(KeyboardInterrupt):
         run("a.ckpt", out, ["--trainer.max_steps", "5"], fractions=(0.5,), seeds=(0,))
     saved = json.loads((out / "data_efficiency.json").read_text(), parse_constant=float)
@@ -155,6 +155,25 @@ def test_a_cut_short_table_keeps_its_runs_and_resume_runs_only_the_missing_ones(
     again = run("a.ckpt", out, ["--trainer.max_steps", "5"], fractions=(0.5,), seeds=(0,),
                 resume=True)
     assert calls == [] and again["summary"] == results["summary"]
+    # a resume with another seed adds its runs and drops none on record, even when it is
+    # cut short before reaching the segmentation runs saved earlier
+    calls[:] = []
+    stop_at = "classify_finetune_0.5_seed1"
+    with pytest.raises(KeyboardInterrupt):
+        run("a.ckpt", out, ["--trainer.max_steps", "5"], fractions=(0.5,), seeds=(1,),
+            resume=True)
+    saved = json.loads((out / "data_efficiency.json").read_text(), parse_constant=float)
+    assert [(r["mode"], r["seed"]) for r in saved["segmentation"]] == [("finetune", 0),
+                                                                        ("scratch", 0)]
+    assert len(saved["classification"]) == 4 + 2  # seed 0's four, seed 1's first two
+    stop_at = ""
+    both = run("a.ckpt", out, ["--trainer.max_steps", "5"], fractions=(0.5,), seeds=(1,),
+               resume=True)
+    assert both["seeds"] == [0, 1]
+    assert sorted((r["mode"], r["seed"]) for r in both["classification"]) == sorted(
+        (mode, seed) for mode in data_efficiency.CLASSIFY_MODES for seed in (0, 1))
+    assert {s["runs"] for s in both["summary"]["classification"]} == {2}
+    assert "mean ± std over 2 seed(s) (0, 1)" in (out / "data_efficiency.md").read_text()
     # a table made from another checkpoint or with other options is not mixed in
     with pytest.raises(ValueError, match=r"other settings \(encoder_ckpt: saved 'a.ckpt', "
                                          r"now 'b.ckpt'\)"):
