@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "detectability.py"
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_clipping_a_cached_volume_equals_preprocessing_with_that_upper_percentile():
-    spec = importlib.util.spec_from_file_location("selip_detectability_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    detectability = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = detectability
-    spec.loader.exec_module(detectability)
+    detectability = load_benchmark("detectability")
     raw = np.random.default_rng(0).gamma(2.0, 400.0, size=(16, 16, 16))
     raw[:4] = 0.0  # background, as around a head
 

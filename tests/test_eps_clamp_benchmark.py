@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "eps_clamp.py"
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_mass_is_eps_per_zero_entry_and_renormalising_only_rescales_the_gradient():
-    spec = importlib.util.spec_from_file_location("selip_eps_clamp_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    eps_clamp = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = eps_clamp
-    spec.loader.exec_module(eps_clamp)
+    eps_clamp = load_benchmark("eps_clamp")
     n, eps = 64, 1e-3
     q = torch.zeros(n, n)
     q[:, :4] = 0.25  # four related reports per row, the other 60 entries zero

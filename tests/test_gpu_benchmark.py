@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.benchmark_scripts import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("selip_gpu_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_variants_parse_and_a_typo_fails_early():
-    gpu = _load_script()
+    gpu = load_benchmark("gpu")
     assert gpu.parse_variant("16-mixed+cudnn_benchmark") == ("16-mixed", {"cudnn_benchmark"})
     assert "16-mixed+cudnn_benchmark" in gpu.GPU_VARIANTS
     for variant in gpu.GPU_VARIANTS + gpu.SMOKE_VARIANTS:
@@ -41,7 +33,7 @@ def test_cpu_smoke_runs_one_process_per_variant():
     done = subprocess.run([sys.executable, str(SCRIPT), "--cpu_smoke"], cwd=SCRIPT.parents[1],
                           env=env, capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    smoke = _load_script().SMOKE_VARIANTS
+    smoke = load_benchmark("gpu").SMOKE_VARIANTS
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][2:]
     assert [row.split(" | ")[0][2:] for row in rows] == smoke
     assert all("GiB" in row for row in rows)  # measured, not failed or skipped

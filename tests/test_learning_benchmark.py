@@ -3,7 +3,6 @@ end in its own process (cohort, pretraining, test, probes, segmentation, the tab
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -15,16 +14,9 @@ from types import ModuleType
 import pytest
 import torch
 
+from tests.benchmark_scripts import load_benchmark
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
-
-
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("selip_learning_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
 
 
 def _splits(learning: ModuleType, signal: float, seed: int = 0) -> dict:
@@ -40,7 +32,7 @@ def _splits(learning: ModuleType, signal: float, seed: int = 0) -> dict:
 
 
 def test_probe_finds_a_linear_signal_and_only_chance_without_one():
-    learning = _load_script()
+    learning = load_benchmark("learning")
     informative = learning.probe(_splits(learning, signal=3.0), 1.0, seed=0, num_classes=4)
     assert informative["auroc"] > 0.95 and informative["accuracy"] > 0.8
     few_labels = learning.probe(_splits(learning, signal=3.0), 0.1, seed=0, num_classes=4)
@@ -50,7 +42,7 @@ def test_probe_finds_a_linear_signal_and_only_chance_without_one():
 
 
 def test_targets_are_judged_from_the_means():
-    learning = _load_script()
+    learning = load_benchmark("learning")
     table = {"SeLIP": {"segment_scratch/dice": (0.6, 0.01),
                        "probe_selip_10%/auroc": (0.8, 0.0), "probe_random_10%/auroc": (0.6, 0.0),
                        "probe_selip_100%/auroc": (0.9, 0.0),
@@ -71,7 +63,7 @@ def test_targets_are_judged_from_the_means():
 
 def test_resume_keeps_runs_saved_before_the_loss_was_an_option_and_refuses_another_loss(
         tmp_path: Path):
-    learning = _load_script()
+    learning = load_benchmark("learning")
     settings = learning.Settings(tmp_path)
     older = {key: value for key, value in settings.key().items() if key != "segment_loss"}
     (tmp_path / "learning.json").write_text(json.dumps(
@@ -82,22 +74,8 @@ def test_resume_keeps_runs_saved_before_the_loss_was_an_option_and_refuses_anoth
         learning.previous_runs(learning.Settings(tmp_path, segment_loss="dice_fg_ce"), True)
 
 
-def _load_breakdown() -> ModuleType:
-    sys.path.insert(0, str(SCRIPT.parent))  # it imports learning.py as its sibling
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "selip_segment_breakdown", SCRIPT.parent / "segment_breakdown.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
-
-
 def test_breakdown_groups_lesion_exams_by_kind_and_size_and_scores_normals_apart():
-    breakdown = _load_breakdown()
+    breakdown = load_benchmark("segment_breakdown")
     score = breakdown.ExamScore
     nan = math.nan
     scores = [score("scratch_seed0", "test", "a", "tumour", 2000, 1800, 0.9, nan),

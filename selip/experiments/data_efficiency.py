@@ -65,6 +65,8 @@ def seed_overrides(seed: int) -> list[str]:
 #: what a saved table must share with this call for ``--resume`` to keep its runs
 SETTINGS_KEYS = ("encoder_ckpt", "extra", "classify_config", "segment_config")
 RunKey = tuple[str, str, float, int]  # (task, mode, label fraction, seed)
+#: each task's name in run names and keys → its rows' key in the table
+TABLES = {"classify": "classification", "segment": "segmentation"}
 
 
 def run_grid(config: str, task: str, modes: Sequence[str], fractions: Sequence[float],
@@ -117,7 +119,7 @@ def saved_runs(out: Path, settings: dict[str, Any]) -> dict[RunKey, dict[str, An
         return {}
     try:
         saved = json.loads(path.read_text(), parse_constant=float)
-        rows = {task: list(saved[task]) for task in ("classification", "segmentation")}
+        rows = {task: list(saved[table]) for task, table in TABLES.items()}
     except (ValueError, KeyError, TypeError) as err:
         raise ResumeError(f"--resume: {path} is not a data-efficiency table ({err}); move it "
                          "away or choose another --out") from None
@@ -128,14 +130,16 @@ def saved_runs(out: Path, settings: dict[str, Any]) -> dict[RunKey, dict[str, An
             f"--resume: {path} was made with other settings ("
             + "; ".join(f"{k}: saved {before.get(k)!r}, now {settings[k]!r}" for k in differ)
             + "); drop --resume to start afresh, or choose another --out")
-    tasks = {"classification": "classify", "segmentation": "segment"}
-    return {(tasks[task], r["mode"], float(r["label_fraction"]), int(r["seed"])): r
+    return {(task, r["mode"], float(r["label_fraction"]), int(r["seed"])): r
             for task, task_rows in rows.items() for r in task_rows}
 
 
 def save(out: Path, results: dict[str, Any]) -> None:
     """Write ``results`` (with its summary) as JSON and Markdown under ``out``, each to a
-    temporary name and renamed, so a cut-short table is never half written."""
+    temporary name and renamed, so a cut-short table is never half written. ``seeds``
+    gains every seed its rows hold (a resumed table may hold more than this call asked)."""
+    results["seeds"] = sorted({*results["seeds"], *(int(r["seed"]) for table in
+                                                    TABLES.values() for r in results[table])})
     results["summary"] = {
         "classification": summarize(results["classification"], CLASSIFY_METRICS),
         "segmentation": summarize(results["segmentation"], SEGMENT_METRICS)}
@@ -176,24 +180,21 @@ def run(encoder_ckpt: str, out: Path, extra: list[str], fractions: tuple[float, 
                        and tuple(key) not in listed]
 
     results: dict[str, Any] = {"seeds": list(seeds), "settings": settings,
-                               "classification": on_record("classify", []),
-                               "segmentation": on_record("segment", [])}
+                               **{table: on_record(task, []) for task, table in TABLES.items()}}
 
-    def keep(task: str, name: str) -> Callable[[list[dict[str, Any]]], None]:
+    def keep(task: str) -> Callable[[list[dict[str, Any]]], None]:
         def after_each(rows: list[dict[str, Any]]) -> None:
-            results[name] = on_record(task, rows)
+            results[TABLES[task]] = on_record(task, rows)
             save(out, results)
         return after_each
 
     # scratch and random_linear get the checkpoint too: its architecture, random weights
     results["classification"] = on_record("classify", run_grid(
         classify_config, "classify", CLASSIFY_MODES, fractions, seeds, encoder_ckpt, out,
-        extra, done, keep("classify", "classification")))
+        extra, done, keep("classify")))
     results["segmentation"] = on_record("segment", run_grid(
         segment_config, "segment", SEGMENT_MODES, segment_fractions, seeds, encoder_ckpt,
-        out, extra, done, keep("segment", "segmentation")))
-    results["seeds"] = sorted({*seeds, *(int(r["seed"]) for task in ("classification",
-                               "segmentation") for r in results[task])})
+        out, extra, done, keep("segment")))
     save(out, results)
     return results
 

@@ -166,6 +166,7 @@ def test_a_cut_short_table_keeps_its_runs_and_resume_runs_only_the_missing_ones(
     assert [(r["mode"], r["seed"]) for r in saved["segmentation"]] == [("finetune", 0),
                                                                         ("scratch", 0)]
     assert len(saved["classification"]) == 4 + 2  # seed 0's four, seed 1's first two
+    assert saved["seeds"] == [0, 1]  # every seed the saved rows hold
     stop_at = ""
     both = run("a.ckpt", out, ["--trainer.max_steps", "5"], fractions=(0.5,), seeds=(1,),
                resume=True)
