@@ -242,3 +242,39 @@ def test_train_mode_leaves_a_linear_probe_encoder_in_eval_mode(pretrained):
     assert not task.encoder.training
     finetune = ClassificationTask(mode="finetune", encoder_ckpt=str(checkpoint), num_classes=2)
     assert finetune.train().encoder.training
+
+
+def test_a_probe_standardises_its_frozen_features_and_only_a_probe(pretrained):
+    """Frozen features differ in scale between encoders; the head sees them standardised."""
+    _, checkpoint = pretrained
+    torch.manual_seed(0)
+    task = ClassificationTask(mode="random_linear", encoder_ckpt=str(checkpoint),
+                              num_classes=2).train()
+    seen: list[torch.Tensor] = []
+    assert task.head is not None
+    task.head.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+    image = torch.randn(6, 1, 16, 16, 16)
+    task(image)
+    torch.testing.assert_close(seen[0].mean(0), torch.zeros(seen[0].shape[1]),
+                               atol=1e-5, rtol=0)
+    with torch.no_grad():
+        varying = task.encoder(image).var(0) > 1e-6  # well above the norm's eps (1e-8)
+    assert varying.any()
+    torch.testing.assert_close(seen[0].std(0, unbiased=False)[varying],
+                               torch.ones(int(varying.sum())), atol=1e-2, rtol=0)
+    assert not dict(task.feature_norm.named_parameters())  # nothing to learn in it
+    finetune = ClassificationTask(mode="finetune", encoder_ckpt=str(checkpoint), num_classes=2)
+    assert isinstance(finetune.feature_norm, torch.nn.Identity)
+
+
+def test_a_probe_checkpoint_from_before_standardisation_predicts_as_it_did(pretrained):
+    _, checkpoint = pretrained
+    task = ClassificationTask(mode="linear", encoder_ckpt=str(checkpoint), num_classes=3).eval()
+    old = {k: v for k, v in task.state_dict().items() if not k.startswith("feature_norm.")}
+    old["head.bias"] = torch.tensor([0.5, -1.0, 2.0])
+    saved = {"state_dict": dict(old)}
+    task.on_load_checkpoint(saved)
+    task.load_state_dict(saved["state_dict"])  # strict: every key is there
+    image = torch.randn(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(task(image), task.head(task.encoder(image)))
