@@ -14,9 +14,9 @@ from types import ModuleType
 import pytest
 import torch
 
-from tests.benchmark_scripts import load_benchmark
+from tests.benchmark_scripts import BENCHMARKS, load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
+SCRIPT = BENCHMARKS / "learning.py"
 
 
 def _splits(learning: ModuleType, signal: float, seed: int = 0) -> dict:

@@ -62,8 +62,6 @@ def seed_overrides(seed: int) -> list[str]:
     return ["--seed_everything", str(seed), "--data.label_seed", str(seed)]
 
 
-#: what a saved table must share with this call for ``--resume`` to keep its runs
-SETTINGS_KEYS = ("encoder_ckpt", "extra", "classify_config", "segment_config")
 RunKey = tuple[str, str, float, int]  # (task, mode, label fraction, seed)
 #: each task's name in run names and keys → its rows' key in the table
 TABLES = {"classify": "classification", "segment": "segmentation"}
@@ -124,7 +122,7 @@ def saved_runs(out: Path, settings: dict[str, Any]) -> dict[RunKey, dict[str, An
         raise ResumeError(f"--resume: {path} is not a data-efficiency table ({err}); move it "
                          "away or choose another --out") from None
     before = saved.get("settings", {})
-    differ = [k for k in SETTINGS_KEYS if before.get(k) != settings[k]]
+    differ = [k for k in settings if before.get(k) != settings[k]]
     if differ:
         raise ResumeError(
             f"--resume: {path} was made with other settings ("
