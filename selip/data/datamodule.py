@@ -21,6 +21,7 @@ from selip.data.cache import VolumeCache
 from selip.data.dataset import Pair, PairDataset
 from selip.data.description import DataDescription, train_report_counts
 from selip.data.manifest import Manifest, ManifestError, read_manifest
+from selip.data.intensity import IntensityScheme
 from selip.data.preprocess import PreprocessSettings
 from selip.data.report_table import ReportTable
 from selip.data.sampler import ResumableSampler
@@ -86,7 +87,11 @@ class SelipDataModule(pl.LightningDataModule):
         sequences: sequence columns to pair (default: every sequence column).
         spacing: target voxel size in mm, (D, H, W) = (S–I, A–P, L–R) order.
         shape: target array shape, (D, H, W) order.
-        intensity_percentiles: clip at these percentiles, then rescale to [0, 1].
+        intensity: per-volume intensity scaling: ``median`` (divide by twice the median
+            of the head's voxels; a lesion stays brighter than normal tissue) or
+            ``percentile`` (the paper's: clip at ``intensity_percentiles``, rescale to
+            [0, 1], which makes a bright lesion the white point and dims the rest).
+        intensity_percentiles: the ``percentile`` scheme's clipping bounds.
         first_volume_of_4d: use the first volume of 4D files instead of rejecting them.
         batch_size: training batch size per device (train batches drop the incomplete last
             one, as an all-gather of unequal shapes would hang under DDP).
@@ -144,6 +149,7 @@ class SelipDataModule(pl.LightningDataModule):
         sequences: list[str] | None = None,
         spacing: tuple[float, float, float] = (3.0, 3.0, 3.0),
         shape: tuple[int, int, int] = (64, 64, 64),
+        intensity: IntensityScheme = "median",
         intensity_percentiles: tuple[float, float] = (0.1, 99.9),
         first_volume_of_4d: bool = False,
         batch_size: int = 8,
@@ -185,7 +191,7 @@ class SelipDataModule(pl.LightningDataModule):
         self.requested_sequences = [s.lower() for s in sequences] if sequences else None
         self.preprocess = PreprocessSettings(tuple(spacing), tuple(shape),  # type: ignore[arg-type]
                                              tuple(intensity_percentiles),  # type: ignore[arg-type]
-                                             first_volume_of_4d)
+                                             first_volume_of_4d, intensity)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers

@@ -1,7 +1,8 @@
 """Deterministic preprocessing (runs once per file and settings, then cached).
 
-Canonical RAS orientation, resampling to a target spacing, percentile clipping and
-rescaling to [0, 1] (the paper's intensity handling), then crop/pad to a fixed shape.
+Canonical RAS orientation, resampling to a target spacing, per-volume intensity scaling
+(:mod:`selip.data.intensity`: the median scale by default, the paper's percentile clip as an
+option), then crop/pad to a fixed shape.
 
 Axis convention: torchio holds RAS arrays as (X, Y, Z) = (left→right, posterior→anterior,
 inferior→superior). selip tensors are (D, H, W) = (Z, Y, X), so D is the axial slice
@@ -20,20 +21,33 @@ import numpy as np
 import torch
 import torchio as tio
 
-from selip.data.nifti import load_volume
+from selip.data.intensity import (
+    INTENSITY_SCHEMES,
+    ConstantVolumeError,
+    IntensityScheme,
+    scale_intensity,
+)
+from selip.data.nifti import VolumeError, load_volume
 
 #: Bump when the preprocessing code changes what it writes: old cache entries go stale.
-PREPROCESS_VERSION = 1
+#: 2: the intensity scheme (median scale by default); constant volumes refused.
+PREPROCESS_VERSION = 2
+#: The scheme of everything recorded before the setting existed (checkpoints, exports).
+LEGACY_INTENSITY: IntensityScheme = "percentile"
 
 
 @dataclass(frozen=True)
 class PreprocessSettings:
-    """Everything that changes a preprocessed array (part of every cache key)."""
+    """Everything that changes a preprocessed array (part of every cache key).
+
+    ``percentiles`` only matter to the ``percentile`` intensity scheme.
+    """
 
     spacing: tuple[float, float, float] = (3.0, 3.0, 3.0)
     shape: tuple[int, int, int] = (64, 64, 64)
     percentiles: tuple[float, float] = (0.1, 99.9)
     first_volume_of_4d: bool = False
+    intensity: IntensityScheme = "median"
 
     def __post_init__(self) -> None:
         if len(self.spacing) != 3 or any(s <= 0 for s in self.spacing):
@@ -45,6 +59,9 @@ class PreprocessSettings:
         if not 0 <= low < high <= 100:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, "
                              f"got {self.percentiles}")
+        if self.intensity not in INTENSITY_SCHEMES:
+            raise ValueError(f"intensity must be one of {', '.join(INTENSITY_SCHEMES)}, "
+                             f"got {self.intensity!r}")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings as JSON-able data, with the code version."""
@@ -80,7 +97,11 @@ def preprocess_volume(path: str | Path, settings: PreprocessSettings) -> np.ndar
     """Load and preprocess one image volume.
 
     Returns:
-        (D, H, W) float16 array with values in [0, 1].
+        (D, H, W) float16 array: [0, 1] under the ``percentile`` scheme, [0, 8] under
+        ``median`` (normal tissue around 0.3-0.7).
+
+    Raises:
+        VolumeError: unreadable, not 3D, NaN voxels, or constant (naming ``path``).
     """
     return to_dhw(preprocess_image(path, settings).data).astype(np.float16)
 
@@ -89,24 +110,22 @@ def preprocess_image(path: str | Path, settings: PreprocessSettings) -> tio.Scal
     """Like :func:`preprocess_volume`, but the torchio image (1, X, Y, Z) with the affine of
     the preprocessed grid — what mapping a prediction back to the input needs."""
     data, affine = load_volume(path, settings.first_volume_of_4d)
-    return preprocess_loaded(data, affine, settings)
+    return preprocess_loaded(data, affine, settings, str(path))
 
 
-def preprocess_loaded(data: np.ndarray, affine: np.ndarray, settings: PreprocessSettings
-                      ) -> tio.ScalarImage:
+def preprocess_loaded(data: np.ndarray, affine: np.ndarray, settings: PreprocessSettings,
+                      name: str = "the volume") -> tio.ScalarImage:
     """:func:`preprocess_image` of a volume already loaded: (X, Y, Z) float32 ``data`` in
     the voxel order of its (4, 4) ``affine`` (as :func:`selip.data.nifti.load_volume`
-    returns them)."""
+    returns them); ``name`` goes into the errors."""
     image = tio.ScalarImage(tensor=torch.from_numpy(data)[None], affine=affine)
     with _keep_random_state():
         for transform in _geometry(settings):
             image = transform(image)
-    tensor = image.data.float()
-    low, high = np.percentile(tensor.numpy(), settings.percentiles)
-    if high > low:
-        tensor = ((tensor.clamp(float(low), float(high)) - low) / (high - low))
-    else:  # a constant volume carries no contrast; map it to zeros instead of dividing by 0
-        tensor = torch.zeros_like(tensor)
+    try:
+        tensor = scale_intensity(image.data.float(), settings.intensity, settings.percentiles)
+    except ConstantVolumeError as err:
+        raise VolumeError(f"{err}: {name}") from None
     image = tio.ScalarImage(tensor=tensor, affine=image.affine)
     with _keep_random_state():
         return _crop_or_pad(settings)(image)

@@ -2,7 +2,8 @@
 
 Two layers: :func:`check_structure` looks only at the table (cheap, runs on every
 rank); :func:`check_files` opens every NIfTI it names (missing, unreadable, corrupt, 4D,
-NaN/Inf). File checks are memoised by content digest in the cache folder, so a second
+NaN/Inf, and an image volume whose voxels are all equal, which no intensity scaling can
+scale). File checks are memoised by content digest in the cache folder, so a second
 run over an unchanged archive costs a ``stat`` per file. :func:`check_manifest` runs both
 in one go: a problem in the table never hides the files' problems.
 """
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from selip.data.manifest import KNOWN_SEQUENCES, SPLITS, ExamRecord, Manifest, Problem
@@ -113,6 +115,17 @@ def _check_row(source: str, exam: ExamRecord, sequences: list[str], needs: Requi
     return found
 
 
+#: 2: image volumes must not be constant.
+_CHECKS_VERSION = 2
+
+
+def _check_contrast(data: np.ndarray, path: Path) -> None:
+    low, high = float(data.min()), float(data.max())
+    if not high > low:
+        raise VolumeError(f"constant volume (every voxel is {low:g}): {path}; an image needs "
+                          "contrast to be scaled (was it exported empty?)")
+
+
 def _file_jobs(manifest: Manifest, sequences: list[str]) -> list[tuple[int, str, Path]]:
     jobs = []
     for index, exam in enumerate(manifest.exams):
@@ -135,7 +148,8 @@ def check_files(manifest: Manifest, needs: Requirements, first_volume_of_4d: boo
     sequences = resolve_sequences(manifest, needs.sequences)
     jobs = _file_jobs(manifest, sequences)
     digests = digests or FileDigests()
-    tag = json.dumps({"first_volume_of_4d": first_volume_of_4d})
+    # The checks' version is in the marker: a file passed by older, laxer checks is read again.
+    tag = json.dumps({"first_volume_of_4d": first_volume_of_4d, "checks": _CHECKS_VERSION})
 
     def check(job: tuple[int, str, Path]) -> Problem | None:
         index, column, path = job
@@ -149,7 +163,9 @@ def check_files(manifest: Manifest, needs: Requirements, first_volume_of_4d: boo
                 marker = checked_dir / digest[:2] / digest
                 if marker.is_file() and marker.read_text() == tag:
                     return None
-            load_volume(path, first_volume_of_4d)
+            data, _ = load_volume(path, first_volume_of_4d)
+            if column != "mask":  # a lesion-free exam's mask is all zero, rightly
+                _check_contrast(data, path)
             if marker is not None:
                 atomic_write_text(marker, tag)
         except (VolumeError, OSError) as err:

@@ -54,7 +54,8 @@ def embed_split(model: PretrainedSelip, manifest: str | Path, split: str = "test
     settings = model.preprocess_settings
     datamodule = SelipDataModule(
         str(manifest), str(cache_dir) if cache_dir else None, spacing=settings.spacing,
-        shape=settings.shape, intensity_percentiles=settings.percentiles,
+        shape=settings.shape, intensity=settings.intensity,
+        intensity_percentiles=settings.percentiles,
         first_volume_of_4d=settings.first_volume_of_4d, batch_size=batch_size,
         eval_batch_size=batch_size, num_workers=num_workers, max_length=model.max_length,
         augment=AugmentSettings(enabled=False), similarity=None, progress=progress,

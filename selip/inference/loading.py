@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import yaml
 
-from selip.data.preprocess import PreprocessSettings
+from selip.data.preprocess import LEGACY_INTENSITY, PreprocessSettings
 from selip.inference.model import PretrainedSelip
 from selip.io.checkpoints import CheckpointError, load_checkpoint
 from selip.io.fingerprint import sha256_file
@@ -28,9 +28,12 @@ WEIGHTS_FILE = "model.safetensors"
 TEXT_MODEL_DIR = "text_model"
 _MODEL_PREFIX = "model."
 _PREPROCESS = PreprocessSettings()  # the datamodule's preprocessing defaults
-#: The datamodule's defaults, for checkpoints whose recorded config leaves a key out.
+#: The datamodule's defaults, for checkpoints whose recorded config leaves a key out. A
+#: recorded config holds every data setting of its release, so a missing ``intensity``
+#: means a release before the setting, whose only scheme was the percentile clip.
 _DATA_DEFAULTS: dict[str, Any] = {"spacing": list(_PREPROCESS.spacing),
                                   "shape": list(_PREPROCESS.shape),
+                                  "intensity": LEGACY_INTENSITY,
                                   "intensity_percentiles": list(_PREPROCESS.percentiles),
                                   "first_volume_of_4d": _PREPROCESS.first_volume_of_4d,
                                   "max_length": 256, "text_model": None,
@@ -68,7 +71,8 @@ class ModelSettings:
             text.update(model=str(text_model_dir), pretrained=False, config_overrides={})
         else:  # the weights come from the checkpoint: only the architecture is needed
             text["pretrained"] = False
-        return SelipModel(ImageEncoderConfig(**self.image_encoder), TextEncoderConfig(**text),
+        return SelipModel(ImageEncoderConfig.from_record(self.image_encoder),
+                          TextEncoderConfig(**text),
                           self.embed_dim, self.temperature, self.max_logit_scale,
                           self.learn_logit_scale, self.max_sequences, self.sequence_embedding)
 
@@ -76,7 +80,8 @@ class ModelSettings:
         p = self.preprocess
         return PreprocessSettings(tuple(p["spacing"]), tuple(p["shape"]),
                                   tuple(p["intensity_percentiles"]),
-                                  bool(p["first_volume_of_4d"]))
+                                  bool(p["first_volume_of_4d"]),
+                                  p.get("intensity", LEGACY_INTENSITY))  # older exports: none
 
 
 def settings_from_checkpoint(checkpoint: Mapping[str, Any], path: Path) -> ModelSettings:
@@ -97,8 +102,8 @@ def settings_from_checkpoint(checkpoint: Mapping[str, Any], path: Path) -> Model
         learn_logit_scale=bool(hp.get("learn_logit_scale", True)),
         sequence_embedding=bool(hp.get("sequence_embedding", False)),
         max_sequences=int(hp.get("max_sequences", 16)),
-        preprocess={k: data[k] for k in ("spacing", "shape", "intensity_percentiles",
-                                         "first_volume_of_4d")},
+        preprocess={k: data[k] for k in ("spacing", "shape", "intensity",
+                                         "intensity_percentiles", "first_volume_of_4d")},
         max_length=int(data["max_length"]), text_model=data["text_model"],
         sequences={str(k): int(v) for k, v in sequences.items()} if sequences else None,
         similarity=data["similarity"],

@@ -50,26 +50,28 @@ class PretrainedSelip:
 
     # -- images -------------------------------------------------------------------------------
     def preprocess(self, image: ImageInput) -> torch.Tensor:
-        """One volume → (1, D, H, W) float32 in [0, 1], exactly as in training: RAS
-        orientation, the run's spacing, percentile clipping and scaling, crop or pad.
+        """One volume → (1, D, H, W) float32, exactly as in training: RAS orientation, the
+        run's spacing, the run's intensity scaling (recorded in the checkpoint or export),
+        crop or pad.
 
         Raises:
-            VolumeError: a missing or unreadable file, a 2D or 4D volume, NaN voxels, a bad
-                affine — one line naming the input.
+            VolumeError: a missing or unreadable file, a 2D or 4D volume, NaN voxels, a
+                constant volume, a bad affine — one line naming the input.
         """
         settings = self.preprocess_settings
         if isinstance(image, (str, Path)):
+            name = str(image)
             data, affine = load_volume(image, settings.first_volume_of_4d)
         elif isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
-            data, affine = volume_from_image(image, "the nibabel image",
-                                             settings.first_volume_of_4d)
+            name = "the nibabel image"
+            data, affine = volume_from_image(image, name, settings.first_volume_of_4d)
         elif isinstance(image, tuple) and len(image) == 2:
-            data, affine = checked_volume(np.asarray(image[0]), np.asarray(image[1]),
-                                          "the (array, affine) input")
+            name = "the (array, affine) input"
+            data, affine = checked_volume(np.asarray(image[0]), np.asarray(image[1]), name)
         else:
             raise VolumeError(f"expected a NIfTI path, a nibabel image or (array, affine), "
                               f"got {type(image).__name__}")
-        tensor = preprocess_loaded(data, affine, settings).data  # (1, X, Y, Z)
+        tensor = preprocess_loaded(data, affine, settings, name).data  # (1, X, Y, Z)
         # (1, D, H, W), rounded through float16 as the training cache stores volumes: the
         # same input gives the same embedding here as in training, to the bit.
         return tensor.permute(0, 3, 2, 1).contiguous().half().float()

@@ -4,6 +4,15 @@ The paper's stem convolves with stride (1, 2, 2) and max-pools with stride (1, 2
 the slice axis D is not downsampled early (clinical volumes have few, thick slices).
 Depth 10/18/34/50 and a width multiplier let tests and CPU demos use tiny networks.
 
+Normalisation (``norm``) is group norm by default: it normalises each sample by itself, so
+eval mode computes exactly what training computed, whatever the batch size and however
+fast the weights move. Batch norm's running statistics are a momentum average that trails
+weights changing under AdamW: measured on the demo's FLAIR lesion check, eval mode with
+them predicted one class on the training set itself while the same weights with
+recomputed statistics scored 0.98–1.0. Batch norm stays an option (and every checkpoint
+from before the setting uses it); :mod:`selip.models.precise_bn` recomputes its
+statistics before evaluation.
+
 ``gradient_checkpointing`` (activation checkpointing) keeps only the input of the stem and
 of each residual block during the forward and recomputes the rest, one block at a time, in
 the backward: several times less activation memory per sample for about one more forward
@@ -14,8 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, TypeVar
 
 import torch
 from monai.networks.nets import ResNet
@@ -25,6 +35,10 @@ from torch.utils.checkpoint import checkpoint
 
 _T = TypeVar("_T")
 _LAYERS = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3]}
+NormKind = Literal["group", "batch", "instance"]
+NORMS: tuple[str, ...] = ("group", "batch", "instance")
+#: The norm of every encoder recorded before the setting existed.
+LEGACY_NORM: NormKind = "batch"
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,10 @@ class ImageEncoderConfig:
             block while training: about one more forward of compute for several times less
             activation memory (the text encoder's option has the same name). Outputs,
             gradients and batch-norm running statistics are those of the plain network.
+        norm: ``group`` (groups of :func:`group_count` channels; the same features in
+            eval mode as in training), ``batch`` (running statistics; recomputed before
+            evaluation by :class:`selip.training.callbacks.PreciseBatchNorm`) or
+            ``instance`` (each channel of each sample by itself).
     """
 
     depth: int = 50
@@ -47,6 +65,7 @@ class ImageEncoderConfig:
     anisotropic_stem: bool = True
     in_channels: int = 1
     gradient_checkpointing: bool = False
+    norm: NormKind = "group"
 
     def __post_init__(self) -> None:
         if self.depth not in _LAYERS:
@@ -55,6 +74,37 @@ class ImageEncoderConfig:
         if self.width < 1 or self.in_channels < 1:
             raise ValueError(f"width and in_channels must be >= 1, got {self.width}, "
                              f"{self.in_channels}")
+        if self.norm not in NORMS:
+            raise ValueError(f"image encoder norm must be one of {', '.join(NORMS)}, "
+                             f"got {self.norm!r}")
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ImageEncoderConfig:
+        """The settings a checkpoint or export recorded (``dataclasses.asdict`` of this
+        class). A record holds every field of its release, so one without ``norm`` was
+        written before the setting existed, when every encoder used batch norm."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ValueError(f"unknown image encoder settings {unknown}; known: {sorted(known)}")
+        return cls(**{"norm": LEGACY_NORM, **record})
+
+
+def group_count(width: int) -> int:
+    """Groups of every group norm of a ``width`` encoder: the largest divisor of ``width``
+    up to 32 that leaves at least 2 channels per group in the narrowest layer (32 groups
+    at the paper's width 64, 8 at the demo's 16). Every later layer's channels are
+    multiples of ``width``, so the same count divides them all."""
+    return max(g for g in range(1, 33) if width % g == 0 and (width // g >= 2 or g == 1))
+
+
+def _norm_argument(config: ImageEncoderConfig) -> str | tuple[str, dict[str, Any]]:
+    """MONAI's ``norm`` argument for ``config.norm``."""
+    if config.norm == "group":
+        return ("group", {"num_groups": group_count(config.width)})
+    if config.norm == "instance":
+        return ("instance", {"affine": True})
+    return "batch"
 
 
 class ImageEncoder(nn.Module):
@@ -68,7 +118,8 @@ class ImageEncoder(nn.Module):
         stride: tuple[int, int, int] | int = (1, 2, 2) if config.anisotropic_stem else 2
         self.resnet = ResNet(block, _LAYERS[config.depth], widths, spatial_dims=3,
                              n_input_channels=config.in_channels, conv1_t_size=7,
-                             conv1_t_stride=stride, feed_forward=False)  # type: ignore[arg-type]
+                             conv1_t_stride=stride, feed_forward=False,  # type: ignore[arg-type]
+                             norm=_norm_argument(config))
         if config.anisotropic_stem:
             self.resnet.maxpool = nn.MaxPool3d(kernel_size=3, stride=(1, 2, 2), padding=1)
         expansion = 4 if block == "bottleneck" else 1

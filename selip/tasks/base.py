@@ -45,6 +45,18 @@ class BaseTask(pl.LightningModule):
     def setup_for_data(self, stage: str) -> None:
         """Adapt the model to :attr:`data` (channels, classes, vocabulary); default none."""
 
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """:class:`~selip.training.precise_bn.PreciseBatchNorm` when an image encoder
+        trains with batch norm (the user's trainer callbacks come on top)."""
+        from selip.training.precise_bn import PreciseBatchNorm, trainable_batchnorm_encoders
+
+        if not trainable_batchnorm_encoders(self):
+            return []
+        configured = self._trainer.callbacks if self._trainer is not None else []
+        if any(isinstance(c, PreciseBatchNorm) for c in configured):
+            return []  # the user's own, with their settings (Lightning would replace it)
+        return [PreciseBatchNorm()]
+
     # -- hyper-parameters ---------------------------------------------------------------------
     def record_config(self, name: str, config: Any) -> None:
         """Store an encoder's settings dataclass in the hyper-parameters as a plain dict."""

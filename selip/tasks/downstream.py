@@ -31,7 +31,7 @@ def load_pretrained_encoder(path: str) -> ImageEncoder:
     if not isinstance(settings, Mapping) or not weights:
         raise CheckpointError(f"{path} holds no SeLIP image encoder (is it a pretraining "
                               "checkpoint?)")
-    encoder = ImageEncoder(ImageEncoderConfig(**settings))
+    encoder = ImageEncoder(ImageEncoderConfig.from_record(settings))
     encoder.load_state_dict(weights)
     return encoder
 
@@ -86,7 +86,7 @@ def starting_encoder(mode: str, modes: tuple[str, ...], encoder_ckpt: str | None
             image_encoder = load_pretrained_encoder(encoder_ckpt).config
         config = image_encoder if image_encoder is not None else ImageEncoderConfig()
         if isinstance(config, Mapping):  # from a checkpoint's hyper-parameters
-            config = ImageEncoderConfig(**config)
+            config = ImageEncoderConfig.from_record(config)
         return ImageEncoder(config)
     if not encoder_ckpt:
         raise ValueError(f"mode '{mode}' needs model.init_args.encoder_ckpt: a SeLIP "

@@ -42,7 +42,9 @@ def _config(value: Any, kind: type) -> Any:
     # Checkpoints store the encoder settings as plain dicts (weights_only-safe).
     if value is None:
         return kind()
-    return kind(**value) if isinstance(value, Mapping) else value
+    if not isinstance(value, Mapping):
+        return value
+    return kind.from_record(value) if hasattr(kind, "from_record") else kind(**value)
 
 
 class PretrainTask(BaseTask):

@@ -14,8 +14,13 @@ def test_real_big_endian_scan():
     settings = PreprocessSettings(spacing=(2.0, 2.0, 2.0), shape=(32, 48, 40))
     out = preprocess_volume(ANATOMICAL, settings)
     assert out.shape == (32, 48, 40) and out.dtype == np.float16
-    assert out.min() == 0.0 and out.max() == 1.0
+    assert out.min() == 0.0 and 1.0 < out.max() <= 8.0  # the median scale: no white point
+    head = out[out > out.mean()].astype(np.float32)
+    assert 0.4 < float(np.median(head)) < 0.6  # the head's median lands near 0.5
     assert out.mean() > 0.05  # real anatomy, not an empty canvas
+    paper = preprocess_volume(ANATOMICAL, PreprocessSettings((2.0, 2.0, 2.0), (32, 48, 40),
+                                                             intensity="percentile"))
+    assert paper.min() == 0.0 and paper.max() == 1.0
 
 
 def test_resampling_changes_the_grid_as_asked():
@@ -41,14 +46,16 @@ def test_orientation_is_canonicalised(tmp_path):
     assert column[:4].mean() > column[-4:].mean()
 
 
-def test_percentile_clip_and_rescale(tmp_path):
+@pytest.mark.parametrize("intensity, top", [("percentile", 1.0), ("median", 8.0)])
+def test_a_hot_voxel_does_not_squash_the_contrast(tmp_path, intensity, top):
     data = head_volume()
-    data[5, 5, 5] = 1e6  # a single hot voxel must not squash the contrast
+    data[5, 5, 5] = 1e6
     path = write_nifti(tmp_path / "hot.nii.gz", data)
-    out = preprocess_volume(path, PreprocessSettings((2.0, 2.0, 2.0), (10, 14, 12)))
+    out = preprocess_volume(path, PreprocessSettings((2.0, 2.0, 2.0), (10, 14, 12),
+                                                     intensity=intensity))
     inside = out[out > 0.05].astype(np.float32)
     assert inside.mean() > 0.2
-    assert out.max() == 1.0 and out.min() == 0.0
+    assert out.max() == top and out.min() == 0.0  # bounded: 1.0, or 8 median halves
 
 
 def test_4d_first_volume_and_constant_volume(tmp_path):
@@ -62,7 +69,10 @@ def test_4d_first_volume_and_constant_volume(tmp_path):
     single = preprocess_volume(write_nifti(tmp_path / "one.nii.gz", head_volume()), settings)
     np.testing.assert_array_equal(first, single)
     flat = write_nifti(tmp_path / "flat.nii.gz", np.full((12, 14, 10), 7.0, np.float32))
-    assert not preprocess_volume(flat, settings).any()
+    for intensity in ("median", "percentile"):  # no contrast: refused, naming the file
+        with pytest.raises(VolumeError, match=r"constant volume \(every voxel is 7\).*flat"):
+            preprocess_volume(flat, PreprocessSettings((2.0, 2.0, 2.0), (10, 14, 12),
+                                                       intensity=intensity))
 
 
 def test_mask_uses_nearest_neighbour_and_keeps_labels(tmp_path):
@@ -80,6 +90,7 @@ def test_mask_uses_nearest_neighbour_and_keeps_labels(tmp_path):
     ({"spacing": (0.0, 1.0, 1.0)}, "spacing"),
     ({"shape": (64, 64)}, "shape"),
     ({"percentiles": (50.0, 10.0)}, "percentiles"),
+    ({"intensity": "zscore"}, "intensity must be one of median, percentile"),
 ])
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

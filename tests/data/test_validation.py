@@ -76,6 +76,34 @@ def test_nan_and_inf_voxels(tmp_path):
     assert "2 NaN/Inf voxels" in problem and "column 't1'" in problem
 
 
+def test_a_constant_volume_is_named_but_an_empty_mask_is_not(tmp_path, good):
+    write_nifti(tmp_path / "zeros.nii.gz", np.zeros((12, 14, 10), np.float32))
+    write_nifti(tmp_path / "flat.nii.gz", np.full((12, 14, 10), 3.5, np.float32))
+    rows = [_row("a", "zeros.nii.gz", mask="zeros.nii.gz"), _row("b", good, mask="zeros.nii.gz"),
+            _row("c", "flat.nii.gz")]
+    path = write_manifest(tmp_path / "m.csv", rows, columns=["exam_id", "t1", "report", "mask"])
+    problems = _problems(path)
+    assert len(problems) == 2  # a lesion-free exam's all-zero mask is fine
+    assert "row 1 (exam a), column 't1': constant volume (every voxel is 0)" in problems[0]
+    assert "row 3 (exam c), column 't1': constant volume (every voxel is 3.5)" in problems[1]
+    assert str(tmp_path / "flat.nii.gz") in problems[1]
+
+
+def test_a_file_passed_by_older_checks_is_checked_again(tmp_path):
+    """A marker written before constant volumes were refused does not let one through."""
+    write_nifti(tmp_path / "zeros.nii.gz", np.zeros((12, 14, 10), np.float32))
+    path = write_manifest(tmp_path / "m.csv", [_row("a", "zeros.nii.gz")])
+    manifest, _ = read_manifest(path)
+    digests = FileDigests(tmp_path / "digests.json")
+    digest = digests.digest(tmp_path / "zeros.nii.gz")
+    marker = tmp_path / "checked" / digest[:2] / digest
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"first_volume_of_4d": False}))  # the old checks' marker
+    problems = check_files(manifest, Requirements(), digests=digests,
+                           checked_dir=tmp_path / "checked", progress=False)
+    assert len(problems) == 1 and "constant volume" in str(problems[0])
+
+
 def test_empty_report_and_malformed_structured_report(tmp_path, good):
     rows = [_row("a", good, report="  "), _row("b", good, report='{"FLAIR": 3}')]
     problems = _problems(write_manifest(tmp_path / "m.csv", rows))
