@@ -8,6 +8,11 @@ validation accuracy every 50 steps beside the majority-class rate. If a supervis
 encoder stays at the majority rate, no contrastive objective will find the disease either
 — it learns what it can see (the sequence, the subject) instead.
 
+``--intensity`` and ``--norm`` choose the preprocessing's intensity scheme (the cache must
+hold it: ``selip prepare --data.intensity ...``) and the encoder's normalisation, so the
+paper's percentile scaling with batch norm (``--intensity percentile --norm batch``, every
+release before the median scale) and the defaults can be run side by side.
+
 ``--boost B`` adds ``B`` (images are scaled to [0, 1]) inside the lesion mask of every
 visible pair: a control showing how bright a lesion must be for the encoder to find it
 within the budget (and that the check itself works). ``--adc-percentile P`` clips every
@@ -19,7 +24,8 @@ the dark lesion keeps more of the range.
 Run after ``selip demo-data`` and ``selip prepare`` (it reads the preprocessing cache)::
 
     .venv/bin/python benchmarks/detectability.py --manifest demo_data/manifest.csv \\
-        [--cache .cache/selip] [--steps 300] [--boost 0] [--lr 2e-3]
+        [--cache .cache/selip] [--steps 500] [--boost 0] [--lr 2e-3] [--seed 0] \\
+        [--per-sequence-head] [--intensity median|percentile] [--norm group|batch]
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ import torch
 from torch import nn
 
 from selip.data.datamodule import SelipDataModule
+from selip.data.intensity import INTENSITY_SCHEMES
 from selip.demo.truth import load_truth
-from selip.models.image_encoder import ImageEncoder, ImageEncoderConfig
+from selip.models.image_encoder import NORMS, ImageEncoder, ImageEncoderConfig
 
 _SEQUENCES = ["t1", "t2", "flair", "dwi", "adc"]
 
@@ -111,20 +118,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", default="demo_data/manifest.csv")
     parser.add_argument("--cache", default=".cache/selip")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--boost", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--adc-percentile", type=float, default=100.0,
                         help="clip ADC volumes at this percentile of their own (100: as cached)")
+    parser.add_argument("--intensity", choices=INTENSITY_SCHEMES, default="median",
+                        help="the cached volumes' intensity scheme (run selip prepare with it)")
+    parser.add_argument("--norm", choices=NORMS, default="group",
+                        help="the encoder's normalisation layers")
     parser.add_argument("--per-sequence-head", action="store_true",
                         help="one linear head per sequence instead of one shared head")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     datamodule = SelipDataModule(manifest=args.manifest, cache_dir=args.cache,
                                  sequences=_SEQUENCES, batch_size=args.batch, num_workers=0,
-                                 max_length=64, require_mask=True, progress=False)
+                                 max_length=64, require_mask=True, progress=False,
+                                 intensity=args.intensity)
     datamodule.setup("fit")
     truth = load_truth(Path(args.manifest).parent)
     train_x, train_y, _, train_s = load_split(datamodule, "train", truth, args.boost,
@@ -135,9 +147,11 @@ def main() -> None:
     print(f"{args.manifest}: {len(train_y)} training pairs ({int(train_y.sum())} show a "
           f"lesion), {len(val_y)} validation pairs; majority rate {majority:.3f}; "
           f"boost {args.boost}, lr {args.lr}, ADC clipped at its "
-          f"{args.adc_percentile:g}th percentile, "
+          f"{args.adc_percentile:g}th percentile, intensity {args.intensity}, norm "
+          f"{args.norm}, seed {args.seed}, "
           f"{'a head per sequence' if args.per_sequence_head else 'one shared head'}")
-    encoder = ImageEncoder(ImageEncoderConfig(depth=10, width=16, anisotropic_stem=False))
+    encoder = ImageEncoder(ImageEncoderConfig(depth=10, width=16, anisotropic_stem=False,
+                                              norm=args.norm))
     head = Head(encoder.out_features, len(datamodule.sequences), args.per_sequence_head)
     optimiser = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=args.lr,
                                   weight_decay=0.05)

@@ -20,8 +20,8 @@ from selip.data.batch_similarity import BatchSimilarity
 from selip.data.cache import VolumeCache
 from selip.data.dataset import Pair, PairDataset
 from selip.data.description import DataDescription, train_report_counts
-from selip.data.manifest import Manifest, ManifestError, read_manifest
 from selip.data.intensity import IntensityScheme
+from selip.data.manifest import Manifest, ManifestError, read_manifest
 from selip.data.preprocess import PreprocessSettings
 from selip.data.report_table import ReportTable
 from selip.data.sampler import ResumableSampler

@@ -21,9 +21,8 @@ of compute (``benchmarks/memory.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, TypeVar
 
@@ -98,13 +97,30 @@ def group_count(width: int) -> int:
     return max(g for g in range(1, 33) if width % g == 0 and (width // g >= 2 or g == 1))
 
 
-def _norm_argument(config: ImageEncoderConfig) -> str | tuple[str, dict[str, Any]]:
-    """MONAI's ``norm`` argument for ``config.norm``."""
-    if config.norm == "group":
-        return ("group", {"num_groups": group_count(config.width)})
-    if config.norm == "instance":
-        return ("instance", {"affine": True})
-    return "batch"
+def make_norm(kind: str, channels: int, width: int) -> nn.Module:
+    """One normalisation layer of a ``width`` encoder over ``channels`` channels."""
+    if kind == "group":
+        return nn.GroupNorm(group_count(width), channels)
+    if kind == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    return nn.BatchNorm3d(channels)
+
+
+def use_norm(module: nn.Module, kind: str, width: int) -> None:
+    """Replace every ``BatchNorm3d`` inside ``module`` by a ``kind`` norm, in place.
+
+    MONAI's ResNet takes a ``norm`` argument but passes it only to its stem (1.6: the
+    residual stages and their shortcuts are built with batch norm whatever it says), so the
+    layers are swapped after construction. Every replaced layer is freshly initialised
+    (weight 1, bias 0), as MONAI initialises its norms.
+    """
+    if kind == "batch":
+        return
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.BatchNorm3d):
+            setattr(module, name, make_norm(kind, child.num_features, width))
+        else:
+            use_norm(child, kind, width)
 
 
 class ImageEncoder(nn.Module):
@@ -118,8 +134,8 @@ class ImageEncoder(nn.Module):
         stride: tuple[int, int, int] | int = (1, 2, 2) if config.anisotropic_stem else 2
         self.resnet = ResNet(block, _LAYERS[config.depth], widths, spatial_dims=3,
                              n_input_channels=config.in_channels, conv1_t_size=7,
-                             conv1_t_stride=stride, feed_forward=False,  # type: ignore[arg-type]
-                             norm=_norm_argument(config))
+                             conv1_t_stride=stride, feed_forward=False)  # type: ignore[arg-type]
+        use_norm(self.resnet, config.norm, config.width)
         if config.anisotropic_stem:
             self.resnet.maxpool = nn.MaxPool3d(kernel_size=3, stride=(1, 2, 2), padding=1)
         expansion = 4 if block == "bottleneck" else 1

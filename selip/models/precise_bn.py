@@ -50,8 +50,7 @@ def recompute_batchnorm_statistics(module: nn.Module, batches: Iterable[torch.Te
     run = forward or module
     was_training = module.training
     momenta = [norm.momentum for norm in norms]
-    kept = [(norm.running_mean.clone(), norm.running_var.clone())  # type: ignore[union-attr]
-            for norm in norms]
+    kept = [[buffer.clone() for buffer in norm.buffers(recurse=False)] for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average: every batch weighs the same
@@ -66,9 +65,9 @@ def recompute_batchnorm_statistics(module: nn.Module, batches: Iterable[torch.Te
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
     if count == 0:  # nothing seen: keep the statistics there were
-        for norm, (mean, var) in zip(norms, kept, strict=True):
-            norm.running_mean.copy_(mean)  # type: ignore[union-attr]
-            norm.running_var.copy_(var)  # type: ignore[union-attr]
+        for norm, buffers in zip(norms, kept, strict=True):
+            for buffer, value in zip(norm.buffers(recurse=False), buffers, strict=True):
+                buffer.copy_(value)
         return 0
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         _average_over_ranks(norms)

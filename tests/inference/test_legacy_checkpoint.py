@@ -1,0 +1,94 @@
+"""A checkpoint from before the intensity and norm settings loads with its own scaling
+(the percentile clip) and its own norm (batch norm), and embeds exactly as before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch.nn.modules.batchnorm import BatchNorm3d
+
+import selip
+from selip.cli import main
+from selip.data.preprocess import preprocess_volume
+from selip.models import ImageEncoderConfig
+from selip.tasks.downstream import load_pretrained_encoder
+from selip.tasks.zeroshot import load_pretrained_model
+from tests.conftest import make_tiny_cohort
+from tests.tasks.conftest import ROOT, TINY_IMAGE, tiny_overrides
+
+
+def _strip_new_settings(checkpoint_path: Path, out: Path) -> Path:
+    """The checkpoint as a release before the settings wrote it: no ``norm`` in the image
+    encoder's record, no ``intensity`` in the run's recorded config."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["image_encoder"].pop("norm")
+    config = yaml.safe_load(checkpoint["selip"]["config"])
+    config["data"].pop("intensity")
+    config["model"]["init_args"]["image_encoder"].pop("norm")
+    checkpoint["selip"]["config"] = yaml.safe_dump(config)
+    torch.save(checkpoint, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def old_and_new(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A tiny run trained the old way (batch norm, percentile clip) and its checkpoint
+    with the settings stripped, as an older release wrote it."""
+    root = tmp_path_factory.mktemp("legacy")
+    manifest = make_tiny_cohort(root / "cohort", n=10)
+    image = {**TINY_IMAGE, "norm": "batch"}
+    code = main(["fit", "--config", str(ROOT / "configs" / "demo.yaml"),
+                 *tiny_overrides(manifest, root / "run", **{
+                     "--model.init_args.image_encoder": json.dumps(image),
+                     "--data.intensity": "percentile"}),
+                 "--trainer.max_epochs", "1"])
+    assert code == 0
+    [checkpoint] = (root / "run").glob("runs/demo/version_*/checkpoints/last.ckpt")
+    return manifest, checkpoint, _strip_new_settings(checkpoint, root / "old.ckpt")
+
+
+def _flair(manifest: Path) -> Path:
+    lines = manifest.read_text().splitlines()
+    return manifest.parent / lines[1].split(",")[lines[0].split(",").index("flair")]
+
+
+@pytest.mark.slow
+def test_an_old_checkpoint_loads_and_embeds_exactly_as_before(old_and_new):
+    manifest, recorded, old = old_and_new
+    volume = _flair(manifest)
+    model, reference = selip.load(old, device="cpu"), selip.load(recorded, device="cpu")
+    assert model.preprocess_settings.intensity == "percentile"
+    assert model.preprocess_settings == reference.preprocess_settings
+    assert isinstance(model.model.image_encoder.resnet.bn1, BatchNorm3d)
+    # the paper's scaling, to the bit: [0, 1] with the white point at 1
+    preprocessed = model.preprocess(volume)
+    assert float(preprocessed.max()) == 1.0
+    torch.testing.assert_close(preprocessed[0], torch.from_numpy(
+        preprocess_volume(volume, model.preprocess_settings)).float(), rtol=0, atol=0)
+    torch.testing.assert_close(model.encode_images([volume]), reference.encode_images([volume]),
+                               rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_every_reader_of_an_old_checkpoint_builds_batch_norm(old_and_new):
+    _, recorded, old = old_and_new
+    encoder = load_pretrained_encoder(str(old))  # downstream tasks
+    assert encoder.config.norm == "batch"
+    model, _, _ = load_pretrained_model(str(old))  # zero-shot
+    assert model.image_encoder.config.norm == "batch"
+    for name, value in load_pretrained_encoder(str(recorded)).state_dict().items():
+        torch.testing.assert_close(encoder.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_a_record_without_norm_is_batch_norm_and_a_new_one_keeps_its_own():
+    old = {"depth": 10, "width": 4, "anisotropic_stem": True, "in_channels": 1,
+           "gradient_checkpointing": False}
+    assert ImageEncoderConfig.from_record(old).norm == "batch"
+    assert ImageEncoderConfig.from_record({**old, "norm": "group"}).norm == "group"
+    assert ImageEncoderConfig().norm == "group"  # what a new run gets
+    with pytest.raises(ValueError, match="unknown image encoder settings \\['depht'\\]"):
+        ImageEncoderConfig.from_record({"depht": 10})
