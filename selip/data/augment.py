@@ -159,7 +159,7 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor | None, settings: Au
     batch, each drawn per sample, on whatever device the batch is on.
 
     Args:
-        images: (B, C, D, H, W) float in about [0, 1].
+        images: (B, C, D, H, W) float, as preprocessed (air at 0).
         masks: (B, 1, D, H, W) integer labels, or None.
         spacing: voxel size in mm, (D, H, W) order.
         generator: every draw's generator, on the batch's device (None: the global one).
@@ -206,7 +206,7 @@ def augment_pair(image: torch.Tensor, mask: torch.Tensor | None, settings: Augme
     of one (the training path splits the two between workers and device).
 
     Args:
-        image: (C, D, H, W) float32 in [0, 1].
+        image: (C, D, H, W) float32, as preprocessed (air at 0).
         mask: (1, D, H, W) integer labels, or None.
         spacing: voxel size in mm, (D, H, W) order.
         generator: every draw's generator, on the image's device (None: the global one).

@@ -66,9 +66,9 @@ def _load(config: TextEncoderConfig) -> Any:
     # loses small updates to bf16 weights. Autocast does the mixed precision.
     try:
         if config.pretrained:
-            return AutoModel.from_pretrained(name, local_files_only=local or None,
+            return AutoModel.from_pretrained(name, local_files_only=local,
                                              dtype=torch.float32)
-        hf_config = AutoConfig.from_pretrained(name, local_files_only=local or None)
+        hf_config = AutoConfig.from_pretrained(name, local_files_only=local)
         for key, value in config.config_overrides.items():
             setattr(hf_config, key, value)
         return AutoModel.from_config(hf_config, dtype=torch.float32)

@@ -52,7 +52,7 @@ class BaseTask(pl.LightningModule):
 
         if not trainable_batchnorm_encoders(self):
             return []
-        configured = self._trainer.callbacks if self._trainer is not None else []
+        configured = getattr(self._trainer, "callbacks", [])
         if any(isinstance(c, PreciseBatchNorm) for c in configured):
             return []  # the user's own, with their settings (Lightning would replace it)
         return [PreciseBatchNorm()]

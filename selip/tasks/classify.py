@@ -20,8 +20,10 @@ from torch import nn
 
 from selip.models import ImageEncoderConfig
 from selip.tasks.base import BaseTask
+from selip.tasks.compatibility import recorded_intensity_of, warn_if_scaling_differs
 from selip.tasks.channels import fit_encoder_to_data
 from selip.tasks.downstream import (
+    RANDOM_MODES,
     FrozenEncoderMixin,
     downstream_optimizer,
     freeze_encoder,
@@ -109,6 +111,9 @@ class ClassificationTask(FrozenEncoderMixin, BaseTask):
 
     def setup_for_data(self, stage: str) -> None:
         fit_encoder_to_data(self, self.encoder)
+        if self.hparams.get("encoder_ckpt") and self.hparams["mode"] not in RANDOM_MODES:
+            warn_if_scaling_differs(recorded_intensity_of(self.hparams["encoder_ckpt"]),
+                                    self.data, self.hparams["encoder_ckpt"])
         if self.head is None:
             self.hparams["num_classes"] = len(self.data.classes)
             self._build_head(len(self.data.classes))

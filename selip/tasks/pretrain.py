@@ -26,6 +26,11 @@ from selip.metrics import (
     write_retrieval_outputs,
 )
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
+from selip.tasks.compatibility import (
+    check_recorded_norm,
+    recorded_intensity,
+    warn_if_scaling_differs,
+)
 from selip.profiling import SectionTimer
 from selip.similarity.lookup import SimilarityLookup
 from selip.tasks.base import BaseTask
@@ -398,7 +403,10 @@ class PretrainTask(BaseTask):
         """Take the checkpoint's sequence order (a resumed or tested run, zero-shot).
 
         Raises:
-            ValueError: the sequence embedding is on and the order is unknown.
+            ValueError: the sequence embedding is on and the order is unknown; the
+                checkpoint's image encoder uses another norm than this run builds.
         """
+        check_recorded_norm(checkpoint, self.model.image_encoder.config)
+        warn_if_scaling_differs(recorded_intensity(checkpoint), self.data, "the checkpoint")
         enabled = self.model.sequence_embedding is not None
         self.sequence_index = SequenceIndex(pretraining_sequences(checkpoint, enabled), enabled)

@@ -57,12 +57,12 @@ def similarity_figure(predicted: torch.Tensor, target: torch.Tensor) -> Figure:
 def mid_slices(volumes: torch.Tensor) -> torch.Tensor:
     """(n, 1, D, H, W) volumes → (n, 1, H, W) axial mid-slices, flipped so anterior is up."""
     d = volumes.shape[2] // 2
-    return volumes[:, :, d].flip(-2).clamp(0, 1)
+    return volumes[:, :, d].flip(-2).clamp(min=0)
 
 
 def slices_figure(volumes: torch.Tensor, labels: list[str]) -> Figure:
-    """(n, 1, D, H, W) volumes with intensities in [0, 1] → a grid of their axial
-    mid-slices (anterior up), one panel per volume titled with its label."""
+    """(n, 1, D, H, W) preprocessed volumes → a grid of their axial mid-slices (anterior
+    up), one panel per volume titled with its label."""
     count = volumes.shape[0]
     if count == 0 or len(labels) != count:
         raise ValueError(f"need one label per volume and at least one volume, "
@@ -73,9 +73,11 @@ def slices_figure(volumes: torch.Tensor, labels: list[str]) -> Figure:
                     dpi=DPI, layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False).ravel()
     slices = mid_slices(volumes.detach().float().cpu())[:, 0]
+    # One window for every panel keeps them comparable; it reaches past 1 when a volume does
+    # (the median scale leaves a lesion above normal tissue, which must not saturate).
+    top = max(1.0, float(slices.max())) if slices.numel() else 1.0
     for axes, image, label in zip(grid, slices, labels, strict=False):
-        # A fixed [0, 1] window (the inputs' normalised range) keeps panels comparable.
-        axes.imshow(image.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        axes.imshow(image.numpy(), cmap="gray", vmin=0.0, vmax=top)
         axes.set_title(label)
     for axes in grid:
         axes.set_axis_off()  # voxel indices carry no meaning here; unused panels stay blank

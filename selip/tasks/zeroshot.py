@@ -16,12 +16,15 @@ from selip.models import SelipModel
 from selip.tasks.base import BaseTask
 from selip.tasks.channels import SequenceIndex, require_single_channel
 from selip.tasks.classify import classification_metrics
+from selip.tasks.compatibility import recorded_intensity, warn_if_scaling_differs
 from selip.text.tokenizer import load_tokenizer, tokenize
 
 
-def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any], SequenceIndex]:
-    """The dual encoder of a SeLIP pretraining checkpoint, its hyper-parameters and its
-    sequence order (for a sequence embedding; see :class:`SequenceIndex`)."""
+def load_pretrained_model(path: str
+                          ) -> tuple[SelipModel, dict[str, Any], SequenceIndex, str | None]:
+    """The dual encoder of a SeLIP pretraining checkpoint, its hyper-parameters, its
+    sequence order (for a sequence embedding; see :class:`SequenceIndex`) and the intensity
+    scheme it was trained on."""
     from selip.tasks.pretrain import PretrainTask
 
     checkpoint = load_checkpoint(path)
@@ -32,7 +35,7 @@ def load_pretrained_model(path: str) -> tuple[SelipModel, dict[str, Any], Sequen
     task = PretrainTask(**hparams)
     task.load_state_dict(checkpoint["state_dict"])
     task.on_load_checkpoint(checkpoint)
-    return task.model, hparams, task.sequence_index
+    return task.model, hparams, task.sequence_index, recorded_intensity(checkpoint)
 
 
 class ZeroShotTask(BaseTask):
@@ -60,12 +63,14 @@ class ZeroShotTask(BaseTask):
         if not prompts or any(not texts for texts in prompts.values()):
             raise ValueError("prompts must give at least one prompt text for every class")
         self.save_hyperparameters()
-        self.model, pretrain_hparams, self.sequence_index = load_pretrained_model(pretrain_ckpt)
+        self.model, pretrain_hparams, self.sequence_index, self.pretrained_intensity = \
+            load_pretrained_model(pretrain_ckpt)
         self.text_model: str | None = pretrain_hparams["text_encoder"].get("model")
         self.class_embeddings: torch.Tensor | None = None
 
     def setup_for_data(self, stage: str) -> None:
         require_single_channel(self.data, "zero-shot classification")
+        warn_if_scaling_differs(self.pretrained_intensity, self.data, self.hparams["pretrain_ckpt"])
         self.sequence_index.check(self.data.sequences or None)  # unseen sequences: fail early
         classes = list(self.data.classes)
         missing = [c for c in classes if c not in self.hparams["prompts"]]

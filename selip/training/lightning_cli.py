@@ -9,6 +9,7 @@ atomically and carry the resolved config.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from selip.data.datamodule import SelipDataModule
 from selip.io.checkpoints import UNREADABLE_CHECKPOINT_ERRORS, CheckpointError
 from selip.metrics import retrieval_summary
+from selip.models.image_encoder import LEGACY_NORM, ImageEncoderConfig
 from selip.training.checkpointing import AtomicCheckpointIO
 from selip.training.last_checkpoint import LastCheckpoint
 from selip.training.launch import lightning_launcher, watch_parent
@@ -65,8 +67,32 @@ class SelipCLI(LightningCLI):
                 raise CheckpointError(f"not a readable checkpoint: {path} ({err}); was it "
                                       "truncated by a full disk or a copy that did not "
                                       "finish?") from None
+            self._keep_recorded_norm(path)
             return None
-        return super()._parse_ckpt_path()
+        super()._parse_ckpt_path()
+        resolved = section.get("ckpt_path")
+        if resolved and Path(resolved).is_file():
+            self._keep_recorded_norm(resolved)
+        return None
+
+    def _keep_recorded_norm(self, path: str) -> None:
+        """Lightning re-parses a checkpoint's hyper-parameters over the config, and a record
+        written before the image encoder's ``norm`` setting existed then takes the new
+        default (group norm); such encoders used batch norm, so put that back. Tested by
+        ``tests/inference/test_legacy_checkpoint.py``."""
+        import torch
+
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        record = (checkpoint.get("hyper_parameters") or {}).get("image_encoder")
+        section: Any = self.config.get(self.config.get("subcommand"))  # parsed anew above
+        init_args: Any = getattr(section.get("model"), "init_args", None)
+        encoder: Any = init_args.get("image_encoder") if init_args is not None else None
+        if not isinstance(record, dict) or "norm" in record or encoder is None:
+            return
+        if isinstance(encoder, ImageEncoderConfig):
+            init_args["image_encoder"] = replace(encoder, norm=LEGACY_NORM)
+        else:  # a parsed namespace or a plain dict
+            encoder["norm"] = LEGACY_NORM
 
     def _route_ckpt_path_to_task(self, section: Any) -> None:
         """Route ``--ckpt_path`` into the task's own argument for tasks that start from

@@ -15,6 +15,7 @@ import selip
 from selip.cli import main
 from selip.data.preprocess import preprocess_volume
 from selip.models import ImageEncoderConfig
+from selip.tasks.compatibility import check_recorded_norm
 from selip.tasks.downstream import load_pretrained_encoder
 from selip.tasks.zeroshot import load_pretrained_model
 from tests.conftest import make_tiny_cohort
@@ -78,8 +79,8 @@ def test_every_reader_of_an_old_checkpoint_builds_batch_norm(old_and_new):
     _, recorded, old = old_and_new
     encoder = load_pretrained_encoder(str(old))  # downstream tasks
     assert encoder.config.norm == "batch"
-    model, _, _ = load_pretrained_model(str(old))  # zero-shot
-    assert model.image_encoder.config.norm == "batch"
+    model, _, _, intensity = load_pretrained_model(str(old))  # zero-shot
+    assert model.image_encoder.config.norm == "batch" and intensity == "percentile"
     for name, value in load_pretrained_encoder(str(recorded)).state_dict().items():
         torch.testing.assert_close(encoder.state_dict()[name], value, rtol=0, atol=0)
 
@@ -92,3 +93,27 @@ def test_a_record_without_norm_is_batch_norm_and_a_new_one_keeps_its_own():
     assert ImageEncoderConfig().norm == "group"  # what a new run gets
     with pytest.raises(ValueError, match="unknown image encoder settings \\['depht'\\]"):
         ImageEncoderConfig.from_record({"depht": 10})
+
+
+@pytest.mark.slow
+def test_testing_an_old_checkpoint_builds_its_norm_and_names_the_scaling(old_and_new):
+    """``selip test --ckpt_path`` re-reads the checkpoint's hyper-parameters over the config
+    (Lightning does), so the old record must still mean batch norm there; the data's
+    scaling is the config's, so a differing one is named with the option that fixes it."""
+    manifest, _, old = old_and_new
+    with pytest.warns(UserWarning, match="data.intensity 'percentile', but this run's data "
+                                         "uses 'median'.*--data.intensity percentile"):
+        code = main(["test", "--config", str(ROOT / "configs" / "demo.yaml"),
+                     *tiny_overrides(manifest, old.parent / "tested",
+                                     **{"--data.test_fraction": "0.25"}),
+                     "--ckpt_path", str(old)])
+    assert code == 0
+
+
+def test_a_checkpoint_with_another_norm_is_refused_naming_the_option():
+    checkpoint = {"hyper_parameters": {"image_encoder": {**TINY_IMAGE, "in_channels": 1,
+                                                         "gradient_checkpointing": False}}}
+    with pytest.raises(ValueError, match="uses batch norm but this run builds group norm.*"
+                                         "image_encoder.norm batch"):
+        check_recorded_norm(checkpoint, ImageEncoderConfig(**TINY_IMAGE))
+    check_recorded_norm(checkpoint, ImageEncoderConfig(**TINY_IMAGE, norm="batch"))

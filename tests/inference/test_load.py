@@ -167,6 +167,10 @@ def test_the_image_tower_loads_into_monai_resnet_as_the_readme_shows(pretrained,
                  feed_forward=False)
     if config["anisotropic_stem"]:  # selip's stem pools (1, 2, 2) too (no weights there)
         net.maxpool = torch.nn.MaxPool3d(kernel_size=3, stride=(1, 2, 2), padding=1)
+    norm = config.get("norm", "batch")  # MONAI builds batch norm in every stage, whatever its
+    if norm != "batch":                 # norm argument says: swap them as selip does
+        from selip.models.image_encoder import use_norm
+        use_norm(net, norm, width)
     prefix = "image_encoder.resnet."
     weights = {k.removeprefix(prefix): v
                for k, v in load_file(str(folder / "model.safetensors")).items()
