@@ -20,8 +20,8 @@ from torch import nn
 
 from selip.models import ImageEncoderConfig
 from selip.tasks.base import BaseTask
-from selip.tasks.compatibility import recorded_intensity_of, warn_if_scaling_differs
 from selip.tasks.channels import fit_encoder_to_data
+from selip.tasks.compatibility import recorded_intensity_of, warn_if_scaling_differs
 from selip.tasks.downstream import (
     RANDOM_MODES,
     FrozenEncoderMixin,

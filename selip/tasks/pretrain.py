@@ -26,11 +26,6 @@ from selip.metrics import (
     write_retrieval_outputs,
 )
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
-from selip.tasks.compatibility import (
-    check_recorded_norm,
-    recorded_intensity,
-    warn_if_scaling_differs,
-)
 from selip.profiling import SectionTimer
 from selip.similarity.lookup import SimilarityLookup
 from selip.tasks.base import BaseTask
@@ -38,6 +33,11 @@ from selip.tasks.channels import (
     SequenceIndex,
     pretraining_sequences,
     require_single_channel,
+)
+from selip.tasks.compatibility import (
+    check_recorded_norm,
+    recorded_intensity,
+    warn_if_scaling_differs,
 )
 from selip.tasks.schedule import resolve_warmup, warmup_then_decay
 from selip.tasks.visuals import log_validation_figures

@@ -28,8 +28,8 @@ from selip.dice import SegmentationLoss, empty_clean, foreground_dice, segmentat
 from selip.models import ImageEncoderConfig
 from selip.models.decoder import UNetDecoder
 from selip.tasks.base import BaseTask
-from selip.tasks.compatibility import recorded_intensity_of, warn_if_scaling_differs
 from selip.tasks.channels import fit_encoder_to_data
+from selip.tasks.compatibility import recorded_intensity_of, warn_if_scaling_differs
 from selip.tasks.downstream import (
     RANDOM_MODES,
     FrozenEncoderMixin,

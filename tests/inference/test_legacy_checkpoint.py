@@ -113,7 +113,7 @@ def test_testing_an_old_checkpoint_builds_its_norm_and_names_the_scaling(old_and
 def test_a_checkpoint_with_another_norm_is_refused_naming_the_option():
     checkpoint = {"hyper_parameters": {"image_encoder": {**TINY_IMAGE, "in_channels": 1,
                                                          "gradient_checkpointing": False}}}
-    with pytest.raises(ValueError, match="uses batch norm but this run builds group norm.*"
-                                         "image_encoder.norm batch"):
+    with pytest.raises(ValueError, match=r"uses batch norm but this run builds group norm.*"
+                                         r"image_encoder\.norm batch"):
         check_recorded_norm(checkpoint, ImageEncoderConfig(**TINY_IMAGE))
     check_recorded_norm(checkpoint, ImageEncoderConfig(**TINY_IMAGE, norm="batch"))
