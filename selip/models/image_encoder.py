@@ -36,8 +36,11 @@ _T = TypeVar("_T")
 _LAYERS = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3]}
 NormKind = Literal["group", "batch", "instance"]
 NORMS: tuple[str, ...] = ("group", "batch", "instance")
-#: The norm of every encoder recorded before the setting existed.
+#: The norm of every encoder recorded before the setting existed, and the fields such a
+#: record holds.
 LEGACY_NORM: NormKind = "batch"
+_FIELDS_BEFORE_NORM = frozenset({"depth", "width", "anisotropic_stem", "in_channels",
+                                 "gradient_checkpointing"})
 
 
 @dataclass(frozen=True)
@@ -80,13 +83,16 @@ class ImageEncoderConfig:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> ImageEncoderConfig:
         """The settings a checkpoint or export recorded (``dataclasses.asdict`` of this
-        class). A record holds every field of its release, so one without ``norm`` was
-        written before the setting existed, when every encoder used batch norm."""
+        class), or any mapping of them. A record holds every field of its release, so a
+        complete one without ``norm`` was written before the setting existed, when every
+        encoder used batch norm; a partial mapping (written by hand) takes the defaults."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(record) - known)
         if unknown:
             raise ValueError(f"unknown image encoder settings {unknown}; known: {sorted(known)}")
-        return cls(**{"norm": LEGACY_NORM, **record})
+        if "norm" not in record and set(record) >= _FIELDS_BEFORE_NORM:
+            return cls(**record, norm=LEGACY_NORM)
+        return cls(**record)
 
 
 def group_count(width: int) -> int:

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from selip.data.datamodule import SelipDataModule
 from selip.io.checkpoints import UNREADABLE_CHECKPOINT_ERRORS, CheckpointError
 from selip.metrics import retrieval_summary
-from selip.models.image_encoder import LEGACY_NORM, ImageEncoderConfig
+from selip.models.image_encoder import ImageEncoderConfig
 from selip.training.checkpointing import AtomicCheckpointIO
 from selip.training.last_checkpoint import LastCheckpoint
 from selip.training.launch import lightning_launcher, watch_parent
@@ -89,10 +89,11 @@ class SelipCLI(LightningCLI):
         encoder: Any = init_args.get("image_encoder") if init_args is not None else None
         if not isinstance(record, dict) or "norm" in record or encoder is None:
             return
+        norm = ImageEncoderConfig.from_record(record).norm
         if isinstance(encoder, ImageEncoderConfig):
-            init_args["image_encoder"] = replace(encoder, norm=LEGACY_NORM)
+            init_args["image_encoder"] = replace(encoder, norm=norm)
         else:  # a parsed namespace or a plain dict
-            encoder["norm"] = LEGACY_NORM
+            encoder["norm"] = norm
 
     def _route_ckpt_path_to_task(self, section: Any) -> None:
         """Route ``--ckpt_path`` into the task's own argument for tasks that start from

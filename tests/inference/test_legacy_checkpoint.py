@@ -91,6 +91,7 @@ def test_a_record_without_norm_is_batch_norm_and_a_new_one_keeps_its_own():
     assert ImageEncoderConfig.from_record(old).norm == "batch"
     assert ImageEncoderConfig.from_record({**old, "norm": "group"}).norm == "group"
     assert ImageEncoderConfig().norm == "group"  # what a new run gets
+    assert ImageEncoderConfig.from_record({"depth": 10}).norm == "group"  # written by hand
     with pytest.raises(ValueError, match="unknown image encoder settings \\['depht'\\]"):
         ImageEncoderConfig.from_record({"depht": 10})
 

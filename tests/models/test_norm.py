@@ -113,3 +113,34 @@ def test_group_count_divides_every_layer():
 def test_an_unknown_norm_is_named():
     with pytest.raises(ValueError, match="norm must be one of group, batch, instance"):
         ImageEncoderConfig(norm="layer")  # type: ignore[arg-type]
+
+
+def _recompute_on_rank(rank: int, port: int, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    try:
+        torch.manual_seed(0)  # the same weights on both ranks
+        norm = nn.BatchNorm3d(3)
+        generator = torch.Generator().manual_seed(rank)  # each rank its own data
+        batches = [torch.randn(4, 3, 2, 2, 2, generator=generator) * (rank + 1) + rank
+                   for _ in range(2)]
+        recompute_batchnorm_statistics(norm, batches)
+        torch.save({"mean": norm.running_mean, "var": norm.running_var,
+                    "inputs": torch.cat(batches)}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(120)
+def test_under_ddp_every_rank_holds_the_statistics_of_all_ranks_inputs(tmp_path):
+    from tests.spawn_ranks import run_ranks
+
+    run_ranks(_recompute_on_rank, 2, str(tmp_path), timeout=90)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    pooled = torch.cat([r["inputs"] for r in ranks]).transpose(0, 1).reshape(3, -1)
+    for rank in ranks:  # the pooled mean exactly; the variance up to n/(n-1) per batch
+        torch.testing.assert_close(rank["mean"], pooled.mean(1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(rank["var"], pooled.var(1), rtol=0.05, atol=0)
+    torch.testing.assert_close(ranks[0]["var"], ranks[1]["var"], rtol=0, atol=0)

@@ -315,3 +315,19 @@ def test_a_random_encoder_probe_learns_at_the_configs_learning_rate_only_standar
                 task.eval()(images), labels))
     # seeded: 0.41 standardised vs 0.66 raw (ln 2 = 0.69)
     assert losses[True] < 0.7 * math.log(2) < 0.9 * math.log(2) < losses[False], losses
+
+
+def test_fine_tuning_on_another_intensity_scale_than_pretraining_is_named(pretrained, tmp_path,
+                                                                          recwarn):
+    manifest, checkpoint = pretrained  # pretrained on the default median scale
+    config = ROOT / "configs" / "classify.yaml"
+    extra = {"--model.init_args.mode": "finetune", "--data.similarity": "null",
+             "--model.init_args.encoder_ckpt": str(checkpoint)}
+    args = tiny_data_overrides(manifest, tmp_path / "same", **extra)
+    assert main(["fit", "--config", str(config), *args, "--trainer.fast_dev_run", "1"]) == 0
+    assert not [w for w in recwarn if "data.intensity" in str(w.message)]
+    args = tiny_data_overrides(manifest, tmp_path / "other",
+                               **{**extra, "--data.intensity": "percentile"})
+    with pytest.warns(UserWarning, match=r"scaled by data\.intensity 'median', but this run's "
+                                         r"data uses 'percentile'.*--data\.intensity median"):
+        assert main(["fit", "--config", str(config), *args, "--trainer.fast_dev_run", "1"]) == 0

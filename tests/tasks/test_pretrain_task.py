@@ -54,7 +54,7 @@ def test_a_frozen_scale_and_text_tower_are_left_out_of_the_optimiser(monkeypatch
 def test_hyperparameters_are_plain_data_and_rebuild_the_task():
     task = _task(kl_weight=0.5)
     assert task.hparams["image_encoder"] == {**TINY_IMAGE, "in_channels": 1,
-                                             "gradient_checkpointing": False}
+                                             "gradient_checkpointing": False, "norm": "group"}
     assert isinstance(task.hparams["text_encoder"], dict)
     again = PretrainTask(**task.hparams)
     assert again.hparams["kl_weight"] == 0.5
