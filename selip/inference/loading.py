@@ -94,6 +94,11 @@ def settings_from_checkpoint(checkpoint: Mapping[str, Any], path: Path) -> Model
     record = checkpoint.get("selip") or {}
     config = yaml.safe_load(record.get("config") or "") or {}
     data = {**_DATA_DEFAULTS, **(config.get("data") or {})}
+    if isinstance(record.get("preprocess"), Mapping):  # recorded by the task itself
+        done = record["preprocess"]
+        data.update(spacing=done["spacing"], shape=done["shape"], intensity=done["intensity"],
+                    intensity_percentiles=done["percentiles"],
+                    first_volume_of_4d=done["first_volume_of_4d"])
     sequences = record.get("sequences")
     return ModelSettings(
         image_encoder=dict(hp["image_encoder"]), text_encoder=dict(hp["text_encoder"]),

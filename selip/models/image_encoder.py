@@ -58,7 +58,7 @@ class ImageEncoderConfig:
             gradients and batch-norm running statistics are those of the plain network.
         norm: ``group`` (groups of :func:`group_count` channels; the same features in
             eval mode as in training), ``batch`` (running statistics; recomputed before
-            evaluation by :class:`selip.training.callbacks.PreciseBatchNorm`) or
+            evaluation by :class:`selip.training.precise_bn.PreciseBatchNorm`) or
             ``instance`` (each channel of each sample by itself).
     """
 

@@ -8,12 +8,12 @@ no recent network produced: measured on the demo's FLAIR check, eval mode predic
 class on the training set itself while the same weights with recomputed statistics scored
 0.98-1.0. Recomputing the statistics over a few training batches with the current weights
 (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021) fixes that. Pure torch: the
-Lightning side is :class:`selip.training.callbacks.PreciseBatchNorm`.
+Lightning side is :class:`selip.training.precise_bn.PreciseBatchNorm`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
@@ -28,9 +28,7 @@ def batch_norms(module: nn.Module) -> list[_BatchNorm]:
 
 
 @torch.no_grad()
-def recompute_batchnorm_statistics(module: nn.Module, batches: Iterable[torch.Tensor],
-                                   forward: Callable[[torch.Tensor], object] | None = None
-                                   ) -> int:
+def recompute_batchnorm_statistics(module: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     """Replace the running statistics of ``module``'s batch norms by their exact average
     over ``batches``, computed with the current weights; the rest of the module is
     untouched. Under ``torch.distributed``, the statistics are then averaged over ranks
@@ -38,8 +36,7 @@ def recompute_batchnorm_statistics(module: nn.Module, batches: Iterable[torch.Te
 
     Args:
         module: holds the batch norms (an image encoder).
-        batches: inputs, e.g. (B, C, D, H, W) volumes, each run through ``forward``.
-        forward: how to run one batch (default: ``module(batch)``).
+        batches: inputs of ``module``, e.g. (B, C, D, H, W) volumes.
 
     Returns:
         The number of batches used (0: nothing changed).
@@ -47,7 +44,6 @@ def recompute_batchnorm_statistics(module: nn.Module, batches: Iterable[torch.Te
     norms = batch_norms(module)
     if not norms:
         return 0
-    run = forward or module
     was_training = module.training
     momenta = [norm.momentum for norm in norms]
     kept = [[buffer.clone() for buffer in norm.buffers(recurse=False)] for norm in norms]
@@ -58,7 +54,7 @@ def recompute_batchnorm_statistics(module: nn.Module, batches: Iterable[torch.Te
     count = 0
     try:
         for batch in batches:
-            run(batch)
+            module(batch)
             count += 1
     finally:
         module.train(was_training)

@@ -22,13 +22,17 @@ from selip.models import ImageEncoderConfig
 
 
 def recorded_intensity(checkpoint: Mapping[str, Any]) -> str | None:
-    """The ``data.intensity`` a selip pretraining checkpoint was trained with: the recorded
-    run's, the percentile clip for a run recorded before the setting existed, None when the
-    checkpoint records no run config (written outside the CLI)."""
-    text = (checkpoint.get("selip") or {}).get("config")
-    if not text:
+    """The ``data.intensity`` a selip pretraining checkpoint was trained with: what the task
+    recorded, else the recorded run config's, the percentile clip for a run recorded before
+    the setting existed; None when the checkpoint records neither (written outside the CLI
+    by a release before the setting)."""
+    record = checkpoint.get("selip") or {}
+    preprocess = record.get("preprocess")
+    if isinstance(preprocess, Mapping) and "intensity" in preprocess:
+        return str(preprocess["intensity"])
+    if not record.get("config"):
         return None
-    data = (yaml.safe_load(text) or {}).get("data") or {}
+    data = (yaml.safe_load(record["config"]) or {}).get("data") or {}
     return str(data.get("intensity", LEGACY_INTENSITY))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -398,6 +399,8 @@ class PretrainTask(BaseTask):
         sequences = self.sequence_index.mapping(self.data.sequences or None)
         if sequences is not None:  # what later runs translate their sequence indices to
             checkpoint["selip"]["sequences"] = sequences
+        if self.data.preprocess is not None:  # what selip.load applies to new volumes
+            checkpoint["selip"]["preprocess"] = asdict(self.data.preprocess)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Take the checkpoint's sequence order (a resumed or tested run, zero-shot).

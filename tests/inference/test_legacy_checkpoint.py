@@ -24,9 +24,11 @@ from tests.tasks.conftest import ROOT, TINY_IMAGE, tiny_overrides
 
 def _strip_new_settings(checkpoint_path: Path, out: Path) -> Path:
     """The checkpoint as a release before the settings wrote it: no ``norm`` in the image
-    encoder's record, no ``intensity`` in the run's recorded config."""
+    encoder's record, no ``intensity`` in the run's recorded config, no preprocessing
+    record of the task's own."""
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     checkpoint["hyper_parameters"]["image_encoder"].pop("norm")
+    assert checkpoint["selip"].pop("preprocess")["intensity"] == "percentile"
     config = yaml.safe_load(checkpoint["selip"]["config"])
     config["data"].pop("intensity")
     config["model"]["init_args"]["image_encoder"].pop("norm")
@@ -118,3 +120,14 @@ def test_a_checkpoint_with_another_norm_is_refused_naming_the_option():
                                          r"image_encoder\.norm batch"):
         check_recorded_norm(checkpoint, ImageEncoderConfig(**TINY_IMAGE))
     check_recorded_norm(checkpoint, ImageEncoderConfig(**TINY_IMAGE, norm="batch"))
+
+
+def test_the_scheme_comes_from_the_tasks_record_then_the_run_config():
+    from selip.tasks.compatibility import recorded_intensity
+
+    config = yaml.safe_dump({"data": {"intensity": "median"}})
+    assert recorded_intensity({"selip": {"preprocess": {"intensity": "percentile"},
+                                         "config": config}}) == "percentile"
+    assert recorded_intensity({"selip": {"config": config}}) == "median"
+    assert recorded_intensity({"selip": {"config": yaml.safe_dump({"data": {}})}}) == "percentile"
+    assert recorded_intensity({"selip": {}}) is None
