@@ -63,3 +63,11 @@ def test_before_validation_the_statistics_are_those_of_the_recent_batches():
 def test_num_batches_must_be_positive():
     with pytest.raises(ValueError, match="num_batches must be >= 1"):
         PreciseBatchNorm(num_batches=0)
+
+
+def test_nothing_is_recomputed_again_without_a_training_step_between():
+    task = _pretrain("batch")
+    callback = PreciseBatchNorm(num_batches=2)
+    callback.on_train_batch_end(None, task, None, {"image": torch.rand(4, 1, 16, 32, 32)}, 0)  # type: ignore[arg-type]
+    assert callback.recompute(task) == 1
+    assert callback.recompute(task) == 0  # e.g. the epoch's end right after its validation
