@@ -3,6 +3,9 @@ batch norm once its statistics are recomputed for the current weights."""
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -25,7 +28,15 @@ def _images(generator: torch.Generator) -> torch.Tensor:
             * torch.rand(BATCH[0], 1, 1, 1, 1, generator=generator) * 2)
 
 
-def _trained(norm: str, steps: int = 5, seed: int = 0) -> tuple[ImageEncoder, torch.Tensor]:
+def _trained(norm: str) -> tuple[ImageEncoder, torch.Tensor]:
+    """A copy of :func:`_train`'s encoder (trained once per norm for the module) and its
+    fresh batch."""
+    encoder, images = _train(norm)
+    return copy.deepcopy(encoder), images
+
+
+@functools.cache
+def _train(norm: str, steps: int = 5, seed: int = 0) -> tuple[ImageEncoder, torch.Tensor]:
     """A tiny encoder after ``steps`` of AdamW at a high learning rate (weights that move
     fast, as early pretraining does), and a fresh batch (B, 1, D, H, W)."""
     torch.manual_seed(seed)
