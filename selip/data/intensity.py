@@ -61,15 +61,20 @@ def scale_intensity(volume: torch.Tensor, scheme: str,
         ConstantVolumeError: every voxel is equal (nothing to scale by).
         ValueError: an unknown scheme.
     """
-    low_value, high_value = volume.min(), volume.max()
-    if not bool(high_value > low_value):
-        raise ConstantVolumeError(f"constant volume (every voxel is {float(low_value):g}): "
-                                  "it has no contrast to scale")
+    require_contrast(float(volume.min()), float(volume.max()))
     if scheme == "median":
         return _median_scale(volume)
     if scheme == "percentile":
         return _percentile_scale(volume, percentiles)
     raise ValueError(f"intensity must be one of {', '.join(INTENSITY_SCHEMES)}, got {scheme!r}")
+
+
+def require_contrast(low: float, high: float) -> None:
+    """Raise :class:`ConstantVolumeError` unless a volume's ``high`` (its maximum) exceeds
+    its ``low`` (its minimum)."""
+    if not high > low:
+        raise ConstantVolumeError(f"constant volume (every voxel is {low:g}): it has no "
+                                  "contrast to scale")
 
 
 def _median_scale(volume: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from selip.data.intensity import ConstantVolumeError, require_contrast
 from selip.data.manifest import KNOWN_SEQUENCES, SPLITS, ExamRecord, Manifest, Problem
 from selip.data.nifti import VolumeError, load_volume
 from selip.io.atomic import atomic_write_text
@@ -120,10 +121,10 @@ _CHECKS_VERSION = 2
 
 
 def _check_contrast(data: np.ndarray, path: Path) -> None:
-    low, high = float(data.min()), float(data.max())
-    if not high > low:
-        raise VolumeError(f"constant volume (every voxel is {low:g}): {path}; an image needs "
-                          "contrast to be scaled (was it exported empty?)")
+    try:
+        require_contrast(float(data.min()), float(data.max()))
+    except ConstantVolumeError as err:
+        raise VolumeError(f"{err}: {path} (was it exported empty?)") from None
 
 
 def _file_jobs(manifest: Manifest, sequences: list[str]) -> list[tuple[int, str, Path]]:
