@@ -95,5 +95,5 @@ def _percentile_scale(volume: torch.Tensor, percentiles: tuple[float, float]) ->
     # dtype: the arithmetic of every release before the median scale, to the bit.
     low, high = np.percentile(volume.numpy(), percentiles)
     if not high > low:  # a mostly-empty volume whose bounds meet: use its whole range
-        low, high = volume.min().numpy(), volume.max().numpy()
+        low, high = float(volume.min()), float(volume.max())
     return (volume.clamp(float(low), float(high)) - low) / (high - low)

@@ -64,3 +64,11 @@ def test_a_constant_volume_is_refused(scheme):
 def test_an_unknown_scheme_is_named():
     with pytest.raises(ValueError, match="'zscore'"):
         scale_intensity(toy_head(0, 1.0, False), "zscore")
+
+
+@pytest.mark.parametrize("scheme, top", [("percentile", 1.0), ("median", 0.5)])
+def test_a_nearly_empty_volume_is_scaled_not_refused(scheme, top):
+    volume = torch.zeros(20, 20, 20)
+    volume[0, 0, 0] = 5.0  # the percentile bounds meet; the head is one voxel
+    scaled = scale_intensity(volume, scheme)
+    assert float(scaled.max()) == top and float(scaled.min()) == 0.0
