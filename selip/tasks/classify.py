@@ -21,9 +21,8 @@ from torch import nn
 from selip.models import ImageEncoderConfig
 from selip.tasks.base import BaseTask
 from selip.tasks.channels import fit_encoder_to_data
-from selip.tasks.compatibility import recorded_intensity_of, warn_if_scaling_differs
+from selip.tasks.compatibility import warn_if_encoder_checkpoint_scaling_differs
 from selip.tasks.downstream import (
-    RANDOM_MODES,
     FrozenEncoderMixin,
     downstream_optimizer,
     freeze_encoder,
@@ -111,9 +110,7 @@ class ClassificationTask(FrozenEncoderMixin, BaseTask):
 
     def setup_for_data(self, stage: str) -> None:
         fit_encoder_to_data(self, self.encoder)
-        if self.hparams.get("encoder_ckpt") and self.hparams["mode"] not in RANDOM_MODES:
-            warn_if_scaling_differs(recorded_intensity_of(self.hparams["encoder_ckpt"]),
-                                    self.data, self.hparams["encoder_ckpt"])
+        warn_if_encoder_checkpoint_scaling_differs(self.hparams, self.data)
         if self.head is None:
             self.hparams["num_classes"] = len(self.data.classes)
             self._build_head(len(self.data.classes))

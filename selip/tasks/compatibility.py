@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from selip.data.description import DataDescription
 from selip.data.preprocess import LEGACY_INTENSITY
 from selip.models import ImageEncoderConfig
+from selip.tasks.downstream import RANDOM_MODES
 
 
 def recorded_intensity(checkpoint: Mapping[str, Any]) -> str | None:
@@ -52,6 +53,15 @@ def warn_if_scaling_differs(recorded: str | None, data: DataDescription, source:
                    f"but this run's data uses '{here}': the encoder sees intensities on "
                    f"another scale than it learnt. Set --data.intensity {recorded} to match.",
                    category=UserWarning)
+
+
+def warn_if_encoder_checkpoint_scaling_differs(hparams: Mapping[str, Any],
+                                               data: DataDescription) -> None:
+    """:func:`warn_if_scaling_differs` for a downstream task (classification, segmentation)
+    whose ``mode`` starts from its ``encoder_ckpt``'s weights."""
+    path = hparams.get("encoder_ckpt")
+    if path and hparams.get("mode") not in RANDOM_MODES:
+        warn_if_scaling_differs(recorded_intensity_of(path), data, str(path))
 
 
 def check_recorded_norm(checkpoint: Mapping[str, Any], built: ImageEncoderConfig) -> None:

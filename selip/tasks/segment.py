@@ -29,9 +29,8 @@ from selip.models import ImageEncoderConfig
 from selip.models.decoder import UNetDecoder
 from selip.tasks.base import BaseTask
 from selip.tasks.channels import fit_encoder_to_data
-from selip.tasks.compatibility import recorded_intensity_of, warn_if_scaling_differs
+from selip.tasks.compatibility import warn_if_encoder_checkpoint_scaling_differs
 from selip.tasks.downstream import (
-    RANDOM_MODES,
     FrozenEncoderMixin,
     downstream_optimizer,
     freeze_encoder,
@@ -100,9 +99,7 @@ class SegmentationTask(FrozenEncoderMixin, BaseTask):
 
     def setup_for_data(self, stage: str) -> None:
         fit_encoder_to_data(self, self.encoder)  # stacked sequences: inflate the stem
-        if self.hparams.get("encoder_ckpt") and self.hparams["mode"] not in RANDOM_MODES:
-            warn_if_scaling_differs(recorded_intensity_of(self.hparams["encoder_ckpt"]),
-                                    self.data, self.hparams["encoder_ckpt"])
+        warn_if_encoder_checkpoint_scaling_differs(self.hparams, self.data)
         self.decoder.match_input_channels(self.encoder.config.in_channels)
 
     def on_fit_start(self) -> None:
