@@ -24,6 +24,8 @@ commands:
   demo-data   write the synthetic demo cohort (real MNI152 anatomy, reports, labels, masks)
   prepare     validate a manifest, build the similarity table, fill the preprocessing cache
   similarity  build or load the report-similarity table and print its key, path and size
+  import      a hospital archive in: 'import dicom' (PACS export) or 'import bids', reports
+              joined, manifest.csv written, no patient identifier kept
   export      write a pretraining checkpoint as a folder selip.load reads (no Lightning)
   embed       image and report embeddings of a manifest's split, with their ids (.npz/.parquet)
   search      the best-matching exams for a sentence, or reports for a volume
@@ -325,7 +327,15 @@ def search_archive(argv: Sequence[str]) -> int:
     return 0
 
 
+def import_archive(argv: Sequence[str]) -> int:
+    """``selip import dicom|bids SOURCE --reports FILE --out DIR``."""
+    from selip.importer.command import run_import
+
+    return run_import(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "import": import_archive,
     "embed": embed,
     "search": search_archive,
     "demo-data": demo_data,
