@@ -7,15 +7,20 @@ findings); optional ``label``, ``mask`` (NIfTI path) and ``split`` (train/val/te
 
 Reading never raises on content: every problem is collected as a :class:`Problem`
 naming the row and column, so a user sees all of them at once.
+
+The file may be UTF-8 (with or without a BOM) or GB18030, as spreadsheets in China save
+CSV; :func:`~selip.io.text_encoding.read_text` tells which, so nobody has to.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selip.io.text_encoding import TextEncodingError, read_text
 from selip.text.sequences import KNOWN_SEQUENCES as KNOWN_SEQUENCES  # re-exported
 
 #: Non-sequence columns.
@@ -93,11 +98,14 @@ def _cell(value: object) -> str:
     return str(value).strip()
 
 
-def _read_rows(path: Path, problems: list[Problem]) -> tuple[list[str], list[dict[str, object]]]:
+def _read_rows(path: Path, text: str, problems: list[Problem]
+               ) -> tuple[list[str], list[dict[str, object]]]:
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         rows: list[dict[str, object]] = []
         columns: list[str] = []
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Split on "\n" only: str.splitlines would also split at U+2028 and other
+        # separators that JSON strings (e.g. a pasted report) may hold unescaped.
+        lines = text.split("\n")
         for number, line in enumerate((ln for ln in lines if ln.strip()), start=1):
             try:
                 row = json.loads(line)
@@ -110,15 +118,20 @@ def _read_rows(path: Path, problems: list[Problem]) -> tuple[list[str], list[dic
             rows.append(row)
             columns += [str(k) for k in row if k not in columns]
         return columns, rows
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        rows = [{(k or "").strip(): v for k, v in row.items()} for row in reader]
+    # newline="": the csv module sees the line endings as written, so a quoted report
+    # spanning several lines stays one cell.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    rows = [{(k or "").strip(): v for k, v in row.items()} for row in reader]
     return columns, rows
 
 
-def read_manifest(path: str | Path) -> tuple[Manifest, list[Problem]]:
+def read_manifest(path: str | Path, encoding: str | None = None
+                  ) -> tuple[Manifest, list[Problem]]:
     """Read a CSV (``.csv``/``.tsv`` not supported) or JSONL (``.jsonl``) manifest.
+
+    Args:
+        encoding: the file's encoding; detected (UTF-8, UTF-8 with BOM, GB18030) if None.
 
     Returns:
         The manifest and the problems found while reading (empty when the file is fine).
@@ -126,10 +139,14 @@ def read_manifest(path: str | Path) -> tuple[Manifest, list[Problem]]:
     path = Path(path).expanduser().resolve()
     problems: list[Problem] = []
     if not path.is_file():
-        return Manifest(path, []), [Problem(str(path), "manifest file not found")]
+        what = "is a directory, not a manifest file" if path.is_dir() else "manifest file not found"
+        return Manifest(path, []), [Problem(str(path), what)]
     try:
-        columns, rows = _read_rows(path, problems)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        text, _ = read_text(path, encoding)
+        columns, rows = _read_rows(path, text, problems)
+    except TextEncodingError as err:  # its message names the file, which Problem does too
+        return Manifest(path, []), [Problem(str(path), str(err).removeprefix(f"{path}: "))]
+    except (OSError, csv.Error) as err:
         return Manifest(path, []), [Problem(str(path), f"cannot read manifest: {err}")]
     columns = [c.lower() for c in columns]
     manifest = Manifest(path, columns)

@@ -18,6 +18,20 @@ class VolumeError(ValueError):
     """A volume that cannot be used; the message says why."""
 
 
+def require_file(path: Path) -> None:
+    """Raise unless ``path`` is a file. A directory is named as one: a DICOM series
+    folder put where its converted NIfTI belongs is a common slip, and "file not found"
+    would send the user looking for something that is there.
+
+    Raises:
+        VolumeError: ``path`` is a directory, or does not exist.
+    """
+    if path.is_dir():
+        raise VolumeError(f"is a directory, not a NIfTI file: {path}")
+    if not path.is_file():
+        raise VolumeError(f"file not found: {path}")
+
+
 def load_volume(path: str | Path, first_volume_of_4d: bool = False,
                 check_finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Load a 3D volume as native-endian float32 with its affine.
@@ -31,11 +45,11 @@ def load_volume(path: str | Path, first_volume_of_4d: bool = False,
         ``(data, affine)``: data (X, Y, Z) float32 in the file's voxel order, affine (4, 4).
 
     Raises:
-        VolumeError: missing, unreadable, corrupt, 4D (unless allowed), not 3D, or NaN/Inf.
+        VolumeError: missing, a directory, unreadable, corrupt, 4D (unless allowed), not
+            3D, or NaN/Inf.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VolumeError(f"file not found: {path}")
+    require_file(path)
     try:
         image: nib.Nifti1Image = nib.load(path)  # type: ignore[assignment]
     except Exception as err:  # nibabel raises many types for a bad header

@@ -1,9 +1,9 @@
 """Manifest validation: every problem at once, each with its row and column.
 
 Two layers: :func:`check_structure` looks only at the table (cheap, runs on every
-rank); :func:`check_files` opens every NIfTI it names (missing, unreadable, corrupt, 4D,
-NaN/Inf, and an image volume whose voxels are all equal, which no intensity scaling can
-scale). File checks are memoised by content digest in the cache folder, so a second
+rank); :func:`check_files` opens every NIfTI it names (missing, a directory, unreadable,
+corrupt, 4D, NaN/Inf, and an image volume whose voxels are all equal, which no intensity
+scaling can scale). File checks are memoised by content digest in the cache folder, so a second
 run over an unchanged archive costs a ``stat`` per file. :func:`check_manifest` runs both
 in one go: a problem in the table never hides the files' problems.
 """
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from selip.data.intensity import ConstantVolumeError, require_contrast
 from selip.data.manifest import KNOWN_SEQUENCES, SPLITS, ExamRecord, Manifest, Problem
-from selip.data.nifti import VolumeError, load_volume
+from selip.data.nifti import VolumeError, load_volume, require_file
 from selip.io.atomic import atomic_write_text
 from selip.io.fingerprint import FileDigests
 from selip.text.reports import ReportError, parse_report
@@ -156,8 +156,7 @@ def check_files(manifest: Manifest, needs: Requirements, first_volume_of_4d: boo
         index, column, path = job
         exam = manifest.exams[index]
         try:
-            if not path.is_file():
-                raise VolumeError(f"file not found: {path}")
+            require_file(path)  # before the digest, which cannot read a directory
             marker = None
             if checked_dir is not None:
                 digest = digests.digest(path)
