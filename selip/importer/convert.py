@@ -134,7 +134,7 @@ def _pick_file(out: Path, sequence: str, series: Series) -> tuple[Path, str]:
                     f"{chosen.name.removeprefix('series')}")
 
 
-def _three_d(volume: np.ndarray, bvals: list[float] | None, sequence: str
+def to_three_d(volume: np.ndarray, bvals: list[float] | None, sequence: str
              ) -> tuple[np.ndarray, str]:
     """One 3D volume from a 3D or 4D array, and what was done."""
     if volume.ndim == 3:
@@ -192,7 +192,7 @@ def convert_series(series: Series, sequence: str, target: Path, series_id: str,
             else None
         image = nib.load(chosen)
         try:
-            volume, how = _three_d(np.asanyarray(image.dataobj), bvals, sequence)
+            volume, how = to_three_d(np.asanyarray(image.dataobj), bvals, sequence)
         except ValueError as err:
             raise ConversionError(f"{series.label}: dcm2niix wrote {err}") from None
         header = image.header.copy()

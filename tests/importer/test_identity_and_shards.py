@@ -56,5 +56,5 @@ def test_shard_from_the_option_and_from_the_slurm_array() -> None:
 
 @pytest.mark.parametrize("text", ["4/4", "2", "a/b", "-1/3"])
 def test_a_bad_shard_is_refused_with_the_form(text: str) -> None:
-    with pytest.raises(ShardError, match="I/N|0 <= I < N"):
+    with pytest.raises(ShardError, match=r"I/N|0 <= I < N"):
         parse_shard(text, {})
