@@ -154,7 +154,7 @@ def to_three_d(volume: np.ndarray, bvals: list[float] | None, sequence: str
     return volume[..., 0], f"4D result with {volume.shape[3]} volumes: kept the first"
 
 
-def _write_nifti(image: Any, target: Path) -> None:
+def write_nifti(image: Any, target: Path) -> None:
     """Save ``image`` to ``target`` through a temporary name in the same folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".nii.gz", dir=target.parent)
@@ -200,7 +200,7 @@ def convert_series(series: Series, sequence: str, target: Path, series_id: str,
         header["aux_file"] = b""
         header.set_data_dtype(volume.dtype)
         written = nib.Nifti1Image(volume, image.affine, header)
-        _write_nifti(written, target)
+        write_nifti(written, target)
         json_path = sidecar_path(chosen)
         meta = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
     meta = anonymised(meta)

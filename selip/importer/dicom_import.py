@@ -84,17 +84,19 @@ def _plan_study(study_uid: str, series: list[Series], rules: SequenceRules,
     claims: dict[str, list[tuple[Series, Claim]]] = {}
     for record in sorted(series, key=lambda s: (s.series_number or 0, s.series_uid)):
         claim = rules.classify(record)
-        if claim.unclaimed:
-            outcome.unclassified.append(record.description or record.protocol
-                                        or "(no description)")
-            continue
         if claim.skip is not None:
             outcome.skipped.append({"series": record.label, "reason": claim.skip})
             continue
         problem = volume_problem(record)
-        if problem is not None:
+        if problem is not None:  # said for unclaimed series too: no rule could fix it
             outcome.skipped.append({"series": record.label, "reason": problem})
-            outcome.problems.append(f"{record.label} ({claim.sequence}): {problem}")
+            outcome.problems.append(f"{record.label}"
+                                    + (f" ({claim.sequence})" if claim.sequence else "")
+                                    + f": {problem}")
+            continue
+        if claim.unclaimed:
+            outcome.unclassified.append(record.description or record.protocol
+                                        or "(no description)")
             continue
         assert claim.sequence is not None
         claims.setdefault(claim.sequence, []).append((record, claim))
@@ -187,7 +189,8 @@ def import_dicom(source: Path, options: ImportOptions) -> ImportSummary | None:
     key = load_or_create_key(options.out, options.key_file)
     roots = [source] if options.shard.whole or source.is_file() else \
         options.shard.take(shard_units(source))
-    scan = scan_tree(roots, progress=options.progress)
+    scan = scan_tree(roots, progress=options.progress,
+                     relative_to=source if source.is_dir() else None)
     outcomes: list[StudyOutcome] = []
     tasks: list[_Task] = []
     for study_uid in sorted(scan.studies):

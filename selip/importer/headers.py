@@ -185,8 +185,10 @@ def walk_files(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def scan_files(paths: Iterable[Path], progress: bool = False) -> TreeScan:
-    """Read the header of every file in ``paths`` and group the MR images into series."""
+def scan_files(paths: Iterable[Path], progress: bool = False, relative_to: Path | None = None
+               ) -> TreeScan:
+    """Read the header of every file in ``paths`` and group the MR images into series;
+    files that cannot be read are named relative to ``relative_to`` when given."""
     try:
         import pydicom.errors
     except ImportError:  # pragma: no cover - pydicom is a dependency
@@ -197,13 +199,15 @@ def scan_files(paths: Iterable[Path], progress: bool = False) -> TreeScan:
     by_uid: dict[tuple[str, str], Series] = {}
     for path in tqdm(paths, desc="DICOM headers", unit=" files", disable=not progress):
         scan.files += 1
+        shown = path.relative_to(relative_to) if relative_to and path.is_relative_to(
+            relative_to) else path
         try:
             dataset = read_header(path)
         except pydicom.errors.InvalidDicomError:
             scan.not_dicom += 1
             continue
         except Exception as err:  # pydicom raises many kinds on a damaged file
-            scan.unreadable.append(f"{path}: unreadable DICOM ({type(err).__name__}: "
+            scan.unreadable.append(f"{shown}: unreadable DICOM ({type(err).__name__}: "
                                    f"{str(err)[:120]})")
             continue
         sop_class = _text(dataset, "SOPClassUID") or _text(
@@ -216,7 +220,7 @@ def scan_files(paths: Iterable[Path], progress: bool = False) -> TreeScan:
             continue
         record = series_of(dataset)
         if not record.study_uid or not record.series_uid:
-            scan.unreadable.append(f"{path}: no StudyInstanceUID or SeriesInstanceUID")
+            scan.unreadable.append(f"{shown}: no StudyInstanceUID or SeriesInstanceUID")
             continue
         key = (record.study_uid, record.series_uid)
         if key not in by_uid:
@@ -226,7 +230,8 @@ def scan_files(paths: Iterable[Path], progress: bool = False) -> TreeScan:
     return scan
 
 
-def scan_tree(roots: Iterable[Path], progress: bool = False) -> TreeScan:
+def scan_tree(roots: Iterable[Path], progress: bool = False, relative_to: Path | None = None
+              ) -> TreeScan:
     """:func:`scan_files` over every file under each of ``roots``."""
     files = [path for root in roots for path in walk_files(root)]
-    return scan_files(files, progress)
+    return scan_files(files, progress, relative_to)

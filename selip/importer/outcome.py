@@ -202,6 +202,9 @@ class ImportSummary:
             lines.append(f"problems ({len(problems)}):")
             lines += [f"  {p}" for p in problems]
         lines.append(f"log: {self.out / IMPORT_LOG} (one line per study)")
+        if self.written:
+            lines.append(f"next: selip prepare --config configs/pretrain.yaml "
+                         f"--data.manifest {self.out / MANIFEST}")
         return lines
 
 

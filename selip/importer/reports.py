@@ -4,7 +4,9 @@ Exports come as CSV (or TSV, or a ``.txt`` whose delimiter is sniffed), JSON (a 
 objects, or one object mapping key -> report) or JSONL, keyed by accession number or by
 StudyInstanceUID, in UTF-8 or — from Chinese hospitals — GB18030. :func:`read_reports`
 finds the key and report fields by their usual names (English or Chinese), so a user
-names them only when the export is unusual.
+names them only when the export is unusual. For a BIDS dataset the key is the participant
+(``participant_id``), with the session when the dataset has sessions; both are written with
+or without their ``sub-``/``ses-`` prefix, so keys are normalised by :func:`participant_key`.
 
 Like the manifest reader, it never stops on a bad row: every empty report, duplicate key
 or row without a key becomes a :class:`ReportProblem`, and the rest is read. Only a file
@@ -28,6 +30,8 @@ from selip.io.text_encoding import TextEncodingError, read_text
 ACCESSION_FIELDS = ("AccessionNumber", "accession", "accession_no", "acc_no",
                     "检查号", "影像号", "登记号")
 STUDY_UID_FIELDS = ("StudyInstanceUID", "study_uid", "study_instance_uid")
+PARTICIPANT_FIELDS = ("participant_id", "participant", "subject_id", "subject", "sub")
+SESSION_FIELDS = ("session_id", "session", "ses")
 TEXT_FIELDS = ("report", "report_text", "findings", "text",
                "检查所见", "报告", "影像所见", "描述")
 CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None}  # None: sniffed
@@ -39,10 +43,13 @@ SNIFFED_DELIMITERS = ",;\t|"
 #: ``key_field`` of a JSON object mapping key -> report: the keys are no field's values.
 MAPPING_KEY = "(object key)"
 _MAPPING_REPORT = "(object value)"
+#: ``session=DETECT_SESSION``: find the session field among :data:`SESSION_FIELDS`.
+DETECT_SESSION = "(detect)"
 #: A DICOM UID: dot-separated digit groups (how a mapping's keys are told from accessions).
 _UID = re.compile(r"^\d+(\.\d+){3,}$")
 
-_KIND_NAMES = {"accession": "accession number", "study_uid": "StudyInstanceUID"}
+_KIND_NAMES = {"accession": "accession number", "study_uid": "StudyInstanceUID",
+               "participant": "participant"}
 
 Record = dict[str, object]
 Rows = list[tuple[int, Record]]  # (1-based data row, fields)
@@ -78,10 +85,23 @@ class ReportFile:
     path: Path
     encoding: str
     key_field: str
-    key_kind: str  # "accession" or "study_uid"
+    key_kind: str  # "accession", "study_uid" or "participant"
     reports: dict[str, str] = field(default_factory=dict)
     problems: list[ReportProblem] = field(default_factory=list)
     empty: set[str] = field(default_factory=set)
+    session_field: str = ""  # participant keys only: "" when keys carry no session
+
+
+def participant_key(subject: str, session: str | None = None) -> str:
+    """``sub-<label>`` or ``sub-<label>_ses-<label>``, whether the labels were written with
+    their prefixes or not — so a report file's ``01``/``sub-01`` and ``02``/``ses-02`` find
+    the exam of subject ``01``, session ``02``. A subject written ``sub-01_ses-02`` carries
+    its session."""
+    subject = subject.strip().removeprefix("sub-")
+    if session is None and "_ses-" in subject:
+        subject, session = subject.split("_ses-", 1)
+    label = (session or "").strip().removeprefix("ses-")
+    return f"sub-{subject}_ses-{label}" if label else f"sub-{subject}"
 
 
 def _normalised(name: str) -> str:
@@ -104,14 +124,32 @@ def _fields_found(fields: Sequence[str]) -> str:
     return ", ".join(fields) or "none"
 
 
+def _named_field(path: Path, fields: Sequence[str], name: str) -> str:
+    """The field the user named (as written in the file)."""
+    found = name if name in fields else _find(fields, [name])
+    if found is None:
+        raise ReportFileError(f"{path}: no field '{name}' (fields found: "
+                              f"{_fields_found(fields)})")
+    return found
+
+
+def _participant_field(path: Path, fields: Sequence[str], key: str | None) -> str:
+    """The participant field of a BIDS report file, auto-detected or as the user named it."""
+    if key is not None:
+        return _named_field(path, fields, key)
+    found = _find(fields, PARTICIPANT_FIELDS)
+    if found is None:
+        raise ReportFileError(
+            f"{path}: no participant field (fields found: {_fields_found(fields)}; expected "
+            f"one of {', '.join(PARTICIPANT_FIELDS)}); name it with --report-key")
+    return found
+
+
 def _key_field(path: Path, fields: Sequence[str], key: str | None) -> tuple[str, str]:
     """The key field (as written) and its kind, auto-detected or as the user named it."""
     if key is not None:
-        found = key if key in fields else _find(fields, [key])
-        if found is None:
-            raise ReportFileError(f"{path}: no field '{key}' (fields found: "
-                                  f"{_fields_found(fields)})")
-        return found, _kind(found)
+        named = _named_field(path, fields, key)
+        return named, _kind(named)
     for kind, names in (("accession", ACCESSION_FIELDS), ("study_uid", STUDY_UID_FIELDS)):
         found = _find(fields, names)
         if found is not None:
@@ -263,6 +301,7 @@ def _collect(result: ReportFile, records: Rows, key_name: str, text_field: str) 
     """Fill ``result`` from the records: the first non-empty report of each key wins."""
     source, kind = str(result.path), _KIND_NAMES[result.key_kind]
     first_row: dict[str, int] = {}
+    same = f"{kind} and session" if result.session_field else kind
     for number, record in records:
         key = _key_value(record.get(key_name))
         if not key:
@@ -270,6 +309,10 @@ def _collect(result: ReportFile, records: Rows, key_name: str, text_field: str) 
                 source, f"no {kind} ('{result.key_field}' is empty); the row is skipped",
                 number))
             continue
+        if result.key_kind == "participant":
+            session = (_key_value(record.get(result.session_field))
+                       if result.session_field else None)
+            key = participant_key(key, session)
         report = _report_value(record.get(text_field))
         if not report:
             result.problems.append(ReportProblem(source, "empty report", number))
@@ -282,12 +325,13 @@ def _collect(result: ReportFile, records: Rows, key_name: str, text_field: str) 
             first_row[key] = number
         elif result.reports[key] != report:
             result.problems.append(ReportProblem(
-                source, f"the {kind} of row {first_row[key]} again, with a different report; "
+                source, f"the {same} of row {first_row[key]} again, with a different report; "
                 f"row {first_row[key]}'s is kept", number))
 
 
 def read_reports(path: str | Path, encoding: str | None = None, key: str | None = None,
-                 text: str | None = None) -> ReportFile:
+                 text: str | None = None, *, participants: bool = False,
+                 session: str | None = None) -> ReportFile:
     """Read an exported report file (format from its suffix; see the module docstring).
 
     Args:
@@ -297,6 +341,12 @@ def read_reports(path: str | Path, encoding: str | None = None, key: str | None 
             names what the object's keys are.
         text: the report field; auto-detected if None. For a JSON object mapping key ->
             object, the field of each object holding the report.
+        participants: keyed by BIDS participant: the key field is one of
+            :data:`PARTICIPANT_FIELDS` (or ``key``), its kind ``participant``, and every key
+            is a :func:`participant_key`.
+        session: with ``participants``, the session field joined to each row's key
+            (``sub-01_ses-02``; a row with an empty session keeps the participant alone);
+            :data:`DETECT_SESSION` finds it among :data:`SESSION_FIELDS`, or uses none.
 
     Raises:
         ReportFileError: unsupported suffix, unreadable file or encoding, invalid JSON,
@@ -331,10 +381,21 @@ def read_reports(path: str | Path, encoding: str | None = None, key: str | None 
         key_field, kind = _mapping_kind((str(r[MAPPING_KEY]) for _, r in records), key)
         key_name = MAPPING_KEY
         text_field = _text_field(path, fields, text) if text else _MAPPING_REPORT
+    elif participants:
+        key_field = key_name = _participant_field(path, fields, key)
+        text_field = _text_field(path, fields, text)
     else:
         key_field, kind = _key_field(path, fields, key)
         key_name = key_field
         text_field = _text_field(path, fields, text)
-    result = ReportFile(path, used, key_field, kind, problems=problems)
+    session_field = ""
+    if participants:
+        kind = "participant"
+        if session == DETECT_SESSION:
+            session_field = _find(fields, SESSION_FIELDS) or ""
+        elif session is not None:
+            session_field = _named_field(path, fields, session)
+    result = ReportFile(path, used, key_field, kind, problems=problems,
+                        session_field=session_field)
     _collect(result, records, key_name, text_field)
     return result
