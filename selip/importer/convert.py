@@ -190,7 +190,7 @@ def convert_series(series: Series, sequence: str, target: Path, series_id: str,
         bval_path = sidecar_path(chosen).with_suffix(".bval")
         bvals = [float(v) for v in bval_path.read_text().split()] if bval_path.is_file() \
             else None
-        image = nib.load(chosen)
+        image: nib.Nifti1Image = nib.load(chosen)  # type: ignore[assignment]
         try:
             volume, how = to_three_d(np.asanyarray(image.dataobj), bvals, sequence)
         except ValueError as err:

@@ -45,6 +45,7 @@ class ImportOptions:
     reports_encoding: str | None = None
     report_key: str | None = None
     report_text: str | None = None
+    report_session: str | None = None  # BIDS: the session field (default: detected)
     rules: Path | None = None
     expected: Sequence[str] = DEFAULT_EXPECTED
     shard: Shard = field(default_factory=Shard)

@@ -30,7 +30,7 @@ _B_GE = (0x0043, 0x1039)
 _B_PHILIPS = (0x2001, 0x1003)
 _GE_B_OFFSET = 1_000_000_000  # GE adds 1e9 to the b-value in some software versions
 
-_TAGS = ["SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesDescription",
+_TAGS: list[Any] = ["SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesDescription",
          "ProtocolName", "SeriesNumber", "Modality", "Manufacturer", "ImageType",
          "ScanningSequence", "SequenceVariant", "SequenceName", "EchoTime", "RepetitionTime",
          "InversionTime", "ContrastBolusAgent", "SeriesTime", "AccessionNumber",

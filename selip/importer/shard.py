@@ -47,11 +47,11 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> S
     array's minimum, so ``--array=1-4`` works), else the whole job."""
     environ = os.environ if environ is None else environ
     if text is not None:
-        index, slash, count = text.partition("/")
+        index_text, slash, count_text = text.partition("/")
         try:
             if not slash:
                 raise ValueError
-            return Shard(int(index), int(count))
+            return Shard(int(index_text), int(count_text))
         except ValueError:
             raise ShardError(f"--shard {text!r}: expected I/N, e.g. 0/4 (I counts from 0)"
                              ) from None

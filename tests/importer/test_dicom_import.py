@@ -122,7 +122,7 @@ def test_every_series_is_classified_as_written(imported) -> None:
 
 def test_the_imported_volumes_match_the_source_voxels_and_affine(archive, imported) -> None:
     _, _, expected = archive
-    out, summary = imported
+    out, _ = imported
     by_report = {r["report"]: r for r in manifest_rows(out)}
     for accession, volumes in expected.items():
         row = by_report[REPORTS[accession]]
@@ -157,7 +157,7 @@ def test_no_identifier_and_no_report_text_outside_the_manifest(archive, imported
             for secret in secrets:
                 assert secret.encode() not in data, (path, secret)
             if path.name != "manifest.csv" and "parts" not in path.parts:
-                assert "FLAIR hyperintensity".encode() not in data, path
+                assert b"FLAIR hyperintensity" not in data, path
     for path in out.rglob("*.nii.gz"):
         header = nib.load(path).header
         for field in ("descrip", "aux_file", "db_name", "intent_name"):
@@ -219,7 +219,7 @@ def test_missing_dcm2niix_and_a_bad_report_file_fail_before_any_work(archive, tm
                                            dcm2niix="/nowhere/dcm2niix", progress=False))
     latin = tmp_path / "reports.csv"
     latin.write_bytes("AccessionNumber,report\nACC90001,Läsion é \n".encode("latin-1"))
-    with pytest.raises(ValueError, match="reports.csv"):
+    with pytest.raises(ValueError, match=r"reports\.csv"):
         import_dicom(source, ImportOptions(out=tmp_path / "b", reports=latin, progress=False))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
