@@ -96,6 +96,10 @@ def _prepare_parser() -> Any:
                         help="preprocessing processes (default: data.num_workers, at least 1)")
     parser.add_argument("--check_only", type=bool, default=False,
                         help="validate only, do not fill the preprocessing cache")
+    parser.add_argument("--shard", type=str | None, default=None,
+                        help="I/N: check and preprocess every N-th exam from the I-th (0-based; "
+                             "default: the SLURM array task, else all); shard 0 also builds "
+                             "the similarity table")
     return parser
 
 
@@ -118,11 +122,18 @@ def prepare(argv: Sequence[str]) -> int:
     """``selip prepare --config CONFIG``: validate, then fill the cache."""
     from selip.data.datamodule import SelipDataModule
     from selip.data.prepare import fill_cache
+    from selip.importer.shard import ShardError, parse_shard
 
     parser = _prepare_parser()
     config = parser.parse_args(list(argv))
     try:
+        shard = parse_shard(config.shard)
+    except ShardError as err:
+        return _fail(str(err))
+    try:
         datamodule: SelipDataModule = parser.instantiate_classes(config).data
+        if not shard.whole:
+            return _prepare_shard(datamodule, config, shard)
         datamodule.prepare_data()
         datamodule.setup()
     except ValueError as err:  # ManifestError included: one line per problem
@@ -138,6 +149,46 @@ def prepare(argv: Sequence[str]) -> int:
     workers = config.workers or max(1, datamodule.num_workers)
     summary = fill_cache(datamodule.cache, datamodule.pairs, workers=workers,
                          progress=datamodule.progress)
+    print(f"cache {datamodule.cache_dir}: entries {summary.entries}, {summary.hits} already "
+          f"cached, {summary.built} built in {summary.seconds:.1f} s")
+    if summary.failures:
+        return _fail("preprocessing failed for:\n  " + "\n  ".join(summary.failures))
+    return 0
+
+
+def _prepare_shard(datamodule: Any, config: Any, shard: Any) -> int:
+    """``selip prepare --shard I/N``: the whole table is checked, but only this shard's
+    exams are opened and preprocessed; only shard 0 builds the similarity table. Cache
+    entries and file-check markers are written atomically under content keys, so the
+    shards of an array fill one cache without locks."""
+    from selip.data.manifest import Manifest, ManifestError
+    from selip.data.prepare import fill_cache
+    from selip.data.validation import check_files
+
+    manifest = datamodule.read_and_check(open_files=False)
+    mine = Manifest(manifest.path, manifest.columns, shard.take(manifest.exams))
+    if datamodule.check_files:
+        problems = check_files(mine, datamodule.needs, datamodule.preprocess.first_volume_of_4d,
+                               datamodule.digests, datamodule.cache_dir / "checked",
+                               num_threads=max(1, datamodule.num_workers),
+                               progress=datamodule.progress)
+        if problems:
+            raise ManifestError(problems)
+    datamodule.check_files = False  # this shard's files are checked; setup re-reads nothing
+    if shard.index == 0:
+        datamodule.similarity_table = datamodule.load_similarity_table(
+            datamodule.build_report_table(manifest))
+    else:
+        datamodule.similarity = None  # built once, by shard 0
+    datamodule.setup()
+    exams = {exam.exam_id for exam in mine.exams}
+    pairs = [pair for pair in datamodule.pairs if pair.exam_id in exams]
+    print(f"manifest {datamodule.manifest_path}: shard {shard} — {len(exams)} of "
+          f"{len(manifest.exams)} exams, {len(pairs)} pairs")
+    if config.check_only:
+        return 0
+    workers = config.workers or max(1, datamodule.num_workers)
+    summary = fill_cache(datamodule.cache, pairs, workers=workers, progress=datamodule.progress)
     print(f"cache {datamodule.cache_dir}: entries {summary.entries}, {summary.hits} already "
           f"cached, {summary.built} built in {summary.seconds:.1f} s")
     if summary.failures:

@@ -81,7 +81,7 @@ def _three_d(source: Path, target: Path, sequence: str, bvals: list[float] | Non
     """Write ``target`` from ``source``; returns what was done to get one 3D volume."""
     import nibabel as nib
 
-    image = nib.load(source)
+    image: Any = nib.load(source)
     shape = image.shape
     if len(shape) == 3:
         _place(target, lambda t: _link_or_copy(source, t) if source.name.endswith(".gz")

@@ -16,8 +16,11 @@ _DESCRIPTION = {
              "reports, write manifest.csv and import_log.jsonl. No patient identifier is "
              "written: exam ids are keyed hashes (the key stays in OUT/import_key).",
     "bids": "Import a BIDS dataset (sub-*/[ses-*/]anat|dwi) and a report file keyed by "
-            "participant (and session): map T1w, T2w, FLAIR, dwi and ADC to sequences, "
-            "join the reports, write manifest.csv and import_log.jsonl.",
+            "participant_id (and session_id when the dataset has sessions): map T1w (t1c "
+            "with a ce- entity), T2w, FLAIR, dwi (its highest b), ADC, T2starw and PDw to "
+            "sequences, link or write one volume per sequence, join the reports, write "
+            "manifest.csv and import_log.jsonl. Subject and session labels are never "
+            "written: exam ids are keyed hashes (the key stays in OUT/import_key).",
 }
 
 
@@ -39,6 +42,10 @@ def _parser(kind: str) -> argparse.ArgumentParser:
     parser.add_argument("--report-text", default=None,
                         help="the report file's text field (default: detected, e.g. report, "
                              "findings, 检查所见)")
+    if kind == "bids":
+        parser.add_argument("--report-session", default=None,
+                            help="the report file's session field (default: detected, e.g. "
+                                 "session_id, when the dataset has sessions)")
     if kind == "dicom":
         parser.add_argument("--rules", type=Path, default=None,
                             help="your sequence rules (YAML; 'extends: default' keeps the "
@@ -90,6 +97,7 @@ def run_import(argv: Sequence[str]) -> int:
         options = ImportOptions(
             out=parsed.out, reports=parsed.reports, reports_encoding=parsed.reports_encoding,
             report_key=parsed.report_key, report_text=parsed.report_text,
+            report_session=getattr(parsed, "report_session", None),
             rules=getattr(parsed, "rules", None),
             expected=[s.strip().lower() for s in parsed.sequences.split(",") if s.strip()],
             shard=parse_shard(parsed.shard), workers=parsed.workers,

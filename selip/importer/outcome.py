@@ -78,6 +78,7 @@ class PartSummary:
     report_key: str = ""
     report_refs: list[str] = field(default_factory=list)  # keyed ids of every report key
     report_problems: list[str] = field(default_factory=list)
+    importer: str = "dicom"  # or "bids": what the printout suggests for unclassified files
 
 
 def _part_name(kind: str, shard: Shard, suffix: str) -> str:
@@ -192,7 +193,9 @@ class ImportSummary:
                          + f"; exam ids in {IMPORT_LOG})")
         lines.append(f"reports without a study: {self.reports_without_study}")
         if self.unclassified:
-            lines.append("unclassified series (no rule claims them; add one with --rules): "
+            lines.append(("unclassified files (BIDS suffixes selip does not import): "
+                          if first.importer == "bids" else
+                          "unclassified series (no rule claims them; add one with --rules): ")
                          + ", ".join(f"'{d}' ×{n}" for d, n in self.unclassified.most_common()))
         problems = unreadable + [p for part in self.parts for p in part.report_problems] + [
             f"exam {o.exam_id}: {p}" for o in self.outcomes for p in o.problems]

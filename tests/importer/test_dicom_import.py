@@ -34,10 +34,12 @@ STUDIES = [
     (PHILIPS, "vendor", "1.2.826.0.1.3680043.8.498.103", "ACC90003", "PID-77003",
      "MUELLER^KARL"),
 ]
-CHINESE = {"左侧额叶": "长T2信号，FLAIR高信号", "右侧基底节": "弥散受限"}
-REPORTS = {"ACC90001": json.dumps(CHINESE, ensure_ascii=False),
+# the authors' structured Chinese reports: one findings text per sequence
+CHINESE_1 = {"FLAIR": "在左侧额叶表现为高信号", "DWI": "在左侧额叶表现为弥散受限"}
+CHINESE_3 = {"T2": "在右侧颞叶表现为高信号", "FLAIR": "在左侧额叶表现为高信号"}
+REPORTS = {"ACC90001": json.dumps(CHINESE_1, ensure_ascii=False),
            "ACC90002": "Small FLAIR hyperintensity in the left frontal white matter.",
-           "ACC90003": "No abnormality.",
+           "ACC90003": json.dumps(CHINESE_3, ensure_ascii=False),
            "ACC99999": "A report whose study was not exported."}
 EXPECTED_SERIES = {"t1": "#2 ", "t2": "#3 ", "flair": "#8 ", "dwi": "#5 ", "adc": "#6 "}
 
@@ -165,6 +167,7 @@ def test_no_identifier_and_no_report_text_outside_the_manifest(archive, imported
     printed = "\n".join(summary.lines())
     assert not any(s in printed for s in secrets)
     assert not any(text in printed for text in REPORTS.values())
+    assert "左侧额叶" not in (out / "import_log.jsonl").read_text()
     sidecar = json.loads(next(out.rglob("flair.json")).read_text())
     assert "SelipSeries" in sidecar
     assert not [k for k in sidecar if "Patient" in k or "Accession" in k or "UID" in k]
@@ -239,3 +242,50 @@ def test_the_console_script_prints_the_summary(archive, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and "nowhere: no such file or folder" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_the_paper_preset_reads_the_chinese_reports(imported, tmp_path: Path, capsys) -> None:
+    from selip.cli import main
+
+    out, _ = imported
+    code = main(["similarity", "--data.manifest", str(out / "manifest.csv"),
+                 "--data.cache_dir", str(tmp_path / "cache"), "--data.similarity", "paper",
+                 "--data.progress", "false", "--show", "20"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    # the preset parsed the Chinese findings: one location, two appearances share part
+    # of their similarity; a Chinese and an English text share none
+    def value(first: str, second: str) -> float:
+        found = [line for line in printed.splitlines() if first in line and second in line]
+        assert found, (first, second, printed)
+        return float(found[0].split()[0])
+
+    assert 0.0 < value("在左侧额叶表现为弥散受限", "在左侧额叶表现为高信号") < 1.0
+    assert 0.0 < value("在右侧颞叶表现为高信号", "在左侧额叶表现为高信号") < 1.0
+    assert value("在左侧额叶表现为高信号", "Small FLAIR") == 0.0
+
+
+@pytest.mark.slow
+def test_prepare_then_a_short_fit_run_on_the_imported_cohort(imported, tmp_path: Path) -> None:
+    from tests.tasks.conftest import tiny_overrides
+
+    out, _ = imported
+    selip = Path(sys.executable).with_name("selip")
+    root = Path(__file__).parents[2]
+    options = tiny_overrides(out / "manifest.csv", tmp_path, **{
+        "--data.sequences": "[t1, t2, flair, dwi, adc]", "--data.val_fraction": "0.34",
+        "--data.test_fraction": "0.0"})
+    data = [o for i, o in enumerate(options) if options[i - (i % 2)].startswith("--data.")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    prepared = subprocess.run([str(selip), "prepare", "--config", "configs/demo.yaml", *data],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    assert "OK — 15 pairs" in prepared.stdout
+    fitted = subprocess.run([str(selip), "fit", "--config", "configs/demo.yaml", *options,
+                             "--trainer.max_steps", "2", "--trainer.max_epochs", "1",
+                             "--trainer.enable_progress_bar", "false"],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert fitted.returncode == 0, fitted.stderr[-3000:]
+    assert list(tmp_path.glob("runs/demo/version_*/checkpoints/last.ckpt"))

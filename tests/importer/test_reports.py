@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from selip.importer.reports import ReportFile, ReportFileError, read_reports
+from selip.importer.reports import (
+    DETECT_SESSION,
+    ReportFile,
+    ReportFileError,
+    participant_key,
+    read_reports,
+)
 
 #: A report distinctive enough that finding it in a message means a message leaked it.
 SECRET = "Secret-Findings-Q7Z: glioma in the left frontal lobe"
@@ -210,3 +216,48 @@ def test_unsupported_missing_and_empty_files(tmp_path: Path) -> None:
     with pytest.raises(ReportFileError, match="cannot tell the delimiter"):
         read_reports(_write(tmp_path / "one.txt", "accession\n1\n"))
     assert issubclass(ReportFileError, ValueError)
+
+
+def test_participant_key_takes_labels_with_or_without_prefixes() -> None:
+    assert participant_key("01", "02") == participant_key("sub-01", "ses-02") == "sub-01_ses-02"
+    assert participant_key(" sub-01 ") == participant_key("01", "") == "sub-01"
+    assert participant_key("sub-01_ses-02") == "sub-01_ses-02"
+
+
+def test_participants_and_sessions(tmp_path: Path) -> None:
+    path = _write(tmp_path / "r.csv", f"participant_id,Session ID,report\nsub-01,ses-02,"
+                  f"{SECRET}\n03,1,b\n04,,c\n01,02,other\n")
+    result = read_reports(path, participants=True, session=DETECT_SESSION)
+    assert (result.key_field, result.session_field, result.key_kind) == (
+        "participant_id", "Session ID", "participant")
+    assert result.reports == {"sub-01_ses-02": SECRET, "sub-03_ses-1": "b", "sub-04": "c"}
+    assert _messages(result) == [
+        f"{path}, row 4: the participant and session of row 1 again, with a different "
+        "report; row 1's is kept"]
+    _assert_nothing_leaks(_messages(result))
+    by_participant = read_reports(path, participants=True)  # a dataset without sessions
+    assert by_participant.session_field == "" and "sub-01" in by_participant.reports
+    named = read_reports(path, participants=True, session="session_id")
+    assert named.session_field == "Session ID"
+    with pytest.raises(ReportFileError, match="no field 'visit'"):
+        read_reports(path, participants=True, session="visit")
+
+
+def test_participant_fields_are_found_only_for_bids(tmp_path: Path) -> None:
+    path = _write(tmp_path / "r.csv", "Subject,findings\nsub-01,a\n01,a\n")
+    result = read_reports(path, participants=True, session=DETECT_SESSION)
+    assert (result.key_field, result.session_field) == ("Subject", "")
+    assert result.reports == {"sub-01": "a"} and result.problems == []
+    with pytest.raises(ReportFileError, match="no accession number or StudyInstanceUID"):
+        read_reports(path)  # a DICOM import is never joined by participant
+    assert read_reports(path, key="Subject").key_kind == "accession"
+    mapping = _write(tmp_path / "r.json", json.dumps({"sub-01": "x", "02": "y"}))
+    assert read_reports(mapping, participants=True).reports == {"sub-01": "x", "sub-02": "y"}
+    other = _write(tmp_path / "o.csv", "AccessionNumber,report\n1,a\n")
+    with pytest.raises(ReportFileError) as caught:
+        read_reports(other, participants=True)
+    message = str(caught.value)
+    assert "no participant field (fields found: AccessionNumber, report" in message
+    assert "participant_id" in message and "--report-key" in message
+    assert read_reports(other, "utf-8", "AccessionNumber", participants=True).reports == {
+        "sub-1": "a"}

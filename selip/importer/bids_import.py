@@ -1,0 +1,240 @@
+"""``selip import bids``: a BIDS dataset and a report file in, a selip cohort out.
+
+The same ending as ``selip import dicom`` (:mod:`.outcome`): one exam per subject and
+session (per subject when the dataset has none), keyed ids only, a part per shard. What
+differs is the front: pybids indexes the raw data (never ``derivatives/``), file names say
+which sequence a file is (:mod:`.bids_files`), and most images are linked rather than
+converted (:mod:`.bids_volume`). Shards take whole subjects, and a shard indexes only its
+own subjects' folders.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selip.importer.bids_files import NIFTI_EXTENSIONS, BidsFile, choose_file, from_entities
+from selip.importer.bids_volume import VolumeError, read_bvals, write_volume
+from selip.importer.dicom_import import NIFTI_FOLDER, ImportOptions
+from selip.importer.identity import keyed_id, load_or_create_key
+from selip.importer.outcome import (
+    ImportSummary,
+    PartSummary,
+    StudyOutcome,
+    merge,
+    parts_complete,
+    write_part,
+)
+from selip.importer.reports import DETECT_SESSION, ReportFile, participant_key, read_reports
+
+#: What pybids skips by default besides ``derivatives/`` (kept here: a shard adds its own).
+_NOT_RAW = re.compile(r"^/(code|models|sourcedata|stimuli)(/|$)")
+
+Exam = tuple[str, str | None]  # (subject, session) labels
+
+
+def _check_root(root: Path) -> list[str]:
+    """The subject labels of the dataset at ``root``, sorted (the shard units)."""
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such file or folder")
+    if not (root / "dataset_description.json").is_file():
+        raise ValueError(f"{root}: not a BIDS dataset (no dataset_description.json)")
+    subjects = sorted(p.name.removeprefix("sub-") for p in root.glob("sub-*") if p.is_dir())
+    if not subjects:
+        raise ValueError(f"{root}: a BIDS dataset without any sub-* folder")
+    return subjects
+
+
+def _layout(root: Path, only: list[str] | None) -> Any:
+    """pybids' index of the raw data; of the subjects ``only`` when given."""
+    try:
+        import bids
+        from bids.layout import BIDSLayoutIndexer
+    except ImportError:
+        raise ValueError("selip import bids needs pybids: pip install 'selip[bids]'") from None
+    ignore: list[re.Pattern[str]] = [_NOT_RAW]
+    if only is not None:
+        mine = "|".join(re.escape(s) for s in only)
+        ignore.append(re.compile(rf"^/sub-(?!(?:{mine})(?:/|$))"))
+    return bids.BIDSLayout(root, validate=False,
+                           indexer=BIDSLayoutIndexer(validate=False, ignore=ignore))
+
+
+def _files(layout: Any) -> list[BidsFile]:
+    root = Path(layout.root)  # absolute, whatever the command line said
+    found = (from_entities(Path(f.path), root, f.get_entities())
+             for f in layout.get(extension=list(NIFTI_EXTENSIONS)))
+    return sorted((f for f in found if f is not None), key=lambda f: f.relpath)
+
+
+def _join_report(outcome: StudyOutcome, exam: Exam, alone: bool, reports: ReportFile,
+                 key: bytes) -> None:
+    """The exam's report: by participant and session, or by participant alone when the
+    subject has this one exam (a report file without sessions)."""
+    subject, session = exam
+    wanted = participant_key(subject, session)
+    candidates = [wanted] + ([participant_key(subject)] if session and alone else [])
+    found = next((c for c in candidates if c in reports.reports), None)
+    outcome.report_ref = keyed_id(key, found or wanted)
+    if found is not None:
+        outcome.report = reports.reports[found]
+        return
+    outcome.report_status = ("empty report" if any(c in reports.empty for c in candidates)
+                             else "no report")
+    if session and not alone and participant_key(subject) in reports.reports:
+        outcome.problems.append("the report file has a report for this participant without "
+                                "a session, and the participant has several sessions; not "
+                                "joined")
+
+
+@dataclass
+class _Task:
+    outcome: StudyOutcome
+    sequence: str
+    file: BidsFile
+    target: Path
+    metadata: dict[str, Any]
+    bvals: list[float] | None
+
+
+def _bvals(layout: Any, file: BidsFile) -> list[float] | None:
+    if file.sequence != "dwi":
+        return None
+    try:
+        found = layout.get_bval(str(file.path))
+    except (IndexError, ValueError):
+        return None
+    return read_bvals(Path(found) if found else None)
+
+
+def _plan_exam(exam: Exam, files: list[BidsFile], alone: bool, layout: Any,
+               reports: ReportFile, key: bytes, options: ImportOptions
+               ) -> tuple[StudyOutcome, list[_Task]]:
+    """Classify and choose an exam's files and join its report."""
+    subject, session = exam
+    outcome = StudyOutcome(keyed_id(key, participant_key(subject, session), "ex-"))
+    claims: dict[str, list[BidsFile]] = {}
+    for file in files:
+        if file.sequence is None:
+            outcome.unclassified.append(file.suffix or "(no suffix)")
+        else:
+            claims.setdefault(file.sequence, []).append(file)
+    chosen: dict[str, BidsFile] = {}
+    for sequence, claimed in sorted(claims.items()):
+        choice = choose_file(sequence, claimed)
+        if choice.chosen is None:
+            outcome.problems.append(choice.note)
+            continue
+        if choice.note:
+            outcome.notes.append(choice.note)
+        chosen[sequence] = choice.chosen
+        outcome.chosen[sequence] = choice.chosen.label
+    outcome.missing = [s for s in options.expected if s not in chosen]
+    _join_report(outcome, exam, alone, reports, key)
+    if outcome.report is None or not chosen:
+        return outcome, []  # nothing to train on: write nothing
+    folder = options.out / NIFTI_FOLDER / outcome.exam_id
+    tasks = []
+    for sequence, file in sorted(chosen.items()):
+        try:
+            bvals = _bvals(layout, file)
+        except VolumeError as err:
+            _failed(outcome, sequence, file, err)
+            continue
+        tasks.append(_Task(outcome, sequence, file, folder / f"{sequence}.nii.gz",
+                           layout.get_metadata(str(file.path)), bvals))
+    return outcome, tasks
+
+
+def _failed(outcome: StudyOutcome, sequence: str, file: BidsFile, err: Exception) -> None:
+    """Log a sequence that could not be written; the message is dropped for its type when
+    it names the source's path (which holds the subject's label)."""
+    reason = str(err)
+    if file.subject in reason or (file.session and file.session in reason) or not reason:
+        reason = type(err).__name__
+    outcome.problems.append(f"{sequence}: {file.label}: {reason}")
+    outcome.chosen.pop(sequence, None)
+    outcome.missing = sorted({*outcome.missing, sequence})
+
+
+def _needles(file: BidsFile) -> list[str]:
+    labels = [file.subject, *([file.session] if file.session else [])]
+    return [f"sub-{file.subject}", *([f"ses-{file.session}"] if file.session else []),
+            *(label for label in labels if len(label) >= 4)]
+
+
+def _write_all(tasks: list[_Task], key: bytes, options: ImportOptions) -> None:
+    """Write every task's volume, ``options.workers`` at a time; a failure is logged on
+    its exam, which keeps its other sequences."""
+    if not tasks:
+        return
+    from nibabel.filebasedimages import ImageFileError
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(max(1, options.workers)) as pool, tqdm(
+            total=len(tasks), desc="writing volumes", unit=" volumes",
+            disable=not options.progress) as bar:
+        running = {pool.submit(write_volume, t.file.path, t.target, t.sequence,
+                               keyed_id(key, t.file.relpath, "se-"), t.metadata, t.bvals,
+                               _needles(t.file)): t for t in tasks}
+        for future in as_completed(running):
+            task = running[future]
+            bar.update()
+            try:
+                written = future.result()
+            except (OSError, ValueError, EOFError, zlib.error, ImageFileError) as err:
+                _failed(task.outcome, task.sequence, task.file, err)
+                continue
+            task.outcome.volumes[task.sequence] = str(written.nifti.relative_to(options.out))
+            if written.note:
+                task.outcome.notes.append(f"{task.sequence}: {written.note}")
+
+
+def import_bids(root: Path, options: ImportOptions) -> ImportSummary | None:
+    """Import this shard's subjects of the BIDS dataset at ``root``.
+
+    Returns the merged summary when this process finished the last part (always, for a
+    single process); ``None`` when other shards are still running.
+
+    Raises:
+        ValueError: not a BIDS dataset, pybids missing, an unusable report file or key.
+    """
+    subjects = _check_root(root)
+    has_sessions = any(p.is_dir() for p in root.glob("sub-*/ses-*"))
+    session = options.report_session or (DETECT_SESSION if has_sessions else None)
+    reports = read_reports(options.reports, options.reports_encoding, options.report_key,
+                           options.report_text, participants=True, session=session)
+    options.out.mkdir(parents=True, exist_ok=True)
+    key = load_or_create_key(options.out, options.key_file)
+    mine = subjects if options.shard.whole else options.shard.take(subjects)
+    layout = _layout(root, None if options.shard.whole else mine)
+    taken = set(mine)
+    files = [f for f in _files(layout) if f.subject in taken]
+    exams: dict[Exam, list[BidsFile]] = {}
+    for file in files:
+        exams.setdefault((file.subject, file.session), []).append(file)
+    per_subject = Counter(subject for subject, _ in exams)
+    outcomes: list[StudyOutcome] = []
+    tasks: list[_Task] = []
+    for exam in sorted(exams, key=lambda e: (e[0], e[1] or "")):
+        outcome, planned = _plan_exam(exam, exams[exam], per_subject[exam[0]] == 1, layout,
+                                      reports, key, options)
+        outcomes.append(outcome)
+        tasks += planned
+    _write_all(tasks, key, options)
+    summary = PartSummary(
+        source=str(root), files=len(files), studies=len(outcomes),
+        report_file=str(reports.path), report_encoding=reports.encoding,
+        report_key=reports.key_field + (f" and {reports.session_field}"
+                                        if reports.session_field else ""),
+        report_refs=sorted(keyed_id(key, k) for k in (*reports.reports, *reports.empty)),
+        report_problems=[str(p) for p in reports.problems], importer="bids")
+    write_part(options.out, options.shard, outcomes, summary)
+    if not parts_complete(options.out, options.shard):
+        return None
+    return merge(options.out, options.shard.count)
