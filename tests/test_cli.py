@@ -146,3 +146,32 @@ def test_console_script_lists_table_and_file_problems_in_one_run(tmp_path):
     assert "row 2 (exam b), column 't1': file not found" in result.stderr
     assert "row 3 (exam c), column 't1': corrupt or truncated" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _cache_files(cache: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(cache)): p.read_bytes()
+            for p in sorted((cache / "volumes").rglob("*")) if p.is_file()}
+
+
+def test_prepare_shards_fill_the_same_cache_as_one_process(tiny_cohort, tmp_path, capsys,
+                                                           monkeypatch):
+    manifest = tiny_cohort(n=7)
+    common = ["--data.manifest", str(manifest), "--data.shape", "[8, 12, 10]",
+              "--data.spacing", "[2, 2, 2]", "--data.progress", "false", "--workers", "1"]
+    assert main(["prepare", *common, "--data.cache_dir", str(tmp_path / "whole")]) == 0
+    for index in range(3):
+        assert main(["prepare", *common, "--data.cache_dir", str(tmp_path / "sharded"),
+                     "--shard", f"{index}/3"]) == 0
+    out = capsys.readouterr().out
+    assert "shard 0/3 — 3 of 7 exams" in out and "shard 2/3 — 2 of 7 exams" in out
+    whole, sharded = _cache_files(tmp_path / "whole"), _cache_files(tmp_path / "sharded")
+    assert whole and sharded == whole  # every volume and mask, byte for byte
+    assert list((tmp_path / "sharded" / "similarity").iterdir())  # built by shard 0
+    # SLURM's array variables choose the shard when --shard is not given
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    assert main(["prepare", *common, "--data.cache_dir", str(tmp_path / "sharded")]) == 0
+    assert "shard 1/3 — 2 of 7 exams" in capsys.readouterr().out
+    assert main(["prepare", *common, "--data.cache_dir", str(tmp_path / "x"),
+                 "--shard", "3/3"]) == 2
+    assert "--shard '3/3': expected 0 <= I < N" in capsys.readouterr().err

@@ -1,7 +1,10 @@
-"""The demo pretraining on a real one-node SLURM cluster (slurmctld + slurmd + munged on
-localhost): a two-task CPU (gloo) DDP job from scripts/slurm/demo-cpu.sbatch, preempted
-with SIGUSR1, requeued by selip, resumed from its checkpoint, finished with the expected
-number of steps and each step logged once.
+"""SLURM jobs on a real one-node cluster (slurmctld + slurmd + munged on localhost):
+
+- the demo pretraining as a two-task CPU (gloo) DDP job from scripts/slurm/demo-cpu.sbatch,
+  preempted with SIGUSR1, requeued by selip, resumed from its checkpoint, finished with the
+  expected number of steps and each step logged once; a failing rank ends the job;
+- scripts/slurm/prepare-array.sbatch: a 4-task import array, then a 4-task prepare array
+  after it, write the same manifest, volumes and cache as one process.
 
 Skipped, with the reason shown, where the machine cannot run the cluster (see
 tests/slurm_cluster.py); .ci/run installs slurm-wlm and munge so that CI runs it.
@@ -12,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -150,3 +155,66 @@ def test_a_rank_that_fails_ends_the_job_naming_the_rank(cluster, tiny_cohort, tm
     log = output.read_text()
     assert cluster.job(job)["JobState"] == "FAILED", log[-3000:]
     assert "selip: rank 1: failed with RuntimeError: injected failure on rank 1" in log, log[-3000:]
+
+
+def _array_states(cluster: LocalSlurm, job: str) -> list[str]:
+    """The state of each task of the array ``job`` (``scontrol`` prints one line per task,
+    or one line for the tasks still pending together)."""
+    done = subprocess.run(["scontrol", "-o", "show", "job", job], env=cluster.env,
+                          capture_output=True, text=True, check=True)
+    return [field.partition("=")[2] for line in done.stdout.splitlines()
+            for field in line.split() if field.startswith("JobState=")]
+
+
+def _array_ended(cluster: LocalSlurm, job: str) -> bool:
+    states = _array_states(cluster, job)
+    return bool(states) and all(s in ("COMPLETED", "FAILED", "CANCELLED") for s in states)
+
+
+def test_a_four_task_array_imports_and_prepares_like_one_process(cluster, tmp_path):
+    from selip.cli import main
+    from tests.importer.test_dicom_import import write_archive, write_reports
+
+    source, reports = tmp_path / "export", write_reports(tmp_path / "reports.csv")
+    write_archive(source)
+    data = ["--data.shape", "[16, 16, 16]", "--data.spacing", "[3, 3, 3]",
+            "--data.progress", "false"]
+    single, array = tmp_path / "single", tmp_path / "array"
+    assert main(["import", "dicom", str(source), "--reports", str(reports), "--out",
+                 str(single / "cohort"), "--quiet"]) == 0
+    assert main(["prepare", "--data.manifest", str(single / "cohort" / "manifest.csv"),
+                 "--data.cache_dir", str(single / "cache"), *data, "--workers", "1"]) == 0
+    (array / "cohort").mkdir(parents=True)
+    shutil.copy(single / "cohort" / "import_key", array / "cohort")  # the same exam ids
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    script = ROOT / "scripts" / "slurm" / "prepare-array.sbatch"
+    tasks = ["--array=0-3", "--cpus-per-task=1"]
+    imported = cluster.submit(script, ["import", "dicom", str(source), "--reports",
+                                       str(reports), "--out", str(array / "cohort")],
+                              env, cwd=tmp_path, output=tmp_path / "import-%a.out",
+                              sbatch_options=tasks)
+    prepared = cluster.submit(script, ["prepare", "--data.manifest",
+                                       str(array / "cohort" / "manifest.csv"),
+                                       "--data.cache_dir", str(array / "cache"), *data],
+                              env, cwd=tmp_path, output=tmp_path / "prepare-%a.out",
+                              sbatch_options=[*tasks, f"--dependency=afterok:{imported}"])
+    _wait(lambda: _array_ended(cluster, prepared), 420, "the prepare array to end",
+          tmp_path / "prepare-0.out")
+    logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("*-?.out")))
+    assert _array_states(cluster, imported) == ["COMPLETED"] * 4, logs[-3000:]
+    assert _array_states(cluster, prepared) == ["COMPLETED"] * 4, logs[-3000:]
+    assert "exams written: 3" in logs  # the last import task merged the manifest
+    assert (array / "cohort" / "manifest.csv").read_text() == \
+        (single / "cohort" / "manifest.csv").read_text()
+    volumes = {str(p.relative_to(single / "cohort")): p.read_bytes()
+               for p in sorted((single / "cohort" / "nifti").rglob("*")) if p.is_file()}
+    assert volumes == {str(p.relative_to(array / "cohort")): p.read_bytes()
+                       for p in sorted((array / "cohort" / "nifti").rglob("*")) if p.is_file()}
+
+    def cache(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes()
+                for p in sorted((root / "volumes").rglob("*")) if p.is_file()}
+
+    assert cache(single / "cache") and cache(array / "cache") == cache(single / "cache")

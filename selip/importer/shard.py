@@ -51,10 +51,14 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> S
         try:
             if not slash:
                 raise ValueError
-            return Shard(int(index_text), int(count_text))
+            index, count = int(index_text), int(count_text)
         except ValueError:
             raise ShardError(f"--shard {text!r}: expected I/N, e.g. 0/4 (I counts from 0)"
                              ) from None
+        if count < 1 or not 0 <= index < count:
+            raise ShardError(f"--shard {text!r}: expected 0 <= I < N (I counts from 0: the "
+                             f"shards of 4 are 0/4 to 3/4)")
+        return Shard(index, count)
     if "SLURM_ARRAY_TASK_ID" in environ and "SLURM_ARRAY_TASK_COUNT" in environ:
         try:
             task = int(environ["SLURM_ARRAY_TASK_ID"])
