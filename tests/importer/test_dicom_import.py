@@ -21,6 +21,8 @@ from tests.importer.dicom_factory import (
     GE,
     PHILIPS,
     SIEMENS,
+    SeriesSpec,
+    demo_like_volume,
     standard_study,
     write_not_dicom,
     write_truncated_dicom,
@@ -48,10 +50,14 @@ def write_archive(root: Path) -> dict[str, dict[str, tuple[np.ndarray, np.ndarra
     """Three exams in patient/study folders, plus a README, a truncated copy of a file and
     pydicom's real single MR slice (a study with no report)."""
     expected = {}
+    swi_volume, swi_affine = demo_like_volume(shape=(16, 16, 8), seed=5)
+    swi = SeriesSpec("swi_3d_tra", 20, swi_volume, swi_affine, scanning_sequence=("GR",),
+                     echo_time=20.0, repetition_time=28.0)  # a sequence no shipped rule claims
     for number, (vendor, tag, uid, accession, pid, name) in enumerate(STUDIES):
         expected[accession] = standard_study(root / f"patient{number}" / "study", uid,
                                              accession, vendor, b_value_tag=tag, seed=number,
-                                             patient_id=pid, patient_name=name)
+                                             patient_id=pid, patient_name=name,
+                                             extra=[swi] if number == 0 else [])
     write_not_dicom(root / "README")
     first = next(p for p in sorted((root / "patient0").rglob("*")) if p.is_file())
     write_truncated_dicom(first, root / "damaged" / "IM_cut")
@@ -119,7 +125,8 @@ def test_every_series_is_classified_as_written(imported) -> None:
         reasons = {s["series"].split()[1]: s["reason"] for s in line["skipped"]}
         assert reasons["#1"] == "localiser" and reasons["#7"].startswith("reformat")
         assert any("flair: chose series #8" in n and "latest" in n for n in line["notes"])
-        assert line["missing"] == [] and line["unclassified"] == []
+        assert line["missing"] == []
+    assert sorted(line["unclassified"] for line in written) == [[], [], ["swi_3d_tra"]]
 
 
 def test_the_imported_volumes_match_the_source_voxels_and_affine(archive, imported) -> None:
@@ -146,6 +153,8 @@ def test_bad_files_get_one_line_each_and_the_rest_imports(imported) -> None:
     assert "/damaged/IM_cut" not in text  # named relative to the source folder
     assert "single slice, not a volume" in text  # pydicom's real MR slice
     assert "exams written: 3" in text and "reports without a study: 1" in text
+    assert "unclassified series (no rule claims them; add one with --rules): " \
+        "'swi_3d_tra' ×1" in text
     assert "gb18030" in text and "AccessionNumber" in text
 
 

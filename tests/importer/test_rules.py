@@ -151,3 +151,18 @@ def test_the_shipped_rules_file_documents_every_condition() -> None:
     for condition in ("description", "not_description", "image_type", "scanning_sequence",
                       "inversion_time", "b_value", "contrast", "plane", "prefer", "extends"):
         assert condition in text
+
+
+def test_the_readme_example_of_site_rules_loads_and_claims(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("```yaml\nextends: default")
+    block = readme[start + len("```yaml\n"):readme.index("```", start + 7)]
+    path = tmp_path / "site.yaml"
+    path.write_text(block)
+    rules = load_rules(path)
+    assert rules.classify(series("swi_3d_tra")).sequence == "swi"
+    assert rules.classify(series("t1_space_dark_fluid_sag")).sequence == "flair"
+    path.write_text(block.replace("description: ['swi'", "descripton: ['swi'"))
+    with pytest.raises(RulesError, match=r"site\.yaml: rule 'our-swi': unknown field\(s\) "
+                                         r"descripton \(known: "):
+        load_rules(path)
