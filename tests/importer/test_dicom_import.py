@@ -298,3 +298,31 @@ def test_prepare_then_a_short_fit_run_on_the_imported_cohort(imported, tmp_path:
                             check=False)
     assert fitted.returncode == 0, fitted.stderr[-3000:]
     assert list(tmp_path.glob("runs/demo/version_*/checkpoints/last.ckpt"))
+
+
+def test_broken_series_and_an_empty_report_are_named_and_the_rest_imports(tmp_path: Path
+                                                                           ) -> None:
+    volume, affine = demo_like_volume(shape=(16, 16, 10), seed=7)
+    tilted = (1.0, 0.0, 0.0, 0.0, 0.9, 0.43589)
+    broken = [SeriesSpec("t2_tse_tra_gap", 21, volume, affine, skip_slices=(4,)),
+              SeriesSpec("t1_se_tra_tilt", 22, volume, affine, orientation_override={3: tilted}),
+              SeriesSpec("t2_tse_tra_uneven", 23, volume, affine,
+                         position_override={9: (0.0, 0.0, 100.0)})]
+    standard_study(tmp_path / "export" / "a", "1.2.3.4.5.1", "ACC1", extra=broken)
+    standard_study(tmp_path / "export" / "b", "1.2.3.4.5.2", "ACC2", seed=1)
+    reports = tmp_path / "reports.csv"
+    reports.write_text("AccessionNumber,report\nACC1,Normal study.\nACC2,  \n")
+    summary = import_dicom(tmp_path / "export", ImportOptions(out=tmp_path / "out",
+                                                              reports=reports, progress=False))
+    assert summary is not None and len(summary.written) == 1
+    [written] = summary.written
+    assert set(written.volumes) == {"t1", "t2", "flair", "dwi", "adc"}  # the good series
+    reasons = {s["series"]: s["reason"] for s in written.skipped}
+    assert reasons["series #21 't2_tse_tra_gap'"].startswith("missing slices: 1 slice(s)")
+    assert reasons["series #22 't1_se_tra_tilt'"] == "mixed orientations within the series " \
+                                                      "(2 different)"
+    assert reasons["series #23 't2_tse_tra_uneven'"].startswith("unevenly spaced slices")
+    assert [o.report_status for o in summary.without_report] == ["empty report"]
+    text = "\n".join(summary.lines())
+    assert "studies without a report: 1 (1 empty report" in text
+    assert text.count("series #2") >= 3  # one problem line per broken series
