@@ -84,6 +84,11 @@ def _print_summary(summary: ImportSummary | None, kind: str) -> None:
 def run_import(argv: Sequence[str]) -> int:
     """``selip import dicom|bids ...``."""
     args = list(argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print("usage: selip import {dicom,bids} SOURCE --reports FILE --out DIR\n\n"
+              f"  dicom  {_DESCRIPTION['dicom']}\n  bids   {_DESCRIPTION['bids']}\n\n"
+              "Run 'selip import dicom --help' or 'selip import bids --help' for the options.")
+        return 0
     if not args or args[0] not in _DESCRIPTION:
         return _fail("usage: selip import {dicom,bids} SOURCE --reports FILE --out DIR "
                      "(selip import dicom --help for every option)")
