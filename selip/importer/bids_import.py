@@ -11,17 +11,15 @@ own subjects' folders.
 from __future__ import annotations
 
 import re
-import zlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from selip.importer.bids_files import NIFTI_EXTENSIONS, BidsFile, choose_file, from_entities
 from selip.importer.bids_volume import VolumeError, read_bvals, write_volume
-from selip.importer.dicom_import import NIFTI_FOLDER, ImportOptions
 from selip.importer.identity import keyed_id, load_or_create_key
+from selip.importer.options import NIFTI_FOLDER, ImportOptions
 from selip.importer.outcome import (
     ImportSummary,
     PartSummary,
@@ -31,6 +29,7 @@ from selip.importer.outcome import (
     write_part,
 )
 from selip.importer.reports import DETECT_SESSION, ReportFile, participant_key, read_reports
+from selip.importer.writing import VolumeJob, record_failure, write_volumes
 
 #: What pybids skips by default besides ``derivatives/`` (kept here: a shard adds its own).
 _NOT_RAW = re.compile(r"^/(code|models|sourcedata|stimuli)(/|$)")
@@ -92,16 +91,6 @@ def _join_report(outcome: StudyOutcome, exam: Exam, alone: bool, reports: Report
                                 "joined")
 
 
-@dataclass
-class _Task:
-    outcome: StudyOutcome
-    sequence: str
-    file: BidsFile
-    target: Path
-    metadata: dict[str, Any]
-    bvals: list[float] | None
-
-
 def _bvals(layout: Any, file: BidsFile) -> list[float] | None:
     if file.sequence != "dwi":
         return None
@@ -114,7 +103,7 @@ def _bvals(layout: Any, file: BidsFile) -> list[float] | None:
 
 def _plan_exam(exam: Exam, files: list[BidsFile], alone: bool, layout: Any,
                reports: ReportFile, key: bytes, options: ImportOptions
-               ) -> tuple[StudyOutcome, list[_Task]]:
+               ) -> tuple[StudyOutcome, list[VolumeJob]]:
     """Classify and choose an exam's files and join its report."""
     subject, session = exam
     outcome = StudyOutcome(keyed_id(key, participant_key(subject, session), "ex-"))
@@ -139,60 +128,34 @@ def _plan_exam(exam: Exam, files: list[BidsFile], alone: bool, layout: Any,
     if outcome.report is None or not chosen:
         return outcome, []  # nothing to train on: write nothing
     folder = options.out / NIFTI_FOLDER / outcome.exam_id
-    tasks = []
+    jobs = []
     for sequence, file in sorted(chosen.items()):
         try:
             bvals = _bvals(layout, file)
         except VolumeError as err:
-            _failed(outcome, sequence, file, err)
+            record_failure(outcome, sequence, _explain(file, sequence, err))
             continue
-        tasks.append(_Task(outcome, sequence, file, folder / f"{sequence}.nii.gz",
-                           layout.get_metadata(str(file.path)), bvals))
-    return outcome, tasks
+        write = partial(write_volume, file.path, folder / f"{sequence}.nii.gz", sequence,
+                        keyed_id(key, file.relpath, "se-"), layout.get_metadata(str(file.path)),
+                        bvals, _labels_in(file))
+        jobs.append(VolumeJob(outcome, sequence, write, partial(_explain, file, sequence)))
+    return outcome, jobs
 
 
-def _failed(outcome: StudyOutcome, sequence: str, file: BidsFile, err: Exception) -> None:
-    """Log a sequence that could not be written; the message is dropped for its type when
-    it names the source's path (which holds the subject's label)."""
+def _explain(file: BidsFile, sequence: str, err: Exception) -> str:
+    """The log line of a file that could not be written; the message is replaced by the
+    error's type when it names the source's path (which holds the subject's label)."""
     reason = str(err)
     if file.subject in reason or (file.session and file.session in reason) or not reason:
         reason = type(err).__name__
-    outcome.problems.append(f"{sequence}: {file.label}: {reason}")
-    outcome.chosen.pop(sequence, None)
-    outcome.missing = sorted({*outcome.missing, sequence})
+    return f"{sequence}: {file.label}: {reason}"
 
 
-def _needles(file: BidsFile) -> list[str]:
+def _labels_in(file: BidsFile) -> list[str]:
+    """The strings that would identify the subject or session in a sidecar field."""
     labels = [file.subject, *([file.session] if file.session else [])]
     return [f"sub-{file.subject}", *([f"ses-{file.session}"] if file.session else []),
             *(label for label in labels if len(label) >= 4)]
-
-
-def _write_all(tasks: list[_Task], key: bytes, options: ImportOptions) -> None:
-    """Write every task's volume, ``options.workers`` at a time; a failure is logged on
-    its exam, which keeps its other sequences."""
-    if not tasks:
-        return
-    from nibabel.filebasedimages import ImageFileError
-    from tqdm import tqdm
-
-    with ThreadPoolExecutor(max(1, options.workers)) as pool, tqdm(
-            total=len(tasks), desc="writing volumes", unit=" volumes",
-            disable=not options.progress) as bar:
-        running = {pool.submit(write_volume, t.file.path, t.target, t.sequence,
-                               keyed_id(key, t.file.relpath, "se-"), t.metadata, t.bvals,
-                               _needles(t.file)): t for t in tasks}
-        for future in as_completed(running):
-            task = running[future]
-            bar.update()
-            try:
-                written = future.result()
-            except (OSError, ValueError, EOFError, zlib.error, ImageFileError) as err:
-                _failed(task.outcome, task.sequence, task.file, err)
-                continue
-            task.outcome.volumes[task.sequence] = str(written.nifti.relative_to(options.out))
-            if written.note:
-                task.outcome.notes.append(f"{task.sequence}: {written.note}")
 
 
 def import_bids(root: Path, options: ImportOptions) -> ImportSummary | None:
@@ -220,21 +183,21 @@ def import_bids(root: Path, options: ImportOptions) -> ImportSummary | None:
         exams.setdefault((file.subject, file.session), []).append(file)
     per_subject = Counter(subject for subject, _ in exams)
     outcomes: list[StudyOutcome] = []
-    tasks: list[_Task] = []
+    jobs: list[VolumeJob] = []
     for exam in sorted(exams, key=lambda e: (e[0], e[1] or "")):
         outcome, planned = _plan_exam(exam, exams[exam], per_subject[exam[0]] == 1, layout,
                                       reports, key, options)
         outcomes.append(outcome)
-        tasks += planned
-    _write_all(tasks, key, options)
+        jobs += planned
+    write_volumes(jobs, options.out, options.workers, options.progress, "writing volumes")
     summary = PartSummary(
-        source=str(root), files=len(files), studies=len(outcomes),
+        run_id=options.run_id, source=str(root), files=len(files), studies=len(outcomes),
         report_file=str(reports.path), report_encoding=reports.encoding,
         report_key=reports.key_field + (f" and {reports.session_field}"
                                         if reports.session_field else ""),
         report_refs=sorted(keyed_id(key, k) for k in (*reports.reports, *reports.empty)),
         report_problems=[str(p) for p in reports.problems], importer="bids")
     write_part(options.out, options.shard, outcomes, summary)
-    if not parts_complete(options.out, options.shard):
+    if not parts_complete(options.out, options.shard, options.run_id):
         return None
     return merge(options.out, options.shard.count)

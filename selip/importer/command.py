@@ -95,7 +95,7 @@ def run_import(argv: Sequence[str]) -> int:
     kind = args.pop(0)
     parsed = _parser(kind).parse_args(args)
     from selip.importer.convert import ConversionError
-    from selip.importer.dicom_import import ImportOptions
+    from selip.importer.options import ImportOptions
     from selip.importer.shard import parse_shard
 
     try:

@@ -10,17 +10,15 @@ the manifest and the import log (:mod:`.outcome`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from selip.importer.convert import ConversionError, convert_series, dcm2niix_binary
 from selip.importer.geometry import volume_problem
 from selip.importer.headers import TreeScan, scan_tree
 from selip.importer.identity import keyed_id, load_or_create_key
+from selip.importer.options import NIFTI_FOLDER, ImportOptions
 from selip.importer.outcome import (
-    DEFAULT_EXPECTED,
     ImportSummary,
     PartSummary,
     StudyOutcome,
@@ -31,55 +29,42 @@ from selip.importer.outcome import (
 from selip.importer.reports import ReportFile, read_reports
 from selip.importer.rules import Claim, SequenceRules, choose, load_rules
 from selip.importer.series import Series
-from selip.importer.shard import Shard
-
-NIFTI_FOLDER = "nifti"
+from selip.importer.writing import VolumeJob, write_volumes
 
 
-@dataclass
-class ImportOptions:
-    """What ``selip import`` was asked to do (the command line, parsed)."""
-
-    out: Path
-    reports: Path
-    reports_encoding: str | None = None
-    report_key: str | None = None
-    report_text: str | None = None
-    report_session: str | None = None  # BIDS: the session field (default: detected)
-    rules: Path | None = None
-    expected: Sequence[str] = DEFAULT_EXPECTED
-    shard: Shard = field(default_factory=Shard)
-    workers: int = 2
-    dcm2niix: str | None = None
-    key_file: Path | None = None
-    progress: bool = True
+class ShardLayoutError(ValueError):
+    """An export whose layout cannot be split into shards without splitting studies."""
 
 
 def shard_units(source: Path) -> list[Path]:
-    """The folders (or files) a shard takes whole: the entries of ``source``, descending
-    while there is a single folder (``export/DICOM/…``), so one study is never split
-    across shards in the usual patient/study/series layout."""
+    """The folders a shard takes whole: the sub-folders of ``source``, descending while
+    there is a single one (``export/DICOM/…``), so one study is never split across shards
+    in the usual patient/study/series layout. Loose files beside them (a DICOMDIR, a
+    README) go to the first shard.
+
+    Raises:
+        ShardLayoutError: the folder holds its DICOM files directly (a flat export), which
+            cannot be split by folder without splitting series.
+    """
     folder = source
     while True:
         entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-        if len(entries) == 1 and entries[0].is_dir():
-            folder = entries[0]
+        folders = [p for p in entries if p.is_dir()]
+        if len(folders) == 1 and len(entries) <= 2:  # DICOM/ (+ a DICOMDIR)
+            folder = folders[0]
             continue
-        return entries
-
-
-@dataclass
-class _Task:
-    outcome: StudyOutcome
-    sequence: str
-    series: Series
-    target: Path
-    series_id: str
+        loose = [p for p in entries if not p.is_dir()]
+        if len(loose) > 2 or not folders:
+            raise ShardLayoutError(
+                f"{folder}: {len(loose)} files lie directly in this folder; --shard splits "
+                f"an export by its sub-folders (one per patient or study), so import a flat "
+                f"export in one process (no --shard)")
+        return folders + loose
 
 
 def _plan_study(study_uid: str, series: list[Series], rules: SequenceRules,
-                reports: ReportFile, key: bytes, options: ImportOptions
-                ) -> tuple[StudyOutcome, list[_Task]]:
+                reports: ReportFile, key: bytes, options: ImportOptions, binary: str
+                ) -> tuple[StudyOutcome, list[VolumeJob]]:
     """Classify, check and choose a study's series and join its report."""
     outcome = StudyOutcome(keyed_id(key, study_uid, "ex-"))
     claims: dict[str, list[tuple[Series, Claim]]] = {}
@@ -88,18 +73,15 @@ def _plan_study(study_uid: str, series: list[Series], rules: SequenceRules,
         if claim.skip is not None:
             outcome.skipped.append({"series": record.label, "reason": claim.skip})
             continue
-        problem = volume_problem(record)
-        if problem is not None:  # said for unclaimed series too: no rule could fix it
-            outcome.skipped.append({"series": record.label, "reason": problem})
-            outcome.problems.append(f"{record.label}"
-                                    + (f" ({claim.sequence})" if claim.sequence else "")
-                                    + f": {problem}")
-            continue
-        if claim.unclaimed:
+        if claim.sequence is None:
             outcome.unclassified.append(record.description or record.protocol
                                         or "(no description)")
             continue
-        assert claim.sequence is not None
+        problem = volume_problem(record)
+        if problem is not None:
+            outcome.skipped.append({"series": record.label, "reason": problem})
+            outcome.problems.append(f"{record.label} ({claim.sequence}): {problem}")
+            continue
         claims.setdefault(claim.sequence, []).append((record, claim))
     chosen: dict[str, Series] = {}
     for sequence, claimed in claims.items():
@@ -112,8 +94,14 @@ def _plan_study(study_uid: str, series: list[Series], rules: SequenceRules,
         chosen[sequence] = decision.chosen
         outcome.chosen[sequence] = decision.chosen.label
     outcome.missing = [s for s in options.expected if s not in chosen]
-    report_key = (series[0].accession_number if reports.key_kind == "accession"
-                  else study_uid).strip()
+    if reports.key_kind == "accession":
+        numbers = sorted({s.accession_number.strip() for s in series} - {""})
+        if len(numbers) > 1:
+            outcome.problems.append(f"its series carry {len(numbers)} different accession "
+                                    f"numbers; the first is used to join the report")
+        report_key = numbers[0] if numbers else ""
+    else:
+        report_key = study_uid
     if report_key:
         outcome.report_ref = keyed_id(key, report_key)
     if report_key in reports.reports:
@@ -124,45 +112,26 @@ def _plan_study(study_uid: str, series: list[Series], rules: SequenceRules,
     if outcome.report is None or not chosen:
         return outcome, []  # nothing to train on: convert nothing
     folder = options.out / NIFTI_FOLDER / outcome.exam_id
-    tasks = [_Task(outcome, sequence, record, folder / f"{sequence}.nii.gz",
-                   keyed_id(key, record.series_uid, "se-"))
-             for sequence, record in sorted(chosen.items())]
-    return outcome, tasks
+    jobs = [VolumeJob(outcome, sequence,
+                      partial(convert_series, record, sequence, folder / f"{sequence}.nii.gz",
+                              keyed_id(key, record.series_uid, "se-"), binary),
+                      partial(_explain, record))
+            for sequence, record in sorted(chosen.items())]
+    return outcome, jobs
 
 
-def _convert_all(tasks: list[_Task], options: ImportOptions) -> None:
-    """Run dcm2niix on every task, ``options.workers`` at a time; failures are logged
-    on their study, which keeps its other sequences."""
-    if not tasks:
-        return
-    from tqdm import tqdm
-
-    binary = dcm2niix_binary(options.dcm2niix)
-    with ThreadPoolExecutor(max(1, options.workers)) as pool, tqdm(
-            total=len(tasks), desc="converting series", unit=" series",
-            disable=not options.progress) as bar:
-        running = {pool.submit(convert_series, t.series, t.sequence, t.target, t.series_id,
-                               binary): t for t in tasks}
-        for future in as_completed(running):
-            task = running[future]
-            bar.update()
-            try:
-                converted = future.result()
-            except ConversionError as err:
-                task.outcome.problems.append(str(err))
-                task.outcome.chosen.pop(task.sequence, None)
-                task.outcome.missing = sorted({*task.outcome.missing, task.sequence})
-                continue
-            task.outcome.volumes[task.sequence] = str(
-                converted.nifti.relative_to(options.out))
-            if converted.note:
-                task.outcome.notes.append(f"{task.sequence}: {converted.note}")
+def _explain(series: Series, err: Exception) -> str:
+    """The log line of a series that failed to convert (its label; never a path)."""
+    if isinstance(err, ConversionError):
+        return str(err)
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return f"{series.label}: conversion failed ({type(err).__name__}: {reason[:160]})"
 
 
-def _part_summary(source: Path, scan: TreeScan, reports: ReportFile, key: bytes
-                  ) -> PartSummary:
+def _part_summary(source: Path, scan: TreeScan, reports: ReportFile, key: bytes,
+                  run_id: str) -> PartSummary:
     return PartSummary(
-        source=str(source), files=scan.files, not_dicom=scan.not_dicom,
+        run_id=run_id, source=str(source), files=scan.files, not_dicom=scan.not_dicom,
         not_images=dict(scan.not_mr_image), unreadable=scan.unreadable,
         studies=len(scan.studies), report_file=str(reports.path),
         report_encoding=reports.encoding, report_key=reports.key_field,
@@ -185,7 +154,7 @@ def import_dicom(source: Path, options: ImportOptions) -> ImportSummary | None:
     reports = read_reports(options.reports, options.reports_encoding, options.report_key,
                            options.report_text)
     rules = load_rules(options.rules)
-    dcm2niix_binary(options.dcm2niix)  # missing: say so before hours of header reading
+    binary = dcm2niix_binary(options.dcm2niix)  # missing: said before any header is read
     options.out.mkdir(parents=True, exist_ok=True)
     key = load_or_create_key(options.out, options.key_file)
     roots = [source] if options.shard.whole or source.is_file() else \
@@ -193,14 +162,15 @@ def import_dicom(source: Path, options: ImportOptions) -> ImportSummary | None:
     scan = scan_tree(roots, progress=options.progress,
                      relative_to=source if source.is_dir() else None)
     outcomes: list[StudyOutcome] = []
-    tasks: list[_Task] = []
+    jobs: list[VolumeJob] = []
     for study_uid in sorted(scan.studies):
         outcome, planned = _plan_study(study_uid, scan.studies[study_uid], rules, reports,
-                                       key, options)
+                                       key, options, binary)
         outcomes.append(outcome)
-        tasks += planned
-    _convert_all(tasks, options)
-    write_part(options.out, options.shard, outcomes, _part_summary(source, scan, reports, key))
-    if not parts_complete(options.out, options.shard):
+        jobs += planned
+    write_volumes(jobs, options.out, options.workers, options.progress, "converting series")
+    write_part(options.out, options.shard, outcomes,
+               _part_summary(source, scan, reports, key, options.run_id))
+    if not parts_complete(options.out, options.shard, options.run_id):
         return None
     return merge(options.out, options.shard.count)

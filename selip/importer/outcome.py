@@ -31,6 +31,8 @@ PARTS = "parts"
 #: Column order of the sequences in a written manifest (others follow, sorted).
 SEQUENCE_ORDER = ("t1", "t1c", "t2", "flair", "dwi", "adc")
 DEFAULT_EXPECTED = ("t1", "t2", "flair", "dwi", "adc")
+#: Problem lines printed in the summary (the rest are in the import log).
+MAX_PROBLEM_LINES = 40
 
 
 @dataclass
@@ -67,6 +69,7 @@ class StudyOutcome:
 class PartSummary:
     """The counts of one shard (or the merge of all): what was read and what was not."""
 
+    run_id: str = ""  # the SLURM array job that wrote it ('' outside an array)
     source: str = ""
     files: int = 0
     not_dicom: int = 0
@@ -96,10 +99,18 @@ def write_part(out: Path, shard: Shard, outcomes: list[StudyOutcome], summary: P
                       json.dumps(asdict(summary), ensure_ascii=False, indent=1))
 
 
-def parts_complete(out: Path, shard: Shard) -> bool:
-    """Whether every shard of this array has written its part."""
-    return all((out / PARTS / _part_name("summary", Shard(i, shard.count), ".json")).is_file()
-               for i in range(shard.count))
+def parts_complete(out: Path, shard: Shard, run_id: str = "") -> bool:
+    """Whether every shard of this array has written its part — in the same SLURM array
+    job as this one (``run_id``), so a re-run never merges a previous run's parts."""
+    for index in range(shard.count):
+        path = out / PARTS / _part_name("summary", Shard(index, shard.count), ".json")
+        try:
+            written = json.loads(path.read_text(encoding="utf-8")).get("run_id", "")
+        except (OSError, ValueError):
+            return False
+        if written != run_id:
+            return False
+    return True
 
 
 def read_parts(out: Path, count: int) -> tuple[list[StudyOutcome], list[PartSummary]]:
@@ -199,11 +210,15 @@ class ImportSummary:
                          + ", ".join(f"'{d}' ×{n}" for d, n in self.unclassified.most_common()))
         problems = unreadable + [p for part in self.parts for p in part.report_problems] + [
             f"exam {o.exam_id}: {p}" for o in self.outcomes for p in o.problems]
-        problems += [f"exam {d}: found by two shards (a study split across top-level "
-                     f"folders); kept once" for d in self.duplicates]
+        problems += [f"exam {d}: found by several shards (its series lie in different "
+                     f"top-level folders), so each saw part of it; left out — import it "
+                     f"without --shard" for d in self.duplicates]
         if problems:
             lines.append(f"problems ({len(problems)}):")
-            lines += [f"  {p}" for p in problems]
+            lines += [f"  {p}" for p in problems[:MAX_PROBLEM_LINES]]
+            if len(problems) > MAX_PROBLEM_LINES:
+                lines.append(f"  … and {len(problems) - MAX_PROBLEM_LINES} more (every "
+                             f"study's problems are in {IMPORT_LOG})")
         lines.append(f"log: {self.out / IMPORT_LOG} (one line per study)")
         if self.written:
             lines.append(f"next: selip prepare --config configs/pretrain.yaml "
@@ -214,15 +229,12 @@ class ImportSummary:
 def merge(out: Path, count: int) -> ImportSummary:
     """Merge the ``count`` parts under ``out`` into ``manifest.csv`` and the import log."""
     outcomes, parts = read_parts(out, count)
-    seen: dict[str, StudyOutcome] = {}
-    duplicates: list[str] = []
-    for outcome in outcomes:
-        if outcome.exam_id in seen:
-            duplicates.append(outcome.exam_id)
-            continue
-        seen[outcome.exam_id] = outcome
-    kept = sorted(seen.values(), key=lambda o: o.exam_id)
+    found = Counter(o.exam_id for o in outcomes)
+    duplicates = sorted(exam for exam, times in found.items() if times > 1)
+    # a study that two shards each saw in part cannot be trusted (either shard may have
+    # written any of its volumes): left out, and said
+    kept = sorted((o for o in outcomes if found[o.exam_id] == 1), key=lambda o: o.exam_id)
     atomic_write_text(out / MANIFEST, manifest_text(kept))
     atomic_write_text(out / IMPORT_LOG, "".join(
         json.dumps(o.log_record(), ensure_ascii=False) + "\n" for o in kept))
-    return ImportSummary(out, parts, kept, sorted(set(duplicates)))
+    return ImportSummary(out, parts, kept, duplicates)

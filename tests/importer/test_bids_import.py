@@ -25,8 +25,8 @@ import pytest
 from selip.importer.bids_import import _join_report, import_bids
 from selip.importer.bids_volume import VolumeError, write_volume
 from selip.importer.convert import SERIES_FIELD, sidecar_path
-from selip.importer.dicom_import import ImportOptions
 from selip.importer.identity import keyed_id, load_or_create_key
+from selip.importer.options import ImportOptions
 from selip.importer.outcome import IMPORT_LOG, MANIFEST, ImportSummary, StudyOutcome
 from selip.importer.reports import ReportFile
 from selip.importer.shard import Shard

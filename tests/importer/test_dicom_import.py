@@ -14,7 +14,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from selip.importer.dicom_import import ImportOptions, import_dicom
+from selip.importer.dicom_import import import_dicom
+from selip.importer.options import ImportOptions
 from selip.importer.outcome import ImportSummary
 from selip.importer.shard import Shard
 from tests.importer.dicom_factory import (
