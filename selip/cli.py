@@ -158,12 +158,12 @@ def prepare(argv: Sequence[str]) -> int:
 
 def _prepare_shard(datamodule: Any, config: Any, shard: Any) -> int:
     """``selip prepare --shard I/N``: the whole table is checked, but only this shard's
-    exams are opened and preprocessed; only shard 0 builds the similarity table. Cache
-    entries and file-check markers are written atomically under content keys, so the
-    shards of an array fill one cache without locks."""
+    exams' files are read (opened, hashed, preprocessed); only shard 0 builds the
+    similarity table. Cache entries and file-check markers are written atomically under
+    content keys, so the shards of an array fill one cache without locks."""
     from selip.data.manifest import Manifest, ManifestError
-    from selip.data.prepare import fill_cache
-    from selip.data.validation import check_files
+    from selip.data.prepare import exam_cache_jobs, fill_cache_jobs
+    from selip.data.validation import check_files, resolve_sequences
 
     manifest = datamodule.read_and_check(open_files=False)
     mine = Manifest(manifest.path, manifest.columns, shard.take(manifest.exams))
@@ -174,21 +174,19 @@ def _prepare_shard(datamodule: Any, config: Any, shard: Any) -> int:
                                progress=datamodule.progress)
         if problems:
             raise ManifestError(problems)
-    datamodule.check_files = False  # this shard's files are checked; setup re-reads nothing
     if shard.index == 0:
         datamodule.similarity_table = datamodule.load_similarity_table(
             datamodule.build_report_table(manifest))
-    else:
-        datamodule.similarity = None  # built once, by shard 0
-    datamodule.setup()
-    exams = {exam.exam_id for exam in mine.exams}
-    pairs = [pair for pair in datamodule.pairs if pair.exam_id in exams]
-    print(f"manifest {datamodule.manifest_path}: shard {shard} — {len(exams)} of "
-          f"{len(manifest.exams)} exams, {len(pairs)} pairs")
+    sequences = resolve_sequences(manifest, datamodule.requested_sequences)
+    jobs = exam_cache_jobs(mine.exams, sequences, datamodule.cache, datamodule.digests)
+    datamodule.digests.save()
+    print(f"manifest {datamodule.manifest_path}: shard {shard} — {len(mine.exams)} of "
+          f"{len(manifest.exams)} exams, {len(jobs)} volumes and masks")
     if config.check_only:
         return 0
     workers = config.workers or max(1, datamodule.num_workers)
-    summary = fill_cache(datamodule.cache, pairs, workers=workers, progress=datamodule.progress)
+    summary = fill_cache_jobs(datamodule.cache, jobs, workers=workers,
+                              progress=datamodule.progress)
     print(f"cache {datamodule.cache_dir}: entries {summary.entries}, {summary.hits} already "
           f"cached, {summary.built} built in {summary.seconds:.1f} s")
     if summary.failures:

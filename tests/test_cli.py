@@ -163,7 +163,8 @@ def test_prepare_shards_fill_the_same_cache_as_one_process(tiny_cohort, tmp_path
         assert main(["prepare", *common, "--data.cache_dir", str(tmp_path / "sharded"),
                      "--shard", f"{index}/3"]) == 0
     out = capsys.readouterr().out
-    assert "shard 0/3 — 3 of 7 exams" in out and "shard 2/3 — 2 of 7 exams" in out
+    assert "shard 0/3 — 3 of 7 exams, 9 volumes and masks" in out
+    assert "shard 2/3 — 2 of 7 exams" in out
     whole, sharded = _cache_files(tmp_path / "whole"), _cache_files(tmp_path / "sharded")
     assert whole and sharded == whole  # every volume and mask, byte for byte
     assert list((tmp_path / "sharded" / "similarity").iterdir())  # built by shard 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,9 @@ from tqdm.auto import tqdm
 
 from selip.data.cache import Kind, VolumeCache
 from selip.data.dataset import Pair
+from selip.data.manifest import ExamRecord
 from selip.data.preprocess import PreprocessSettings, preprocess_mask, preprocess_volume
+from selip.io.fingerprint import FileDigests
 
 
 @dataclass
@@ -54,10 +57,34 @@ def _fill_one(root: Path, settings: PreprocessSettings, key: str, kind: Kind, pa
     return True
 
 
+def exam_cache_jobs(exams: Iterable[ExamRecord], sequences: Iterable[str], cache: VolumeCache,
+                    digests: FileDigests) -> list[tuple[str, Kind, Path]]:
+    """Unique (key, kind, path) entries of the ``sequences`` volumes and the masks of
+    ``exams`` — what :func:`cache_jobs` gives for their pairs, without building pairs (a
+    shard of ``selip prepare`` reads only its own exams' files)."""
+    jobs: dict[str, tuple[str, Kind, Path]] = {}
+    wanted = list(sequences)
+    for exam in exams:
+        for sequence in wanted:
+            if sequence in exam.volumes:
+                path = exam.volumes[sequence]
+                key = cache.key(digests.digest(path), "image")
+                jobs.setdefault(key, (key, "image", path))
+        if exam.mask is not None:
+            key = cache.key(digests.digest(exam.mask), "mask")
+            jobs.setdefault(key, (key, "mask", exam.mask))
+    return list(jobs.values())
+
+
 def fill_cache(cache: VolumeCache, pairs: list[Pair], workers: int = 2,
                progress: bool = True) -> PrepareSummary:
     """Make sure every volume and mask of ``pairs`` is in ``cache``."""
-    jobs = cache_jobs(pairs)
+    return fill_cache_jobs(cache, cache_jobs(pairs), workers, progress)
+
+
+def fill_cache_jobs(cache: VolumeCache, jobs: list[tuple[str, Kind, Path]], workers: int = 2,
+                    progress: bool = True) -> PrepareSummary:
+    """Make sure every (key, kind, path) entry of ``jobs`` is in ``cache``."""
     summary = PrepareSummary(entries=len(jobs))
     start = time.perf_counter()
     missing = [job for job in jobs if not cache.contains(job[0], job[1])]

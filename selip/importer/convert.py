@@ -40,6 +40,10 @@ IDENTIFYING_KEYS = re.compile(
 SERIES_FIELD = "SelipSeries"
 #: seconds one series may take
 DEFAULT_TIMEOUT = 600
+#: dcm2niix's name for the n-th echo of a multi-echo series (``series_e2.nii.gz``)
+ECHO_SUFFIX = re.compile(r"_e(\d+)(?:_|\.)")
+#: sequences whose image is the latest echo of a multi-echo series
+LATE_ECHO_SEQUENCES = ("t2",)
 
 
 class ConversionError(RuntimeError):
@@ -129,9 +133,16 @@ def _pick_file(out: Path, sequence: str, series: Series) -> tuple[Path, str]:
         return files[0], ""
     with_b = [f for f in files if sidecar_path(f).with_suffix(".bval").is_file()]
     plain = [f for f in files if f.name == "series.nii.gz"]
-    chosen = (with_b or plain or files)[0] if sequence == "dwi" else (plain or files)[0]
+    echoes = sorted((f for f in files if ECHO_SUFFIX.search(f.name)),
+                    key=lambda f: int(ECHO_SUFFIX.search(f.name).group(1)))  # type: ignore[union-attr]
+    if sequence == "dwi":
+        chosen = (with_b or plain or files)[0]
+    elif echoes and sequence in LATE_ECHO_SEQUENCES:
+        chosen = echoes[-1]  # a dual-echo PD/T2 series: the T2 image is the later echo
+    else:
+        chosen = (plain or echoes or files)[0]
     return chosen, (f"dcm2niix wrote {len(files)} files for {series.label}; kept "
-                    f"{chosen.name.removeprefix('series')}")
+                    f"{chosen.name.removeprefix('series').removeprefix('_') or 'the first'}")
 
 
 def to_three_d(volume: np.ndarray, bvals: list[float] | None, sequence: str
@@ -143,7 +154,10 @@ def to_three_d(volume: np.ndarray, bvals: list[float] | None, sequence: str
         raise ValueError(f"a {volume.ndim}D image, expected 3D or 4D")
     if volume.shape[3] == 1:
         return volume[..., 0], ""
-    if sequence == "dwi" and bvals is not None and len(bvals) == volume.shape[3]:
+    if sequence == "dwi" and (bvals is None or len(bvals) != volume.shape[3]):
+        raise ValueError(f"a 4D diffusion image of {volume.shape[3]} volumes without a "
+                         f"b-value for each, so the diffusion-weighted one is unknown")
+    if sequence == "dwi" and bvals is not None:
         top = max(bvals)
         picked = [i for i, b in enumerate(bvals) if b == top]
         if len(picked) == 1:

@@ -11,6 +11,7 @@ named in one line; neither stops the scan.
 from __future__ import annotations
 
 import os
+import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -69,11 +70,9 @@ def _tokens(dataset: Any, keyword: str) -> tuple[str, ...]:
 
 
 def _number(dataset: Any, keyword: str) -> float | None:
-    value = dataset.get(keyword)
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
+    """A numeric field, or its first value when it holds several (a multi-echo series'
+    EchoTime); ``None`` when absent, empty or not a number."""
+    return _first_number(dataset.get(keyword))
 
 
 def _floats(dataset: Any, keyword: str, count: int) -> tuple[float, ...] | None:
@@ -86,9 +85,18 @@ def _floats(dataset: Any, keyword: str, count: int) -> tuple[float, ...] | None:
 
 
 def _first_number(value: Any) -> float | None:
+    """The first number in a header value: a number, a string, a multi-value, or raw bytes
+    of a private tag read without its VR (text such as b"1000\\8", or one binary float —
+    how Philips stores its b-value in implicit-VR files)."""
     if isinstance(value, bytes):
-        value = value.decode("ascii", "replace").split("\\")[0]
-    elif not isinstance(value, str | int | float) and hasattr(value, "__getitem__"):
+        text = value.decode("ascii", "replace").split("\\")[0].strip("\x00 ")
+        try:
+            return float(text)
+        except ValueError:
+            if len(value) == 4:
+                return float(struct.unpack("<f", value)[0])
+            return None
+    if not isinstance(value, str | int | float) and hasattr(value, "__getitem__"):
         value = value[0] if len(value) else None
     try:
         return None if value in (None, "") else float(value)
@@ -172,13 +180,23 @@ def instance_of(dataset: Any, path: Path) -> Instance:
     )
 
 
-def walk_files(root: Path) -> Iterator[Path]:
+def walk_files(root: Path, unreadable: list[str] | None = None,
+               relative_to: Path | None = None) -> Iterator[Path]:
     """Every regular file under ``root`` (or ``root`` itself), in a stable order; hidden
-    files and folders (``.DS_Store``, ``.git``) are skipped."""
+    files and folders (``.DS_Store``, ``.git``) are skipped. A folder that cannot be
+    listed is named in ``unreadable`` (relative to ``relative_to``) and the walk goes on."""
     if root.is_file():
         yield root
         return
-    for folder, folders, files in os.walk(root):
+
+    def failed(err: OSError) -> None:
+        if unreadable is not None:
+            where = Path(err.filename) if err.filename else root
+            shown = where.relative_to(relative_to) if relative_to and where.is_relative_to(
+                relative_to) else where
+            unreadable.append(f"{shown}: folder not readable ({err.strerror or err})")
+
+    for folder, folders, files in os.walk(root, onerror=failed):
         folders[:] = sorted(f for f in folders if not f.startswith("."))
         for name in sorted(files):
             if not name.startswith("."):
@@ -206,16 +224,23 @@ def scan_files(paths: Iterable[Path], progress: bool = False, relative_to: Path 
         except pydicom.errors.InvalidDicomError:
             scan.not_dicom += 1
             continue
+        except OSError as err:  # gone or not readable since the walk
+            scan.unreadable.append(f"{shown}: not readable ({err.strerror or type(err).__name__})")
+            continue
         except Exception as err:  # pydicom raises many kinds on a damaged file
             scan.unreadable.append(f"{shown}: unreadable DICOM ({type(err).__name__}: "
-                                   f"{str(err)[:120]})")
+                                   f"{str(err).replace(str(path), str(shown))[:120]})")
             continue
         sop_class = _text(dataset, "SOPClassUID") or _text(
             getattr(dataset, "file_meta", {}), "MediaStorageSOPClassUID")
         if sop_class == _DICOMDIR_CLASS:
             scan.not_mr_image["DICOMDIR"] += 1
             continue
-        if sop_class not in MR_IMAGE_CLASSES and _text(dataset, "Modality") != "MR":
+        # the SOP class decides (an MR spectroscopy or a Siemens report is Modality MR too);
+        # Modality only when a file has no class at all
+        is_image = sop_class in MR_IMAGE_CLASSES if sop_class else \
+            _text(dataset, "Modality") == "MR"
+        if not is_image:
             scan.not_mr_image[_text(dataset, "Modality") or sop_class or "unknown"] += 1
             continue
         record = series_of(dataset)
@@ -233,5 +258,8 @@ def scan_files(paths: Iterable[Path], progress: bool = False, relative_to: Path 
 def scan_tree(roots: Iterable[Path], progress: bool = False, relative_to: Path | None = None
               ) -> TreeScan:
     """:func:`scan_files` over every file under each of ``roots``."""
-    files = [path for root in roots for path in walk_files(root)]
-    return scan_files(files, progress, relative_to)
+    unreadable: list[str] = []
+    files = (path for root in roots for path in walk_files(root, unreadable, relative_to))
+    scan = scan_files(files, progress, relative_to)
+    scan.unreadable[:0] = unreadable
+    return scan

@@ -50,6 +50,15 @@ CASES = [
     (series("dADC"), "adc"),
     (series("T2W_TSE"), "t2"),
     (series("sT1W_3D_TFE", contrast_agent="Gadovist"), "t1c"),
+    (series("t1_se_tra_post"), "t1c"),
+    (series("T1 AX POST GAD"), "t1c"),
+    # pre-contrast T1s name the agent too, and "posterior" is not "post"
+    (series("T1 pre contrast"), "t1"),
+    (series("T1 AX PRE GAD"), "t1"),
+    (series("T1 non-contrast"), "t1"),
+    (series("T1 SE posterior fossa"), "t1"),
+    (series("t1_mprage_sag_w/o"), "t1"),
+    (series("T1_SE_pre", contrast_agent="Gadovist"), "t1"),
     # no name that says it: the headers decide
     (series("Sequence 7", scanning_sequence=("IR",), inversion_time=2200.0), "flair"),
     (series("Sequence 8", b_values=(0.0, 800.0)), "dwi"),
