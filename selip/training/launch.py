@@ -6,8 +6,9 @@ Three ways start a multi-process run, and each must end the whole run when one r
   cluster environment): rank 0 is the process the user started and it starts ranks
   1…N-1 itself by re-running a command line. Lightning builds that command from
   ``sys.argv``, which is wrong whenever selip's training is entered from Python (tests,
-  benchmarks, ``selip.experiments``) and was wrong in ``selip fit`` itself. selip gives
-  the children the exact command instead: ``python -m selip.cli <the same arguments>``.
+  benchmarks, ``selip.experiments``) and was wrong in ``selip fit`` itself. For the run,
+  selip makes the process look as if started by ``python -m selip.cli <the same
+  arguments>``, which is what Lightning then gives the children.
   Lightning's observer of the children names a PID, polls every 5 s and SIGKILLs rank 0
   without a word on the console; selip's names the rank, says how it ended and exits
   rank 0 with status 1. Each child also watches its parent, so killing rank 0 does not
@@ -16,9 +17,9 @@ Three ways start a multi-process run, and each must end the whole run when one r
   fails (``srun --kill-on-bad-exit=1`` in selip's sbatch scripts); selip only names the
   rank in its own error line (:func:`rank_label`).
 
-Nothing here imports Lightning at module level: :func:`lightning_launcher` patches the two
-Lightning functions for the duration of a run (checked to exist by
-:mod:`selip.training.lightning_compat`).
+Nothing here imports Lightning at module level: :func:`lightning_launcher` replaces
+Lightning's observer for the duration of a run (checked to exist by
+:mod:`selip.training.lightning_compat`, and by behaviour in the launcher tests).
 """
 
 from __future__ import annotations
@@ -74,12 +75,6 @@ def describe_exit(returncode: int) -> str:
         except ValueError:
             return f"was killed by signal {-returncode}"
     return f"exited with status {returncode}"
-
-
-def child_command(argv: Sequence[str]) -> list[str]:
-    """The command that starts one more rank of ``selip <argv>`` (Lightning adds
-    ``LOCAL_RANK`` etc. to its environment)."""
-    return [sys.executable, "-m", "selip.cli", *argv]
 
 
 def failed_children(wait_seconds: float = 0.0) -> list[tuple[int, int]]:
@@ -146,16 +141,46 @@ def _observe(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 @contextlib.contextmanager
-def lightning_launcher(argv: Sequence[str]) -> Iterator[None]:
-    """While a training command runs: Lightning's launcher starts the other ranks with
-    :func:`child_command` and watches them with :class:`ChildRankObserver`."""
-    from lightning.pytorch.strategies.launchers import subprocess_script as launcher
+def started_as_selip_cli(argv: Sequence[str]) -> Iterator[None]:
+    """For the block, this process looks as if it had been started as ``python -m
+    selip.cli <argv>``: ``sys.argv`` and ``__main__.__spec__``, which is all Lightning's
+    subprocess launcher reads to start each further rank with the command that started
+    this one. No Lightning function is replaced. Tested by
+    tests/training/test_launchers.py::test_two_ranks_started_from_python_train_the_same_steps
+    (a run entered from ``python -c``, whose own command line could start no rank)."""
+    import importlib.util
 
-    saved = launcher._basic_subprocess_cmd, launcher._launch_process_observer
-    launcher._basic_subprocess_cmd = lambda: child_command(argv)
-    launcher._launch_process_observer = _observe  # type: ignore[assignment]
+    import __main__
+
+    spec = importlib.util.find_spec("selip.cli")
+    saved_argv, saved_spec = sys.argv, getattr(__main__, "__spec__", None)
+    sys.argv = [spec.origin if spec and spec.origin else "selip", *argv]
+    __main__.__spec__ = spec
     try:
         yield
+    finally:
+        sys.argv = saved_argv
+        __main__.__spec__ = saved_spec
+
+
+@contextlib.contextmanager
+def lightning_launcher(argv: Sequence[str]) -> Iterator[None]:
+    """While a training command runs: Lightning's launcher starts the other ranks as
+    ``python -m selip.cli <argv>`` (:func:`started_as_selip_cli`) and selip watches them
+    with :class:`ChildRankObserver`.
+
+    The observer replaces Lightning's private ``_launch_process_observer`` — the one
+    private function selip still replaces, because Lightning offers no public way to
+    watch the ranks it starts. Its behaviour is what the tests check, not only its name:
+    tests/training/test_launchers.py::test_a_killed_rank_1_ends_the_run_naming_it and
+    ::test_an_exception_on_rank_1_only_ends_the_run_naming_rank_1."""
+    from lightning.pytorch.strategies.launchers import subprocess_script as launcher
+
+    saved = launcher._launch_process_observer
+    launcher._launch_process_observer = _observe  # type: ignore[assignment]
+    try:
+        with started_as_selip_cli(argv):
+            yield
     except Exception as err:
         # Rank 0 failed: the children wait in a collective for it, so they are stopped;
         # when one of them died first, that is the cause to report.
@@ -168,7 +193,7 @@ def lightning_launcher(argv: Sequence[str]) -> Iterator[None]:
                              f"({type(err).__name__}: {err})") from err
         raise
     finally:
-        launcher._basic_subprocess_cmd, launcher._launch_process_observer = saved
+        launcher._launch_process_observer = saved
         _children.clear()
 
 

@@ -8,7 +8,6 @@ atomically and carry the resolved config.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
@@ -30,7 +29,7 @@ from selip.training.launch import lightning_launcher, watch_parent
 from selip.training.lightning_compat import check_lightning
 from selip.training.resume import find_last_checkpoint, slurm_version
 
-check_lightning()  # SelipCLI overrides a private hook; fail here rather than silently
+check_lightning()  # selip replaces a private launcher function; fail here, not silently
 
 #: ``--ckpt_path`` values that Lightning resolves itself (``last`` is selip's, see below).
 _CKPT_KEYWORDS = ("best", "hpc", "registry")
@@ -41,6 +40,20 @@ def _say(message: str) -> None:
     print(f"selip: {message}", flush=True)
 
 
+def _require_readable_checkpoint(path: str) -> None:
+    """Raise :class:`CheckpointError` when ``path`` is missing or not a readable checkpoint
+    (reads the archive's index only: ``mmap`` loads no tensor data)."""
+    import torch
+
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except UNREADABLE_CHECKPOINT_ERRORS as err:
+        raise CheckpointError(f"not a readable checkpoint: {path} ({err}); was it truncated "
+                              "by a full disk or a copy that did not finish?") from None
+
+
 class SelipCLI(LightningCLI):
     """LightningCLI that records the resolved config in every checkpoint."""
 
@@ -49,31 +62,30 @@ class SelipCLI(LightningCLI):
         # (`last_checkpoint:` in a config, or --last_checkpoint.every_minutes ...).
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
 
-    def _parse_ckpt_path(self) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then settle ``--ckpt_path`` from selip's own arguments — before Lightning
+        reads the checkpoint's hyper-parameters into the config: route it to tasks that
+        start from another task's checkpoint, resolve ``last`` to the run's newest
+        ``last.ckpt``, and refuse a path that is missing or unreadable with one line."""
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         section: Any = self.config.get(subcommand) if subcommand else None
         if section is None:
-            return super()._parse_ckpt_path()
+            return
         self._route_ckpt_path_to_task(section)
         if subcommand == "fit":
             self._continue_run(section)
         path = section.get("ckpt_path")
         if path and path not in _CKPT_KEYWORDS and path != "last":
-            if not Path(path).is_file():
-                raise CheckpointError(f"checkpoint not found: {path}")
-            try:
-                super()._parse_ckpt_path()
-            except UNREADABLE_CHECKPOINT_ERRORS as err:
-                raise CheckpointError(f"not a readable checkpoint: {path} ({err}); was it "
-                                      "truncated by a full disk or a copy that did not "
-                                      "finish?") from None
+            _require_readable_checkpoint(path)
+
+    def before_instantiate_classes(self) -> None:
+        """After Lightning has read the checkpoint's hyper-parameters over the config."""
+        subcommand = self.config.get("subcommand")
+        section: Any = self.config.get(subcommand) if subcommand else None
+        path = section.get("ckpt_path") if section is not None else None
+        if path and path not in _CKPT_KEYWORDS and Path(path).is_file():
             self._keep_recorded_norm(path)
-            return None
-        super()._parse_ckpt_path()
-        resolved = section.get("ckpt_path")
-        if resolved and Path(resolved).is_file():
-            self._keep_recorded_norm(resolved)
-        return None
 
     def _keep_recorded_norm(self, path: str) -> None:
         """Lightning re-parses a checkpoint's hyper-parameters over the config, and a record
@@ -84,7 +96,7 @@ class SelipCLI(LightningCLI):
 
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         record = (checkpoint.get("hyper_parameters") or {}).get("image_encoder")
-        section: Any = self.config.get(self.config.get("subcommand"))  # parsed anew above
+        section: Any = self.config.get(self.config.get("subcommand"))  # hparams read in
         init_args: Any = getattr(section.get("model"), "init_args", None)
         encoder: Any = init_args.get("image_encoder") if init_args is not None else None
         if not isinstance(record, dict) or "norm" in record or encoder is None:
@@ -192,19 +204,15 @@ def training_cli(argv: list[str], callbacks: list[pl.Callback] | None = None) ->
     ``callbacks`` are added to the config's (for benchmarks and experiments).
 
     The ranks that Lightning's launcher starts (``--trainer.devices N --trainer.strategy
-    ddp``) run exactly ``python -m selip.cli <argv>``, whoever called this (see
-    :mod:`selip.training.launch`); ``sys.argv`` is not what they run, and LightningCLI warns when it
-    holds arguments beside ``args``, so it is just the program meanwhile."""
+    ddp``) run exactly ``python -m selip.cli <argv>``, whoever called this: for the run,
+    the process looks to Lightning as if it had been started that way (see
+    :mod:`selip.training.launch`), and LightningCLI reads ``argv`` from there."""
     watch_parent()
-    saved, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        with lightning_launcher(argv):
-            return SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
-                            subclass_mode_model=True, args=argv,
-                            trainer_defaults={"callbacks": callbacks} if callbacks else None,
-                            save_config_kwargs={"overwrite": True})
-    finally:
-        sys.argv = saved
+    with lightning_launcher(argv):  # sys.argv is ``selip.cli <argv>`` meanwhile
+        return SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
+                        subclass_mode_model=True, args=None,
+                        trainer_defaults={"callbacks": callbacks} if callbacks else None,
+                        save_config_kwargs={"overwrite": True})
 
 
 def run_training_cli(argv: list[str]) -> int:
@@ -212,6 +220,3 @@ def run_training_cli(argv: list[str]) -> int:
     training_cli(argv)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(run_training_cli(sys.argv[1:]))

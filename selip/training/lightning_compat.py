@@ -1,23 +1,26 @@
-"""The private Lightning hooks selip relies on, checked once at import.
+"""The one private Lightning function selip relies on, checked once at import.
 
-selip overrides ``LightningCLI._parse_ckpt_path`` (``--ckpt_path last``, checkpoint
-routing for zero-shot) and replaces two functions of Lightning's subprocess launcher
-(:mod:`selip.training.launch`). They are private: a Lightning release without them would make those
-features silently do nothing, so their absence is an error that says what to install.
-``pyproject.toml`` requires the first release that has all three (2.5.5).
+selip replaces ``_launch_process_observer`` of Lightning's subprocess launcher
+(:mod:`selip.training.launch`): Lightning's observer kills rank 0 without a word when
+another rank dies, and no public hook lets a program watch the ranks Lightning starts. A
+release without the function would make selip's observer silently do nothing, so its
+absence is an error that says what to install; the launcher tests check the behaviour
+itself. Everything else selip needs from Lightning is public: ``--ckpt_path`` is settled
+in ``LightningCLI.parse_arguments``, and the ranks are started with the command Lightning
+reads from ``sys.argv`` and ``__main__.__spec__``. ``pyproject.toml`` pins the tested
+range of releases.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-#: The oldest Lightning release with every hook below (``_parse_ckpt_path`` came in 2.5.5).
+#: The oldest Lightning release selip is tested with (it reads a checkpoint's
+#: hyper-parameters into the config, which selip's old-checkpoint handling expects).
 MIN_LIGHTNING = "2.5.5"
 
 #: (module, attribute) pairs that must exist.
 REQUIRED_HOOKS = (
-    ("lightning.pytorch.cli", "LightningCLI._parse_ckpt_path"),
-    ("lightning.pytorch.strategies.launchers.subprocess_script", "_basic_subprocess_cmd"),
     ("lightning.pytorch.strategies.launchers.subprocess_script", "_launch_process_observer"),
 )
 

@@ -87,6 +87,19 @@ def test_two_ranks_train_the_same_steps_and_end_with_status_0(launcher, tiny_coh
     assert "final validation metrics" in output
 
 
+def test_two_ranks_started_from_python_train_the_same_steps(tiny_cohort, tmp_path):
+    """Training entered from Python (a notebook, a benchmark, ``python -c``): this
+    process's own command line could start no rank, yet Lightning's launcher must start
+    rank 1 with the same training command."""
+    args = _fit_args(tiny_cohort(n=16), tmp_path)
+    code = f"from selip.training.lightning_cli import training_cli; training_cli({args!r})"
+    proc, log = _start([sys.executable, "-c", code], tmp_path)
+    output = _finish(proc, log)
+    assert proc.returncode == 0, output[-4000:]
+    assert _steps_by_rank(tmp_path) == {0: list(range(1, STEPS + 1)),
+                                        1: list(range(1, STEPS + 1))}, output[-4000:]
+
+
 @pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
 def test_an_exception_on_rank_1_only_ends_the_run_naming_rank_1(launcher, tiny_cohort,
                                                                   tmp_path):
