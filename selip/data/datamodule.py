@@ -19,6 +19,7 @@ from selip.data.augment import AugmentSettings, augment_batch, step_generator
 from selip.data.batch_similarity import BatchSimilarity
 from selip.data.cache import VolumeCache
 from selip.data.dataset import Pair, PairDataset
+from selip.data.defaults import TEXT_INPUT
 from selip.data.description import DataDescription, train_report_counts
 from selip.data.intensity import IntensityScheme
 from selip.data.manifest import Manifest, ManifestError, read_manifest
@@ -159,8 +160,8 @@ class SelipDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
-        text_model: str | None = None,
-        max_length: int = 256,
+        text_model: str | None = TEXT_INPUT.text_model,
+        max_length: int = TEXT_INPUT.max_length,
         normal_report_text: str = NORMAL_REPORT_TEXT,
         augment: AugmentSettings | None = None,
         require_label: bool = False,
@@ -171,7 +172,7 @@ class SelipDataModule(pl.LightningDataModule):
         stack_sequences: bool = False,
         shuffle_seed: int | None = None,
         label_seed: int | None = None,
-        similarity: str | SimilarityConfig | None = "english",
+        similarity: str | SimilarityConfig | None = TEXT_INPUT.similarity,
         similarity_block_rows: int = 512,
         similarity_mode: SimilarityMode = "auto",
         similarity_top_k: int | None = None,

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from selip.inference.model import PretrainedSelip
 from selip.io.atomic import atomic_open
+from selip.models.scoring import scaled_similarity
 
 
 @dataclass
@@ -204,13 +205,14 @@ def search(model: PretrainedSelip, embeddings: Embeddings, text: str | None = No
     if (text is None) == (image is None):
         raise ValueError("give exactly one of a text or an image to search with")
     if text is not None:
-        query = model.encode_texts([text])[0].numpy()
-        scores = embeddings.image @ query
-        rows = np.arange(len(scores))
+        query, candidates = model.encode_texts([text]), embeddings.image
+        rows = np.arange(len(candidates))
     else:
-        query = model.encode_images([image])[0].numpy()  # type: ignore[list-item]
+        query = model.encode_images([image])  # type: ignore[list-item]
         _, first = np.unique(embeddings.report_id, return_index=True)
         rows = np.sort(first)
-        scores = embeddings.text[rows] @ query
+        candidates = embeddings.text[rows]
+    scores = scaled_similarity(torch.from_numpy(np.asarray(candidates, np.float32)),
+                               query.float().cpu(), model.logit_scale)[:, 0].numpy()
     order = np.argsort(-scores, kind="stable")[:top]
-    return [(float(model.logit_scale * scores[i]), int(rows[i])) for i in order]
+    return [(float(scores[i]), int(rows[i])) for i in order]

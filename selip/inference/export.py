@@ -85,7 +85,7 @@ def _write(folder: Path, model: SelipModel, settings: ModelSettings,
     load_tokenizer(tokenizer_source).save_pretrained(text_dir)
     stored = asdict(settings)
     stored["extra"].update(source_checkpoint=source.name,
-                           logit_scale=float(model.logit_scale()))
+                           logit_scale=float(model.logit_scale().detach()))
     stored.update(format=EXPORT_FORMAT, weights_sha256=sha256_file(folder / WEIGHTS_FILE))
     (folder / CONFIG_FILE).write_text(json.dumps(stored, indent=2, default=str))
     (folder / "README.md").write_text(model_card(settings, checkpoint))

@@ -15,11 +15,13 @@ from typing import Any
 import torch
 import yaml
 
+from selip.data.defaults import TEXT_INPUT
 from selip.data.preprocess import LEGACY_INTENSITY, PreprocessSettings
 from selip.inference.model import PretrainedSelip
-from selip.io.checkpoints import CheckpointError, load_checkpoint
+from selip.io.checkpoints import CheckpointError, load_checkpoint, pretraining_sequences
 from selip.io.fingerprint import sha256_file
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
+from selip.models.selip_model import DUAL_ENCODER
 from selip.text.tokenizer import load_tokenizer
 
 #: Files of an exported folder.
@@ -28,16 +30,18 @@ WEIGHTS_FILE = "model.safetensors"
 TEXT_MODEL_DIR = "text_model"
 _MODEL_PREFIX = "model."
 _PREPROCESS = PreprocessSettings()  # the datamodule's preprocessing defaults
-#: The datamodule's defaults, for checkpoints whose recorded config leaves a key out. A
-#: recorded config holds every data setting of its release, so a missing ``intensity``
-#: means a release before the setting, whose only scheme was the percentile clip.
+#: The datamodule's defaults (from the dataclasses it takes them from), for checkpoints
+#: whose recorded config leaves a key out. A recorded config holds every data setting of
+#: its release, so a missing ``intensity`` means a release before the setting, whose only
+#: scheme was the percentile clip.
 _DATA_DEFAULTS: dict[str, Any] = {"spacing": list(_PREPROCESS.spacing),
                                   "shape": list(_PREPROCESS.shape),
                                   "intensity": LEGACY_INTENSITY,
                                   "intensity_percentiles": list(_PREPROCESS.percentiles),
                                   "first_volume_of_4d": _PREPROCESS.first_volume_of_4d,
-                                  "max_length": 256, "text_model": None,
-                                  "similarity": "english"}
+                                  "max_length": TEXT_INPUT.max_length,
+                                  "text_model": TEXT_INPUT.text_model,
+                                  "similarity": TEXT_INPUT.similarity}
 
 
 class InferenceError(ValueError):
@@ -99,14 +103,19 @@ def settings_from_checkpoint(checkpoint: Mapping[str, Any], path: Path) -> Model
         data.update(spacing=done["spacing"], shape=done["shape"], intensity=done["intensity"],
                     intensity_percentiles=done["percentiles"],
                     first_volume_of_4d=done["first_volume_of_4d"])
-    sequences = record.get("sequences")
+    sequence_embedding = bool(hp.get("sequence_embedding", DUAL_ENCODER.sequence_embedding))
+    try:  # the recorded order, or the run config's data.sequences for older checkpoints
+        sequences = pretraining_sequences(checkpoint, required=sequence_embedding)
+    except ValueError as err:
+        raise InferenceError(f"{path}: {err}") from None
     return ModelSettings(
         image_encoder=dict(hp["image_encoder"]), text_encoder=dict(hp["text_encoder"]),
-        embed_dim=int(hp.get("embed_dim", 512)), temperature=float(hp.get("temperature", 0.07)),
-        max_logit_scale=float(hp.get("max_logit_scale", 100.0)),
-        learn_logit_scale=bool(hp.get("learn_logit_scale", True)),
-        sequence_embedding=bool(hp.get("sequence_embedding", False)),
-        max_sequences=int(hp.get("max_sequences", 16)),
+        embed_dim=int(hp.get("embed_dim", DUAL_ENCODER.embed_dim)),
+        temperature=float(hp.get("temperature", DUAL_ENCODER.temperature)),
+        max_logit_scale=float(hp.get("max_logit_scale", DUAL_ENCODER.max_logit_scale)),
+        learn_logit_scale=bool(hp.get("learn_logit_scale", DUAL_ENCODER.learn_logit_scale)),
+        sequence_embedding=sequence_embedding,
+        max_sequences=int(hp.get("max_sequences", DUAL_ENCODER.max_sequences)),
         preprocess={k: data[k] for k in ("spacing", "shape", "intensity",
                                          "intensity_percentiles", "first_volume_of_4d")},
         max_length=int(data["max_length"]), text_model=data["text_model"],
@@ -139,6 +148,55 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+@dataclass
+class TrainedModel:
+    """A trained SeLIP model as read from a checkpoint or an export: the dual encoder
+    (weights checked against the recorded architecture), the settings it was trained
+    with, and where its tokenizer is."""
+
+    model: SelipModel
+    settings: ModelSettings
+    source: Path
+    text_model_dir: Path | None = None  # an export's own copy of the text model
+
+    def tokenizer(self) -> Any:
+        """The tokenizer the model was trained with (its added tokens included)."""
+        name = str(self.text_model_dir) if self.text_model_dir is not None else (
+            self.settings.text_model or self.settings.text_encoder.get("model"))
+        return load_tokenizer(name, self.settings.text_encoder.get("added_tokens", []))
+
+    @property
+    def preprocess(self) -> PreprocessSettings:
+        return self.settings.preprocess_settings()
+
+    @property
+    def intensity(self) -> str:
+        return str(self.settings.preprocess.get("intensity", LEGACY_INTENSITY))
+
+
+def read_trained_model(path: str | Path) -> TrainedModel:
+    """The one reader of a trained model: a pretraining checkpoint (``.ckpt``) or a
+    ``selip export`` folder, checked, on the CPU. ``selip.load``, the downstream tasks
+    and zero-shot all read through here.
+
+    Raises:
+        InferenceError: missing, not a selip checkpoint or export, a pickle payload, a
+            weight file that is missing, altered, or does not fit the recorded architecture.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return _read_export(path)
+    if not path.exists():
+        raise InferenceError(f"not found: {path}")
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as err:
+        raise InferenceError(f"{err} (a selip pretraining checkpoint or a selip export "
+                             "folder is needed)") from None
+    settings = settings_from_checkpoint(checkpoint, path)
+    return TrainedModel(model_from_checkpoint(checkpoint, settings, path), settings, path)
+
+
 def load(path: str | Path, device: str | torch.device | None = None) -> PretrainedSelip:
     """A SeLIP model from a pretraining checkpoint (``.ckpt``) or an exported folder.
 
@@ -150,22 +208,10 @@ def load(path: str | Path, device: str | torch.device | None = None) -> Pretrain
         InferenceError: missing, not a selip checkpoint or export, a pickle payload, a
             weight file that is missing or altered (its sha256 is in ``config.json``).
     """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        return _load_export(path, _device(device))
-    if not path.exists():
-        raise InferenceError(f"not found: {path}")
-    try:
-        checkpoint = load_checkpoint(path)
-    except CheckpointError as err:
-        raise InferenceError(f"{err} (selip.load takes a selip pretraining checkpoint or a "
-                             "selip export folder)") from None
-    settings = settings_from_checkpoint(checkpoint, path)
-    model = model_from_checkpoint(checkpoint, settings, path)
-    tokenizer = load_tokenizer(settings.text_model or settings.text_encoder.get("model"),
-                               settings.text_encoder.get("added_tokens", []))
-    return PretrainedSelip(model, tokenizer, settings.preprocess_settings(),
-                           settings.max_length, settings.sequences, _device(device))
+    trained = read_trained_model(path)
+    return PretrainedSelip(trained.model, trained.tokenizer(), trained.preprocess,
+                           trained.settings.max_length, trained.settings.sequences,
+                           _device(device))
 
 
 def read_export_settings(folder: Path) -> tuple[ModelSettings, str]:
@@ -182,7 +228,7 @@ def read_export_settings(folder: Path) -> tuple[ModelSettings, str]:
         raise InferenceError(f"{config_path} is not a selip export config ({err})") from None
 
 
-def _load_export(folder: Path, device: torch.device) -> PretrainedSelip:
+def _read_export(folder: Path) -> TrainedModel:
     from safetensors.torch import load_file
 
     settings, digest = read_export_settings(folder)
@@ -195,9 +241,7 @@ def _load_export(folder: Path, device: torch.device) -> PretrainedSelip:
     text_dir = folder / TEXT_MODEL_DIR
     model = settings.build_model(text_dir)
     _load_weights(model, load_file(str(weights_path)), weights_path)
-    tokenizer = load_tokenizer(str(text_dir), settings.text_encoder.get("added_tokens", []))
-    return PretrainedSelip(model, tokenizer, settings.preprocess_settings(),
-                           settings.max_length, settings.sequences, device)
+    return TrainedModel(model, settings, folder, text_dir)
 
 
 def _load_weights(model: SelipModel, weights: Mapping[str, torch.Tensor], source: Path) -> None:

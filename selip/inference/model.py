@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from selip.data.nifti import VolumeError, checked_volume, load_volume, volume_from_image
 from selip.data.preprocess import PreprocessSettings, preprocess_loaded
 from selip.models import SelipModel
+from selip.models.scoring import class_prototypes, scaled_similarity
 from selip.text.tokenizer import tokenize
 
 #: What :meth:`PretrainedSelip.preprocess` takes: a NIfTI path, an open nibabel image,
@@ -170,8 +171,8 @@ class PretrainedSelip:
     def similarity(self, images: Sequence[ImageInput] | torch.Tensor, texts: Sequence[str],
                    sequence: str | None = None) -> torch.Tensor:
         """(N_images, N_texts) scaled logits s · cos(image, text), as in training."""
-        return self.logit_scale * self.encode_images(images, sequence=sequence) \
-            @ self.encode_texts(texts).T
+        return scaled_similarity(self.encode_images(images, sequence=sequence),
+                                 self.encode_texts(texts), self.logit_scale)
 
     def zero_shot(self, images: Sequence[ImageInput] | torch.Tensor,
                   prompts: Mapping[str, Sequence[str]], sequence: str | None = None
@@ -181,7 +182,7 @@ class PretrainedSelip:
         if not prompts or any(not list(p) for p in prompts.values()):
             raise ValueError("prompts must give at least one prompt text for every class")
         names = list(prompts)
-        vectors = torch.stack([torch.nn.functional.normalize(
-            self.encode_texts(list(prompts[n])).mean(0), dim=-1) for n in names])
-        logits = self.logit_scale * self.encode_images(images, sequence=sequence) @ vectors.T
+        vectors = class_prototypes([self.encode_texts(list(prompts[n])) for n in names])
+        logits = scaled_similarity(self.encode_images(images, sequence=sequence), vectors,
+                                   self.logit_scale)
         return names, logits.softmax(-1)

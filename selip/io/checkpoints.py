@@ -12,10 +12,12 @@ from __future__ import annotations
 import pickle
 import subprocess
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from selip._version import __version__
 from selip.io.fingerprint import sha256_file
@@ -75,3 +77,33 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "selip" not in checkpoint:
         raise CheckpointError(f"not a selip checkpoint (no state_dict/selip record): {path}")
     return checkpoint
+
+
+def pretraining_sequences(checkpoint: Mapping[str, Any], required: bool
+                          ) -> dict[str, int] | None:
+    """The sequence name → index map a pretraining checkpoint's sequence embedding uses.
+
+    ``checkpoint["selip"]["sequences"]`` since selip stores it. Older checkpoints fall
+    back to the run's recorded config (``checkpoint["selip"]["config"]``): its
+    ``data.sequences`` list is the order the datamodule numbered the sequences in. Without
+    that list (unset, the datamodule numbered the manifest's sequence columns, which the
+    checkpoint does not record) or without a config, the order is unknown: None, or with
+    ``required`` (the sequence embedding is on) a ValueError, since a guess would silently
+    add another sequence's vector to every image.
+    """
+    record = checkpoint.get("selip") or {}
+    stored = record.get("sequences")
+    if isinstance(stored, Mapping) and stored:
+        return {str(name): int(index) for name, index in stored.items()}
+    config = record.get("config")
+    data = (yaml.safe_load(config) or {}).get("data") if isinstance(config, str) else None
+    listed = data.get("sequences") if isinstance(data, Mapping) else None
+    if isinstance(listed, list) and listed:
+        return {str(name).lower(): index for index, name in enumerate(listed)}
+    if required:
+        raise ValueError("the pretraining checkpoint records no sequence order (it predates "
+                         "checkpoint['selip']['sequences'] and its config lists no "
+                         "data.sequences), so its sequence embedding cannot be matched to "
+                         "this run's sequences by name; store the pretraining run's order "
+                         "there, e.g. {'t1': 0, 'flair': 1} for data.sequences [t1, flair]")
+    return None

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from selip.models.heads import LogitScale, Projection
 from selip.models.image_encoder import ImageEncoder, ImageEncoderConfig
 from selip.models.text_encoder import TextEncoder, TextEncoderConfig
+
+
+@dataclass(frozen=True)
+class DualEncoderDefaults:
+    """The dual encoder's settings when nothing sets them: pretraining's defaults, and what
+    a checkpoint that does not record a setting was trained with (one source for both)."""
+
+    embed_dim: int = 512
+    temperature: float = 0.07
+    max_logit_scale: float = 100.0
+    learn_logit_scale: bool = True
+    sequence_embedding: bool = False
+    max_sequences: int = 16
+
+
+DUAL_ENCODER = DualEncoderDefaults()
 
 
 class SelipModel(nn.Module):
@@ -25,10 +43,13 @@ class SelipModel(nn.Module):
             before projection (off by default: one encoder serves all sequences).
     """
 
-    def __init__(self, image: ImageEncoderConfig, text: TextEncoderConfig, embed_dim: int = 512,
-                 temperature: float = 0.07, max_logit_scale: float = 100.0,
-                 learn_logit_scale: bool = True, num_sequences: int = 0,
-                 sequence_embedding: bool = False) -> None:
+    def __init__(self, image: ImageEncoderConfig, text: TextEncoderConfig,
+                 embed_dim: int = DUAL_ENCODER.embed_dim,
+                 temperature: float = DUAL_ENCODER.temperature,
+                 max_logit_scale: float = DUAL_ENCODER.max_logit_scale,
+                 learn_logit_scale: bool = DUAL_ENCODER.learn_logit_scale,
+                 num_sequences: int = 0,
+                 sequence_embedding: bool = DUAL_ENCODER.sequence_embedding) -> None:
         super().__init__()
         if embed_dim < 1:
             raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")

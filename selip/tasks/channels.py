@@ -12,11 +12,11 @@ run's ``data.sequences`` order, which its checkpoint stores as a name → index 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
-import yaml
 
+from selip.io.checkpoints import pretraining_sequences as pretraining_sequences  # re-export
 from selip.models import ImageEncoder
 from selip.models.image_encoder import match_input_channels
 
@@ -40,34 +40,6 @@ def require_single_channel(data: DataDescription, task: str) -> None:
                          "classification and segmentation tasks)")
 
 
-def pretraining_sequences(checkpoint: Mapping[str, Any], required: bool
-                          ) -> dict[str, int] | None:
-    """The sequence name → index map a pretraining checkpoint's sequence embedding uses.
-
-    ``checkpoint["selip"]["sequences"]`` since selip stores it. Older checkpoints fall
-    back to the run's recorded config (``checkpoint["selip"]["config"]``): its
-    ``data.sequences`` list is the order the datamodule numbered the sequences in. Without
-    that list (unset, the datamodule numbered the manifest's sequence columns, which the
-    checkpoint does not record) or without a config, the order is unknown: None, or with
-    ``required`` (the sequence embedding is on) a ValueError, since a guess would silently
-    add another sequence's vector to every image.
-    """
-    record = checkpoint.get("selip") or {}
-    stored = record.get("sequences")
-    if isinstance(stored, Mapping) and stored:
-        return {str(name): int(index) for name, index in stored.items()}
-    config = record.get("config")
-    data = (yaml.safe_load(config) or {}).get("data") if isinstance(config, str) else None
-    listed = data.get("sequences") if isinstance(data, Mapping) else None
-    if isinstance(listed, list) and listed:
-        return {str(name).lower(): index for index, name in enumerate(listed)}
-    if required:
-        raise ValueError("the pretraining checkpoint records no sequence order (it predates "
-                         "checkpoint['selip']['sequences'] and its config lists no "
-                         "data.sequences), so its sequence embedding cannot be matched to "
-                         "this run's sequences by name; store the pretraining run's order "
-                         "there, e.g. {'t1': 0, 'flair': 1} for data.sequences [t1, flair]")
-    return None
 
 
 class SequenceIndex:

@@ -9,31 +9,26 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from selip.io.checkpoints import CheckpointError, load_checkpoint
+from selip.inference.loading import InferenceError, read_trained_model
+from selip.io.checkpoints import CheckpointError
 from selip.models import ImageEncoder, ImageEncoderConfig
 from selip.tasks.schedule import warmup_steps_of, warmup_then_decay
 
-_ENCODER_PREFIX = "model.image_encoder."
 #: Modes that start from a randomly initialised encoder (never from ``encoder_ckpt``'s weights).
 RANDOM_MODES = ("scratch", "random_linear")
 
 
 def load_pretrained_encoder(path: str) -> ImageEncoder:
-    """The image encoder of a SeLIP pretraining checkpoint (read with ``weights_only``).
+    """The image encoder of a SeLIP pretraining checkpoint or export, read by the one
+    reader of trained models (:func:`selip.inference.loading.read_trained_model`).
 
     Raises:
-        CheckpointError: not a selip pretraining checkpoint, or corrupt.
+        CheckpointError: not a selip pretraining checkpoint or export, or corrupt.
     """
-    checkpoint = load_checkpoint(path)
-    settings = checkpoint.get("hyper_parameters", {}).get("image_encoder")
-    weights = {k[len(_ENCODER_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
-               if k.startswith(_ENCODER_PREFIX)}
-    if not isinstance(settings, Mapping) or not weights:
-        raise CheckpointError(f"{path} holds no SeLIP image encoder (is it a pretraining "
-                              "checkpoint?)")
-    encoder = ImageEncoder(ImageEncoderConfig.from_record(settings))
-    encoder.load_state_dict(weights)
-    return encoder
+    try:
+        return read_trained_model(path).model.image_encoder
+    except InferenceError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def freeze_encoder(encoder: ImageEncoder) -> None:

@@ -27,6 +27,7 @@ from selip.metrics import (
     write_retrieval_outputs,
 )
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
+from selip.models.selip_model import DUAL_ENCODER
 from selip.profiling import SectionTimer
 from selip.similarity.lookup import SimilarityLookup
 from selip.tasks.base import BaseTask
@@ -89,12 +90,12 @@ class PretrainTask(BaseTask):
         self,
         image_encoder: ImageEncoderConfig | None = None,
         text_encoder: TextEncoderConfig | None = None,
-        embed_dim: int = 512,
-        temperature: float = 0.07,
-        max_logit_scale: float = 100.0,
-        learn_logit_scale: bool = True,
-        sequence_embedding: bool = False,
-        max_sequences: int = 16,
+        embed_dim: int = DUAL_ENCODER.embed_dim,
+        temperature: float = DUAL_ENCODER.temperature,
+        max_logit_scale: float = DUAL_ENCODER.max_logit_scale,
+        learn_logit_scale: bool = DUAL_ENCODER.learn_logit_scale,
+        sequence_embedding: bool = DUAL_ENCODER.sequence_embedding,
+        max_sequences: int = DUAL_ENCODER.max_sequences,
         kl_weight: float = 1.0,
         soft_target_eps: float = 1e-3,
         soft_target_norm: Literal["linear", "softmax"] = "linear",

@@ -7,35 +7,18 @@ class vectors with the pretrained logit scale. No training: ``selip test`` only.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from selip.io.checkpoints import CheckpointError, load_checkpoint
-from selip.models import SelipModel
+from selip.inference.loading import InferenceError, read_trained_model
+from selip.io.checkpoints import CheckpointError
+from selip.models.scoring import class_prototypes, scaled_similarity
 from selip.tasks.base import BaseTask
 from selip.tasks.channels import SequenceIndex, require_single_channel
 from selip.tasks.classify import classification_metrics
-from selip.tasks.compatibility import recorded_intensity, warn_if_scaling_differs
-from selip.text.tokenizer import load_tokenizer, tokenize
-
-
-def load_pretrained_model(path: str
-                          ) -> tuple[SelipModel, dict[str, Any], SequenceIndex, str | None]:
-    """The dual encoder of a SeLIP pretraining checkpoint, its hyper-parameters, its
-    sequence order (for a sequence embedding; see :class:`SequenceIndex`) and the intensity
-    scheme it was trained on."""
-    from selip.tasks.pretrain import PretrainTask
-
-    checkpoint = load_checkpoint(path)
-    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items()
-               if not k.startswith("_")}  # LightningCLI adds _class_path
-    if "text_encoder" not in hparams or "image_encoder" not in hparams:
-        raise CheckpointError(f"{path} is not a SeLIP pretraining checkpoint")
-    task = PretrainTask(**hparams)
-    task.load_state_dict(checkpoint["state_dict"])
-    task.on_load_checkpoint(checkpoint)
-    return task.model, hparams, task.sequence_index, recorded_intensity(checkpoint)
+from selip.tasks.compatibility import warn_if_scaling_differs
+from selip.text.tokenizer import tokenize
 
 
 class ZeroShotTask(BaseTask):
@@ -45,7 +28,8 @@ class ZeroShotTask(BaseTask):
     (``ckpt_path_argument``): the checkpoint is a pretraining one, not this task's.
 
     Args:
-        pretrain_ckpt: the SeLIP pretraining checkpoint (or ``--ckpt_path``).
+        pretrain_ckpt: the SeLIP pretraining checkpoint or ``selip export`` folder (or
+            ``--ckpt_path``), read like every trained model (``read_trained_model``).
         prompts: class name → prompt texts, e.g. ``{"normal": ["No abnormality
             detected."], "tumour": ["left frontal lobe: hyperintense signal with
             surrounding oedema", …]}``; every class of the data needs prompts.
@@ -63,9 +47,14 @@ class ZeroShotTask(BaseTask):
         if not prompts or any(not texts for texts in prompts.values()):
             raise ValueError("prompts must give at least one prompt text for every class")
         self.save_hyperparameters()
-        self.model, pretrain_hparams, self.sequence_index, self.pretrained_intensity = \
-            load_pretrained_model(pretrain_ckpt)
-        self.text_model: str | None = pretrain_hparams["text_encoder"].get("model")
+        try:
+            self.trained = read_trained_model(pretrain_ckpt)
+        except InferenceError as err:
+            raise CheckpointError(str(err)) from None
+        self.model = self.trained.model
+        settings = self.trained.settings
+        self.sequence_index = SequenceIndex(settings.sequences, settings.sequence_embedding)
+        self.pretrained_intensity: str | None = self.trained.intensity
         self.class_embeddings: torch.Tensor | None = None
 
     def setup_for_data(self, stage: str) -> None:
@@ -82,21 +71,20 @@ class ZeroShotTask(BaseTask):
 
     @torch.no_grad()
     def on_test_epoch_start(self) -> None:
-        tokenizer = load_tokenizer(self.text_model, self.model.text_encoder.added_tokens)
-        vectors = []
+        tokenizer = self.trained.tokenizer()
+        embedded = []
         for name in self.classes:
             ids, mask = tokenize(list(self.hparams["prompts"][name]), tokenizer,
                                  self.hparams["max_length"])
-            embedded = self.model.encode_text(ids.to(self.device), mask.to(self.device))
-            vectors.append(torch.nn.functional.normalize(embedded.mean(0), dim=-1))
-        self.class_embeddings = torch.stack(vectors)  # (C, E)
+            embedded.append(self.model.encode_text(ids.to(self.device), mask.to(self.device)))
+        self.class_embeddings = class_prototypes(embedded)  # (C, E)
 
     def evaluate_batch(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int
                        ) -> None:
         assert self.class_embeddings is not None
         image = self.model.encode_image(
             batch["image"], self.sequence_index(batch["sequence"], self.data.sequences or None))
-        logits = self.model.logit_scale() * image @ self.class_embeddings.T
+        logits = scaled_similarity(image, self.class_embeddings, self.model.logit_scale())
         self.test_metrics.update(logits.softmax(-1), batch["label"])
 
     def finish_evaluation(self, stage: str) -> None:

@@ -14,10 +14,10 @@ from torch.nn.modules.batchnorm import BatchNorm3d
 import selip
 from selip.cli import main
 from selip.data.preprocess import preprocess_volume
+from selip.inference.loading import read_trained_model
 from selip.models import ImageEncoderConfig
 from selip.tasks.compatibility import check_recorded_norm
 from selip.tasks.downstream import load_pretrained_encoder
-from selip.tasks.zeroshot import load_pretrained_model
 from tests.conftest import make_tiny_cohort
 from tests.tasks.conftest import ROOT, TINY_IMAGE, tiny_overrides
 
@@ -81,8 +81,9 @@ def test_every_reader_of_an_old_checkpoint_builds_batch_norm(old_and_new):
     _, recorded, old = old_and_new
     encoder = load_pretrained_encoder(str(old))  # downstream tasks
     assert encoder.config.norm == "batch"
-    model, _, _, intensity = load_pretrained_model(str(old))  # zero-shot
-    assert model.image_encoder.config.norm == "batch" and intensity == "percentile"
+    trained = read_trained_model(str(old))  # zero-shot and selip.load
+    assert trained.model.image_encoder.config.norm == "batch"
+    assert trained.intensity == "percentile"
     for name, value in load_pretrained_encoder(str(recorded)).state_dict().items():
         torch.testing.assert_close(encoder.state_dict()[name], value, rtol=0, atol=0)
 
