@@ -197,8 +197,7 @@ def _prepare_shard(datamodule: Any, config: Any, shard: Any) -> int:
 def similarity(argv: Sequence[str]) -> int:
     """``selip similarity --config CONFIG``: build or load the report-similarity table."""
     from selip.data.datamodule import SelipDataModule
-    from selip.similarity.per_batch import PerBatchSimilarity
-    from selip.similarity.table import SimilarityTable
+    from selip.similarity.describe import describe_lookup
 
     parser = _data_parser("selip similarity", (
         "Build (or load, when its key matches) the table of report similarity S over the "
@@ -215,71 +214,8 @@ def similarity(argv: Sequence[str]) -> int:
     except ValueError as err:
         return _fail(str(err))
     assert table is not None
-    if isinstance(table, SimilarityTable):
-        _describe_dense(table, report_table.texts, config.show)
-    elif isinstance(table, PerBatchSimilarity):
-        _describe_per_batch(table, report_table.texts, config.show)
-    else:
-        _describe_sparse(table, report_table.texts, config.show)
+    print(describe_lookup(table, report_table.texts, config.show))
     return 0
-
-
-def _describe_per_batch(table: Any, texts: list[str], show: int, sample: int = 1000) -> None:
-    """No table to read: S over (at most) ``sample`` texts drawn evenly, computed now."""
-    import numpy as np
-
-    picked = np.unique(np.linspace(0, len(table) - 1, min(sample, len(table))).astype(int)) \
-        if len(table) else np.zeros(0, int)
-    block = table.rows(picked, picked) if picked.size else np.zeros((0, 0), np.float32)
-    off = block[~np.eye(len(picked), dtype=bool)]
-    print(f"key      {table.key}\nformat   per_batch: no table; {len(table)} texts parsed "
-          f"into {len(table.parsed.findings.texts)} unique findings, S computed per batch\n"
-          f"reports  {len(table)} unique texts\n"
-          f"S        off-diagonal mean {off.mean() if off.size else 0:.3f} over "
-          f"{len(picked)} texts drawn evenly")
-    if show > 0 and len(picked) > 1:
-        _print_top_pairs(block, [texts[i] for i in picked], show)
-
-
-def _print_top_pairs(matrix: Any, texts: list[str], show: int) -> None:
-    """The ``show`` most similar pairs of distinct texts of a square S over ``texts``."""
-    import numpy as np
-
-    upper = np.triu(np.asarray(matrix, dtype=np.float32), k=1)
-    for flat in np.argsort(upper, axis=None)[::-1][:show]:
-        i, j = np.unravel_index(flat, upper.shape)
-        print(f"{upper[i, j]:.3f}  {texts[i]!r}  ~  {texts[j]!r}")
-
-
-def _describe_dense(table: Any, texts: list[str], show: int) -> None:
-    import numpy as np
-
-    off_diagonal = np.asarray(table.matrix, dtype=np.float32)[~np.eye(len(table), dtype=bool)]
-    print(f"key      {table.key}\npath     {table.path}\nreports  {len(table)} unique texts\n"
-          f"seconds  {table.info.build_seconds} (build)\n"
-          f"S        off-diagonal mean {off_diagonal.mean() if off_diagonal.size else 0:.3f}, "
-          f"zero {np.mean(off_diagonal == 0) if off_diagonal.size else 0:.1%}")
-    if show > 0 and len(table) > 1:
-        _print_top_pairs(table.matrix, texts, show)
-
-
-def _describe_sparse(table: Any, texts: list[str], show: int) -> None:
-    import numpy as np
-
-    neighbours = np.asarray(table.neighbours, dtype=np.int64)
-    values = np.asarray(table.values, dtype=np.float32)
-    others = neighbours != np.arange(len(table))[:, None]
-    kept = values[others]
-    print(f"key      {table.key}\nformat   top-{table.top_k} neighbours per report "
-          f"({table.nbytes / 2**20:.1f} MB)\nreports  {len(table)} unique texts\n"
-          f"seconds  {table.info.build_seconds} (build)\n"
-          f"S        kept off-diagonal mean {kept.mean() if kept.size else 0:.3f}")
-    if show > 0 and kept.size:
-        rows = np.nonzero(others)[0]
-        pairs = sorted({(float(v), min(i, j), max(i, j)) for v, i, j in
-                        zip(kept, rows, neighbours[others], strict=True)}, reverse=True)
-        for value, i, j in pairs[:show]:
-            print(f"{value:.3f}  {texts[i]!r}  ~  {texts[j]!r}")
 
 
 def export(argv: Sequence[str]) -> int:

@@ -20,15 +20,7 @@ import torch
 
 from selip.data.sampler import SampleKey, global_epoch_order
 from selip.similarity.per_batch import PerBatchSimilarity
-
-
-def column_checksum(report_ids: torch.Tensor) -> torch.Tensor:
-    """Σ_c (c + 1) · id_c over the gathered report ids (N,), an int64 scalar: equal sums
-    catch a batch whose columns are not the ones the worker scored (a reordering or another
-    step)."""
-    weights = torch.arange(1, len(report_ids) + 1, device=report_ids.device)
-    return (report_ids.long() * weights).sum()
-
+from selip.similarity.per_batch import column_checksum as column_checksum  # re-export
 
 #: ``(epoch, position) -> flipped``: the flip a training sample gets (the dataset's own,
 #: :meth:`selip.data.dataset.PairDataset.flipped`, so the two never disagree).

@@ -17,6 +17,7 @@ All implement the same protocol, so the tasks never ask which one they hold.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -56,6 +57,15 @@ class SimilarityLookup(Protocol):
 
     def place(self, device: torch.device | str, budget_bytes: int) -> bool:
         """Move the table to ``device`` when it fits ``budget_bytes``; True when placed."""
+        ...
+
+    def batch_rows(self, batch: Mapping[str, torch.Tensor], report_ids: torch.Tensor,
+                   column_ids: torch.Tensor) -> torch.Tensor:
+        """(b, N) float32 S rows of a step's batch: the one question a task asks."""
+        ...
+
+    def start_fit(self) -> None:
+        """A fit (or a resumed one) begins."""
         ...
 
 

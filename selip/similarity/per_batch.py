@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,14 @@ def load_or_build_parsed(root: str | Path, texts: list[str], config: SimilarityC
     return parsed, key, True
 
 
+def column_checksum(report_ids: torch.Tensor) -> torch.Tensor:
+    """Σ_c (c + 1) · id_c over the gathered report ids (N,), an int64 scalar: equal sums
+    catch a batch whose columns are not the ones the worker scored (a reordering or another
+    step)."""
+    weights = torch.arange(1, len(report_ids) + 1, device=report_ids.device)
+    return (report_ids.long() * weights).sum()
+
+
 class PerBatchSimilarity:
     """S between any report ids, computed when asked from the parsed reports.
 
@@ -157,6 +166,7 @@ class PerBatchSimilarity:
         # a small dense table over the evaluation splits' ids (keep_table_for)
         self._kept_ids: np.ndarray | None = None
         self._kept: np.ndarray | None = None
+        self._columns_checked = False
 
     @property
     def key(self) -> str:
@@ -202,6 +212,26 @@ class PerBatchSimilarity:
     def place(self, device: torch.device | str, budget_bytes: int) -> bool:
         """Nothing to place: S is computed per batch (in the loader workers for training)."""
         return False
+
+    def batch_rows(self, batch: Mapping[str, torch.Tensor], report_ids: torch.Tensor,
+                   column_ids: torch.Tensor) -> torch.Tensor:
+        """(b, N) float32 S rows of a step: a training batch carries the rows its loader
+        worker computed (``similarity_bits``) — checked once per fit against the columns
+        the step gathered (one host sync) —, any other batch is looked up."""
+        if "similarity_bits" not in batch:
+            return self.lookup(report_ids, column_ids)
+        if not self._columns_checked:
+            self._columns_checked = True
+            if int(batch["similarity_check"][0]) != int(column_checksum(column_ids)):
+                raise RuntimeError(
+                    "the loader workers computed S for other reports than this step "
+                    "gathered (similarity_mode: per_batch needs selip's training sampler and "
+                    "whole batches in its order); use data.similarity_mode table")
+        return batch["similarity_bits"].view(torch.float16).float()
+
+    def start_fit(self) -> None:
+        """A fit (or a resumed one) begins: its first training batch is checked again."""
+        self._columns_checked = False
 
 
 def _all_found(sorted_ids: np.ndarray, wanted: np.ndarray, at: np.ndarray) -> bool:

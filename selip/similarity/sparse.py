@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from selip.io.atomic import atomic_files, atomic_write_text
 from selip.similarity.config import SimilarityConfig
 from selip.similarity.engine import SimilarityEngine
+from selip.similarity.rows import LooksUpBatchRows
 from selip.similarity.table import TableInfo, array_digest, table_key
 
 _INDEX = np.dtype(np.int32)
@@ -61,7 +62,7 @@ def top_k_rows(block: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     return columns.astype(_INDEX), values.astype(_VALUE)
 
 
-class SparseSimilarityTable:
+class SparseSimilarityTable(LooksUpBatchRows):
     """A built top-k table; ``lookup`` gives the (symmetrised) S submatrix of a batch."""
 
     def __init__(self, info: TableInfo, neighbours: np.ndarray, values: np.ndarray) -> None:

@@ -28,6 +28,7 @@ from selip.io.fingerprint import settings_digest
 from selip.similarity.config import SimilarityConfig
 from selip.similarity.embedding import model_identity
 from selip.similarity.engine import SimilarityEngine
+from selip.similarity.rows import LooksUpBatchRows
 
 _DTYPE = np.dtype(np.float16)
 _DIGEST_CHUNK_ROWS = 4096
@@ -64,7 +65,7 @@ class TableInfo:
     selip_version: str = __version__
 
 
-class SimilarityTable:
+class SimilarityTable(LooksUpBatchRows):
     """A built (U, U) table; ``lookup`` gives the S submatrix of a batch's report ids."""
 
     def __init__(self, path: Path, info: TableInfo, matrix: np.ndarray) -> None:

@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import torch
 
-from selip.data.batch_similarity import column_checksum
 from selip.data.description import Vocabulary
 from selip.distributed import gather_no_grad, gather_with_grad, world
 from selip.io.atomic import atomic_open
@@ -128,7 +127,6 @@ class PretrainTask(BaseTask):
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._figure_batch: dict[str, torch.Tensor] | None = None
         self._skipped_steps = 0
-        self._similarity_columns_checked = False
         # Times the similarity lookup and the loss of each step when enabled (off: free).
         self.step_timer = SectionTimer(enabled=False)
         # The sequence embedding's name → index map: the datamodule's numbering in a fresh
@@ -167,7 +165,8 @@ class PretrainTask(BaseTask):
                              "model.init_args.kl_weight 0 for the CLIP baseline")
         if self.data.place_similarity is not None:
             self.data.place_similarity(self.device)
-        self._similarity_columns_checked = False  # per_batch: check the first batch's columns
+        if self.similarity_table is not None:
+            self.similarity_table.start_fit()
 
     # -- the loss ------------------------------------------------------------------------
     def _forward_loss(self, batch: dict[str, torch.Tensor]
@@ -188,11 +187,9 @@ class PretrainTask(BaseTask):
         image_logits = scale * image @ all_text.T
         text_logits = scale * text @ all_image.T
         table = self.similarity_table
-        if hp["kl_weight"] > 0 and "similarity_bits" in batch:  # per_batch: the workers' rows
-            similarity = self._worker_similarity(batch, all_ids)
-        elif hp["kl_weight"] > 0 and table is not None:
+        if hp["kl_weight"] > 0 and table is not None:
             with self.step_timer.section("lookup"):
-                similarity = table.lookup(ids, all_ids)
+                similarity = table.batch_rows(batch, ids, all_ids)
         else:
             similarity = torch.zeros_like(image_logits)
         with self.step_timer.section("loss"):
@@ -203,20 +200,6 @@ class PretrainTask(BaseTask):
                 norm=hp["soft_target_norm"], temperature=hp["soft_target_temperature"],
                 include_diagonal=hp["include_diagonal"], symmetric_kl=hp["symmetric_kl"])
         return parts, image, text, image_logits
-
-    def _worker_similarity(self, batch: dict[str, torch.Tensor], all_ids: torch.Tensor
-                           ) -> torch.Tensor:
-        """(b, N) float32 S rows the loader workers computed (``similarity_mode:
-        per_batch``). The first batch of every fit (resumed ones included) checks that the
-        workers scored the columns this step gathered: one host sync per run."""
-        if not self._similarity_columns_checked:
-            self._similarity_columns_checked = True
-            if int(batch["similarity_check"][0]) != int(column_checksum(all_ids)):
-                raise RuntimeError(
-                    "the loader workers computed S for other reports than this step "
-                    "gathered (similarity_mode: per_batch needs selip's training sampler and "
-                    "whole batches in its order); use data.similarity_mode table")
-        return batch["similarity_bits"].view(torch.float16).float()
 
     def _log_parts(self, stage: str, parts: LossParts, batch_size: int) -> None:
         on_step = stage == "train"
