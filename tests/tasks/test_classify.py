@@ -110,7 +110,7 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="encoder_ckpt"):
         ClassificationTask(mode="linear")
     torch.save({"state_dict": {}, "selip": {}}, tmp_path / "other.ckpt")
-    with pytest.raises(CheckpointError, match="no SeLIP image encoder"):
+    with pytest.raises(CheckpointError, match="not of SeLIP pretraining"):
         ClassificationTask(mode="finetune", encoder_ckpt=str(tmp_path / "other.ckpt"))
     with pytest.raises(ValueError, match="mode"):
         ClassificationTask(mode="probe")  # type: ignore[arg-type]
