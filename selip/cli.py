@@ -121,7 +121,7 @@ def _report_unknown_tokens(datamodule: Any, config: Any) -> None:
 def prepare(argv: Sequence[str]) -> int:
     """``selip prepare --config CONFIG``: validate, then fill the cache."""
     from selip.data.datamodule import SelipDataModule
-    from selip.data.prepare import fill_cache
+    from selip.data.prepare import cache_jobs
     from selip.importer.shard import ShardError, parse_shard
 
     parser = _prepare_parser()
@@ -146,9 +146,16 @@ def prepare(argv: Sequence[str]) -> int:
     _report_unknown_tokens(datamodule, config)
     if config.check_only:
         return 0
+    return _fill_and_report(datamodule, config, cache_jobs(datamodule.pairs))
+
+
+def _fill_and_report(datamodule: Any, config: Any, jobs: list[Any]) -> int:
+    """Fill the cache with ``jobs`` (``--workers`` processes) and say what was done."""
+    from selip.data.prepare import fill_cache_jobs
+
     workers = config.workers or max(1, datamodule.num_workers)
-    summary = fill_cache(datamodule.cache, datamodule.pairs, workers=workers,
-                         progress=datamodule.progress)
+    summary = fill_cache_jobs(datamodule.cache, jobs, workers=workers,
+                              progress=datamodule.progress)
     print(f"cache {datamodule.cache_dir}: entries {summary.entries}, {summary.hits} already "
           f"cached, {summary.built} built in {summary.seconds:.1f} s")
     if summary.failures:
@@ -162,7 +169,7 @@ def _prepare_shard(datamodule: Any, config: Any, shard: Any) -> int:
     similarity table. Cache entries and file-check markers are written atomically under
     content keys, so the shards of an array fill one cache without locks."""
     from selip.data.manifest import Manifest, ManifestError
-    from selip.data.prepare import exam_cache_jobs, fill_cache_jobs
+    from selip.data.prepare import exam_cache_jobs
     from selip.data.validation import check_files, resolve_sequences
 
     manifest = datamodule.read_and_check(open_files=False)
@@ -184,14 +191,7 @@ def _prepare_shard(datamodule: Any, config: Any, shard: Any) -> int:
           f"{len(manifest.exams)} exams, {len(jobs)} volumes and masks")
     if config.check_only:
         return 0
-    workers = config.workers or max(1, datamodule.num_workers)
-    summary = fill_cache_jobs(datamodule.cache, jobs, workers=workers,
-                              progress=datamodule.progress)
-    print(f"cache {datamodule.cache_dir}: entries {summary.entries}, {summary.hits} already "
-          f"cached, {summary.built} built in {summary.seconds:.1f} s")
-    if summary.failures:
-        return _fail("preprocessing failed for:\n  " + "\n  ".join(summary.failures))
-    return 0
+    return _fill_and_report(datamodule, config, jobs)
 
 
 def similarity(argv: Sequence[str]) -> int:

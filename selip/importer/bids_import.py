@@ -116,13 +116,10 @@ def _plan_exam(exam: Exam, files: list[BidsFile], alone: bool, layout: Any,
     chosen: dict[str, BidsFile] = {}
     for sequence, claimed in sorted(claims.items()):
         choice = choose_file(sequence, claimed)
-        if choice.chosen is None:
-            outcome.problems.append(choice.note)
-            continue
-        if choice.note:
-            outcome.notes.append(choice.note)
-        chosen[sequence] = choice.chosen
-        outcome.chosen[sequence] = choice.chosen.label
+        if outcome.record_choice(sequence, choice.chosen.label if choice.chosen else None,
+                                 choice.note):
+            assert choice.chosen is not None
+            chosen[sequence] = choice.chosen
     outcome.missing = [s for s in options.expected if s not in chosen]
     _join_report(outcome, exam, alone, reports, key)
     if outcome.report is None or not chosen:

@@ -86,13 +86,10 @@ def _plan_study(study_uid: str, series: list[Series], rules: SequenceRules,
     chosen: dict[str, Series] = {}
     for sequence, claimed in claims.items():
         decision = choose(sequence, claimed, rules.prefer)
-        if decision.chosen is None:
-            outcome.problems.append(decision.note)
-            continue
-        if decision.note:
-            outcome.notes.append(decision.note)
-        chosen[sequence] = decision.chosen
-        outcome.chosen[sequence] = decision.chosen.label
+        if outcome.record_choice(sequence, decision.chosen.label if decision.chosen else None,
+                                 decision.note):
+            assert decision.chosen is not None
+            chosen[sequence] = decision.chosen
     outcome.missing = [s for s in options.expected if s not in chosen]
     if reports.key_kind == "accession":
         numbers = sorted({s.accession_number.strip() for s in series} - {""})

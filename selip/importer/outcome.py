@@ -56,6 +56,17 @@ class StudyOutcome:
     def written(self) -> bool:
         return self.report is not None and bool(self.volumes)
 
+    def record_choice(self, sequence: str, chosen_label: str | None, note: str) -> bool:
+        """Log how ``sequence`` was settled: a tie (``chosen_label`` None) is a problem,
+        a choice among several a note; True when a source was chosen."""
+        if chosen_label is None:
+            self.problems.append(note)
+            return False
+        if note:
+            self.notes.append(note)
+        self.chosen[sequence] = chosen_label
+        return True
+
     def log_record(self) -> dict[str, Any]:
         """The study's import-log line (no report text, no identifiers)."""
         record = asdict(self)
