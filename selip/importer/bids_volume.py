@@ -20,22 +20,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from selip.importer.convert import (
-    SERIES_FIELD,
     Converted,
+    VolumeError,
     already_converted,
-    anonymised,
+    read_bvals,
     sidecar_path,
-    to_three_d,
-    write_nifti,
+    write_sidecar,
+    write_three_d,
 )
-from selip.io.atomic import atomic_write_text
 
-
-class VolumeError(ValueError):
-    """A chosen image that cannot become one 3D volume; the message names no subject."""
+__all__ = ["VolumeError", "read_bvals", "write_volume"]
 
 
 def _temporary(target: Path) -> Path:
@@ -67,16 +62,6 @@ def _gzip(source: Path, temporary: Path) -> None:
     os.chmod(temporary, 0o644)
 
 
-def read_bvals(path: Path | None) -> list[float] | None:
-    """The b-values of a ``.bval`` file (``None`` when there is none)."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        return [float(v) for v in path.read_text().split()]
-    except ValueError:
-        raise VolumeError("the .bval file holds something other than numbers") from None
-
-
 def _three_d(source: Path, target: Path, sequence: str, bvals: list[float] | None) -> str:
     """Write ``target`` from ``source``; returns what was done to get one 3D volume."""
     import nibabel as nib
@@ -87,21 +72,10 @@ def _three_d(source: Path, target: Path, sequence: str, bvals: list[float] | Non
         _place(target, lambda t: _link_or_copy(source, t) if source.name.endswith(".gz")
                else _gzip(source, t))
         return ""
-    if sequence == "dwi" and len(shape) == 4 and shape[3] > 1 and (
-            bvals is None or len(bvals) != shape[3]):
-        found = "no .bval file" if bvals is None else f"{len(bvals)} b-values"
-        raise VolumeError(f"{shape[3]} volumes and {found}: cannot tell the diffusion-"
-                          f"weighted one")
     try:
-        volume, how = to_three_d(np.asanyarray(image.dataobj), bvals, sequence)
+        return write_three_d(image, bvals, sequence, target)
     except ValueError as err:
         raise VolumeError(str(err)) from None
-    header = image.header.copy()
-    header["descrip"] = b""
-    header["aux_file"] = b""
-    header.set_data_dtype(volume.dtype)
-    write_nifti(nib.Nifti1Image(volume, image.affine, header), target)
-    return how
 
 
 def _scrubbed(meta: dict[str, Any], needles: list[str]) -> dict[str, Any]:
@@ -130,9 +104,5 @@ def write_volume(source: Path, target: Path, sequence: str, series_id: str,
     if already_converted(target, series_id):
         return Converted(target, sidecar, skipped=True)
     how = _three_d(source, target, sequence, bvals)
-    meta = _scrubbed(anonymised(metadata), needles)
-    meta.update({SERIES_FIELD: series_id, "SelipSequence": sequence})
-    if how:
-        meta["SelipVolume"] = how
-    atomic_write_text(sidecar, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    write_sidecar(target, _scrubbed(metadata, needles), series_id, sequence, how)
     return Converted(target, sidecar, how)

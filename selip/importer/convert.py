@@ -46,6 +46,20 @@ ECHO_SUFFIX = re.compile(r"_e(\d+)(?:_|\.)")
 LATE_ECHO_SEQUENCES = ("t2",)
 
 
+class VolumeError(ValueError):
+    """A chosen image that cannot become one 3D volume; the message names no patient."""
+
+
+def read_bvals(path: Path | None) -> list[float] | None:
+    """The b-values of a ``.bval`` file (``None`` when there is none)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return [float(v) for v in path.read_text().split()]
+    except ValueError:
+        raise VolumeError("the .bval file holds something other than numbers") from None
+
+
 class ConversionError(RuntimeError):
     """dcm2niix is missing, fails, or writes nothing usable; the message names the series."""
 
@@ -155,8 +169,9 @@ def to_three_d(volume: np.ndarray, bvals: list[float] | None, sequence: str
     if volume.shape[3] == 1:
         return volume[..., 0], ""
     if sequence == "dwi" and (bvals is None or len(bvals) != volume.shape[3]):
-        raise ValueError(f"a 4D diffusion image of {volume.shape[3]} volumes without a "
-                         f"b-value for each, so the diffusion-weighted one is unknown")
+        found = "no .bval file" if bvals is None else f"{len(bvals)} b-values"
+        raise ValueError(f"{volume.shape[3]} volumes and {found}: cannot tell the diffusion-"
+                         f"weighted one (a 4D diffusion image without a b-value for each)")
     if sequence == "dwi" and bvals is not None:
         top = max(bvals)
         picked = [i for i, b in enumerate(bvals) if b == top]
@@ -182,6 +197,38 @@ def write_nifti(image: Any, target: Path) -> None:
         raise
 
 
+def write_three_d(image: Any, bvals: list[float] | None, sequence: str, target: Path) -> str:
+    """Write ``image``'s one 3D volume (:func:`to_three_d`) to ``target`` with its own
+    affine and header, ``descrip`` and ``aux_file`` emptied (converters put acquisition
+    details there); returns what was done to get one volume.
+
+    Raises:
+        ValueError: an image that is not one volume (see :func:`to_three_d`).
+    """
+    import nibabel as nib
+
+    volume, how = to_three_d(np.asanyarray(image.dataobj), bvals, sequence)
+    header = image.header.copy()
+    header["descrip"] = b""
+    header["aux_file"] = b""
+    header.set_data_dtype(volume.dtype)
+    write_nifti(nib.Nifti1Image(volume, image.affine, header), target)
+    return how
+
+
+def write_sidecar(nifti: Path, meta: dict[str, Any], series_id: str, sequence: str,
+                  how: str) -> Path:
+    """The JSON sidecar of ``nifti``: ``meta`` anonymised, plus the source's keyed id (so
+    a re-run can skip it), the sequence and what made the volume 3D. Written last and
+    atomically: its presence says the volume is complete."""
+    sidecar = sidecar_path(nifti)
+    record = {**anonymised(meta), SERIES_FIELD: series_id, "SelipSequence": sequence}
+    if how:
+        record["SelipVolume"] = how
+    atomic_write_text(sidecar, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return sidecar
+
+
 def convert_series(series: Series, sequence: str, target: Path, series_id: str,
                    binary: str, timeout: float = DEFAULT_TIMEOUT) -> Converted:
     """Convert ``series`` to ``target`` (``.nii.gz``) and its anonymised sidecar.
@@ -201,25 +248,12 @@ def convert_series(series: Series, sequence: str, target: Path, series_id: str,
     with tempfile.TemporaryDirectory(prefix=".dcm2niix-", dir=target.parent) as tmp:
         out = _run_dcm2niix(binary, series, Path(tmp), timeout)
         chosen, note = _pick_file(out, sequence, series)
-        bval_path = sidecar_path(chosen).with_suffix(".bval")
-        bvals = [float(v) for v in bval_path.read_text().split()] if bval_path.is_file() \
-            else None
-        image: nib.Nifti1Image = nib.load(chosen)  # type: ignore[assignment]
         try:
-            volume, how = to_three_d(np.asanyarray(image.dataobj), bvals, sequence)
+            bvals = read_bvals(sidecar_path(chosen).with_suffix(".bval"))
+            how = write_three_d(nib.load(chosen), bvals, sequence, target)
         except ValueError as err:
             raise ConversionError(f"{series.label}: dcm2niix wrote {err}") from None
-        header = image.header.copy()
-        header["descrip"] = b""  # dcm2niix puts acquisition details there; keep it empty
-        header["aux_file"] = b""
-        header.set_data_dtype(volume.dtype)
-        written = nib.Nifti1Image(volume, image.affine, header)
-        write_nifti(written, target)
         json_path = sidecar_path(chosen)
         meta = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
-    meta = anonymised(meta)
-    meta.update({SERIES_FIELD: series_id, "SelipSequence": sequence})
-    if how:
-        meta["SelipVolume"] = how
-    atomic_write_text(sidecar, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    write_sidecar(target, meta, series_id, sequence, how)
     return Converted(target, sidecar, "; ".join(n for n in (note, how) if n))

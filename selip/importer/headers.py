@@ -180,6 +180,14 @@ def instance_of(dataset: Any, path: Path) -> Instance:
     )
 
 
+def _shown(path: Path, relative_to: Path | None) -> Path:
+    """How a file is named in a problem line: below ``relative_to`` (the export folder,
+    whose own path may carry a patient's name) when it lies there."""
+    if relative_to is not None and path.is_relative_to(relative_to):
+        return path.relative_to(relative_to)
+    return path
+
+
 def walk_files(root: Path, unreadable: list[str] | None = None,
                relative_to: Path | None = None) -> Iterator[Path]:
     """Every regular file under ``root`` (or ``root`` itself), in a stable order; hidden
@@ -192,9 +200,8 @@ def walk_files(root: Path, unreadable: list[str] | None = None,
     def failed(err: OSError) -> None:
         if unreadable is not None:
             where = Path(err.filename) if err.filename else root
-            shown = where.relative_to(relative_to) if relative_to and where.is_relative_to(
-                relative_to) else where
-            unreadable.append(f"{shown}: folder not readable ({err.strerror or err})")
+            unreadable.append(f"{_shown(where, relative_to)}: folder not readable "
+                              f"({err.strerror or err})")
 
     for folder, folders, files in os.walk(root, onerror=failed):
         folders[:] = sorted(f for f in folders if not f.startswith("."))
@@ -217,17 +224,17 @@ def scan_files(paths: Iterable[Path], progress: bool = False, relative_to: Path 
     by_uid: dict[tuple[str, str], Series] = {}
     for path in tqdm(paths, desc="DICOM headers", unit=" files", disable=not progress):
         scan.files += 1
-        shown = path.relative_to(relative_to) if relative_to and path.is_relative_to(
-            relative_to) else path
         try:
             dataset = read_header(path)
         except pydicom.errors.InvalidDicomError:
             scan.not_dicom += 1
             continue
         except OSError as err:  # gone or not readable since the walk
-            scan.unreadable.append(f"{shown}: not readable ({err.strerror or type(err).__name__})")
+            scan.unreadable.append(f"{_shown(path, relative_to)}: not readable "
+                                   f"({err.strerror or type(err).__name__})")
             continue
         except Exception as err:  # pydicom raises many kinds on a damaged file
+            shown = _shown(path, relative_to)
             scan.unreadable.append(f"{shown}: unreadable DICOM ({type(err).__name__}: "
                                    f"{str(err).replace(str(path), str(shown))[:120]})")
             continue
@@ -245,7 +252,8 @@ def scan_files(paths: Iterable[Path], progress: bool = False, relative_to: Path 
             continue
         record = series_of(dataset)
         if not record.study_uid or not record.series_uid:
-            scan.unreadable.append(f"{shown}: no StudyInstanceUID or SeriesInstanceUID")
+            scan.unreadable.append(f"{_shown(path, relative_to)}: no StudyInstanceUID or "
+                                   f"SeriesInstanceUID")
             continue
         key = (record.study_uid, record.series_uid)
         if key not in by_uid:
