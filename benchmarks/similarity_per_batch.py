@@ -1,4 +1,4 @@
-"""Exact S per batch (``data.similarity_mode per_batch``, issue 17) against the tables.
+"""Exact S per batch (``data.similarity.mode per_batch``, issue 17) against the tables.
 
 1. **Per step**: the time a loader worker spends on its batch's S rows — rebuilding the
    step's global batch (order, flips, report ids) and scoring this rank's rows against all
@@ -195,10 +195,11 @@ def top_k_error(manifest: Path, cache: Path, ks: list[int], batches: int = 200,
                 batch_size: int = 32) -> list[dict[str, float]]:
     from selip.data.datamodule import SelipDataModule
     from selip.losses import soft_targets
+    from selip.similarity.settings import SimilaritySettings
     from selip.similarity.sparse import load_or_build_sparse
 
-    datamodule = SelipDataModule(str(manifest), cache_dir=str(cache), similarity="english",
-                                 similarity_mode="per_batch", num_workers=0, progress=False,
+    datamodule = SelipDataModule(str(manifest), cache_dir=str(cache), similarity=SimilaritySettings(
+                                     "english", mode="per_batch"), num_workers=0, progress=False,
                                  check_files=False)
     datamodule.setup("fit")
     exact = datamodule.similarity_table

@@ -254,7 +254,7 @@ def main() -> None:
                              "config's field of view (the config's own: 32 224 224)")
     parser.add_argument("--similarity_modes", nargs="+", default=["auto"],
                         choices=("auto", "table", "per_batch"),
-                        help="data.similarity_mode of each run, side by side")
+                        help="data.similarity.mode of each run, side by side")
     parser.add_argument("--exams", type=int, default=None,
                         help="demo cohort size (default: just enough for the demo steps)")
     args = parser.parse_args()
@@ -282,7 +282,7 @@ def main() -> None:
 
     if args.similarity_modes != ["auto"]:
         settings = [Setting(f"{s.name}-{mode}", s.config, s.batch, s.steps,
-                            [*s.overrides, "--data.similarity_mode", mode], s.note)
+                            [*s.overrides, "--data.similarity.mode", mode], s.note)
                     for s in settings for mode in args.similarity_modes]
     need = max(exams_needed(s.batch, args.warmup + s.steps) for s in settings)
     exams = args.exams if args.exams is not None else need

@@ -380,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] == "--version":
         print(f"selip {__version__}")
         return 0
+    from selip.similarity.legacy_keys import translate_arguments
+
+    args = translate_arguments(args)  # configs written before the data.similarity block
     if args[0] in TRAINING_COMMANDS:
         return _training(args)
     command = COMMANDS.get(args[0])

@@ -109,16 +109,16 @@ def test_similarity_builds_then_reuses_the_table(tiny_cohort, tmp_path, capsys):
     assert capsys.readouterr().out.split()[1] != key
     assert main([*args[:-2], "--data.similarity", "null"]) == 2
     assert "no similarity table" in capsys.readouterr().err
-    assert main([*args, "--data.similarity_top_k", "3", "--show", "2"]) == 0
+    assert main([*args, "--data.similarity.top_k", "3", "--show", "2"]) == 0
     out = capsys.readouterr().out
     assert "top-3 neighbours per report" in out and len(out.strip().splitlines()) == 7
-    assert main([*args, "--data.similarity_mode", "per_batch", "--show", "2"]) == 0
+    assert main([*args[:-2], "--data.similarity.mode", "per_batch", "--show", "2"]) == 0
     out = capsys.readouterr().out
     assert "per_batch: no table" in out and out.split()[1].endswith("-parsed")
     assert len([line for line in out.splitlines() if "  ~  " in line]) == 2
-    assert main([*args, "--data.similarity_mode", "per_batch", "--data.similarity_top_k",
-                 "3"]) == 2
-    assert "similarity_top_k is a table's setting" in capsys.readouterr().err
+    assert main([*args[:-2], "--data.similarity.mode", "per_batch",
+                 "--data.similarity.top_k", "3"]) == 2
+    assert "data.similarity.top_k is a table's setting" in capsys.readouterr().err
 
 
 def test_console_script_lists_table_and_file_problems_in_one_run(tmp_path):

@@ -1,6 +1,6 @@
 """S rows of a training batch, computed in the loader worker that reads it (issue 17).
 
-Under ``similarity_mode: per_batch`` the training sampler yields
+Under ``data.similarity.mode: per_batch`` the training sampler yields
 :class:`~selip.data.sampler.SampleKey` (index, epoch, global position) and each sample's
 left–right flip is a function of its position (``PairDataset.flipped``). Both are
 pure functions of (seed, epoch, world size), so a worker holding this rank's keys of a

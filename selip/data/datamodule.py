@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,9 @@ from selip.data.validation import Requirements, check_manifest, resolve_sequence
 from selip.data.workers import ignore_stop_signals
 from selip.io.fingerprint import FileDigests
 from selip.metrics import ClinicalTruth, clinical_truth
-from selip.similarity.config import SimilarityConfig, resolve_config
-from selip.similarity.lookup import (
-    SimilarityLookup,
-    SimilarityMode,
-    TableSizing,
-    open_similarity,
-)
+from selip.similarity.lookup import SimilarityLookup, open_similarity
 from selip.similarity.per_batch import PerBatchSimilarity
+from selip.similarity.settings import SimilaritySettings, similarity_settings
 from selip.text.reports import NORMAL_REPORT_TEXT, parse_report, swap_laterality
 from selip.text.tokenizer import (
     UNKNOWN_TOKEN_WARN_SHARE,
@@ -53,23 +47,13 @@ from selip.text.tokenizer import (
 #: The largest in-memory S over the evaluation splits' reports under ``per_batch`` (held by
 #: every rank; 1 GB of float16 is about 23k texts): beyond it validation computes S as asked.
 EVALUATION_TABLE_MAX_MB = 1024.0
+#: The similarity block of a config that names none.
+DEFAULT_SIMILARITY = SimilaritySettings(TEXT_INPUT.similarity)
 
 
 def default_cache_dir() -> Path:
     """``$SELIP_CACHE_DIR``, else ``~/.cache/selip``."""
     return Path(os.environ.get("SELIP_CACHE_DIR", Path.home() / ".cache" / "selip"))
-
-
-def _resolve_similarity(similarity: str | SimilarityConfig | None, normal_report_text: str
-                        ) -> SimilarityConfig | None:
-    """The similarity settings (a preset name or settings), with ``normal_report_text``
-    among the texts that count as normal; None: no report similarity."""
-    if similarity is None:
-        return None
-    config = resolve_config(similarity)
-    if normal_report_text not in config.normal_texts:
-        config = replace(config, normal_texts=(*config.normal_texts, normal_report_text))
-    return config
 
 
 def _label_order(labels: set[str]) -> list[str]:
@@ -121,21 +105,9 @@ class SelipDataModule(pl.LightningDataModule):
         stack_sequences: one sample per exam with its sequences stacked as image channels,
             in ``sequences`` order (for downstream tasks; every exam needs every sequence).
             Off: one sample per (exam, sequence) pair, as pretraining needs.
-        similarity: report-similarity preset (``english``, ``paper``) or settings for the
-            table S over the unique pair texts; None: no table (tasks that do not use S).
-        similarity_block_rows: rows per block when building the table.
-        similarity_mode: ``auto`` (the dense table while it fits
-            ``similarity_dense_max_mb``, else ``per_batch``), ``table`` (dense, or the
-            approximate top-k table past that size) or ``per_batch`` (no table: S computed
-            exactly for each training batch in the loader workers, from texts parsed once;
-            validation and test keep a small table of their own).
-        similarity_top_k: keep only each report's k most similar reports (a sparse table
-            built and looked up without ever holding U x U; other pairs count as 0).
-            None: as ``similarity_mode`` chooses (top 256 in ``table`` mode past
-            ``similarity_dense_max_mb``).
-        similarity_dense_max_mb: the largest dense table (U² float16) to build.
-        similarity_device_budget_mb: keep the whole table on the training device when it
-            is at most this big; otherwise rows are gathered from the memory map.
+        similarity: the report-similarity block (:class:`SimilaritySettings`: preset,
+            mode, top_k, size limits), or a preset name (``english``, ``paper``) as short
+            for ``{preset: NAME}``; None: no table (tasks that do not use S).
         check_files: open every file during ``prepare_data`` to report bad volumes up front.
         progress: show progress bars.
         truth: what each pair shows (a ``truth.jsonl``, as ``selip demo-data`` writes),
@@ -172,12 +144,7 @@ class SelipDataModule(pl.LightningDataModule):
         stack_sequences: bool = False,
         shuffle_seed: int | None = None,
         label_seed: int | None = None,
-        similarity: str | SimilarityConfig | None = TEXT_INPUT.similarity,
-        similarity_block_rows: int = 512,
-        similarity_mode: SimilarityMode = "auto",
-        similarity_top_k: int | None = None,
-        similarity_dense_max_mb: float = 8192.0,
-        similarity_device_budget_mb: float = 2048.0,
+        similarity: SimilaritySettings | str | None = DEFAULT_SIMILARITY,
         check_files: bool = True,
         progress: bool = True,
         truth: str | None = None,
@@ -207,13 +174,11 @@ class SelipDataModule(pl.LightningDataModule):
         self.needs = Requirements(tuple(self.requested_sequences) if self.requested_sequences
                                   else None, require_label, require_mask, stack_sequences)
         # The preset is resolved here, once; this datamodule's normal text counts as normal.
-        self.similarity = _resolve_similarity(similarity, normal_report_text)
-        self.similarity_device_budget_mb = similarity_device_budget_mb
-        if similarity_top_k is not None and similarity_top_k < 1:
-            raise ValueError(f"similarity_top_k must be >= 1 or null, got {similarity_top_k}")
-        self.similarity_sizing = TableSizing(similarity_top_k, similarity_dense_max_mb,
-                                             similarity_block_rows, max(1, num_workers),
-                                             progress, similarity_mode)
+        self.similarity_settings = similarity_settings(similarity)
+        self.similarity = (self.similarity_settings.rule(normal_report_text)
+                           if self.similarity_settings else None)
+        self.similarity_sizing = (self.similarity_settings or SimilaritySettings()).sizing(
+            max(1, num_workers), progress)
         if not 0 < label_fraction <= 1:
             raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
         self.label_fraction = label_fraction
@@ -301,7 +266,8 @@ class SelipDataModule(pl.LightningDataModule):
         True when placed, False when lookups read the memory map."""
         if self.similarity_table is None:
             return False
-        budget = int(self.similarity_device_budget_mb * 2**20)
+        assert self.similarity_settings is not None  # a table exists only with the block
+        budget = int(self.similarity_settings.device_budget_mb * 2**20)
         return self.similarity_table.place(device, budget)
 
     # -- pairs --------------------------------------------------------------------------

@@ -67,7 +67,7 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
 
     The training sampler gives :class:`SampleKey` items: each sample's flip is a pure
     function of its position and its other worker-side draws are seeded by it (a resumed
-    run repeats them). With :attr:`batch_similarity` set (``similarity_mode: per_batch``)
+    run repeats them). With :attr:`batch_similarity` set (``data.similarity.mode: per_batch``)
     each sample of a batch also carries ``similarity_bits`` (N,) int16 — its row of S against
     the step's N gathered reports, float16 bits (an integer, so a "-true" precision plugin
     does not round it) — and ``similarity_check`` (int64 scalar, the columns' checksum)."""

@@ -22,6 +22,7 @@ from selip.io.checkpoints import CheckpointError, load_checkpoint, pretraining_s
 from selip.io.fingerprint import sha256_file
 from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
 from selip.models.selip_model import DUAL_ENCODER
+from selip.similarity.settings import nest_flat_keys, preset_of
 from selip.text.tokenizer import load_tokenizer
 
 #: Files of an exported folder.
@@ -97,7 +98,8 @@ def settings_from_checkpoint(checkpoint: Mapping[str, Any], path: Path) -> Model
                              "and text encoder settings)")
     record = checkpoint.get("selip") or {}
     config = yaml.safe_load(record.get("config") or "") or {}
-    data = {**_DATA_DEFAULTS, **(config.get("data") or {})}
+    recorded, _ = nest_flat_keys(config.get("data") or {})  # records before the block
+    data = {**_DATA_DEFAULTS, **recorded}
     if isinstance(record.get("preprocess"), Mapping):  # recorded by the task itself
         done = record["preprocess"]
         data.update(spacing=done["spacing"], shape=done["shape"], intensity=done["intensity"],
@@ -120,7 +122,7 @@ def settings_from_checkpoint(checkpoint: Mapping[str, Any], path: Path) -> Model
                                          "intensity_percentiles", "first_volume_of_4d")},
         max_length=int(data["max_length"]), text_model=data["text_model"],
         sequences={str(k): int(v) for k, v in sequences.items()} if sequences else None,
-        similarity=data["similarity"],
+        similarity=preset_of(data["similarity"]),
         extra={"global_step": checkpoint.get("global_step"), "epoch": checkpoint.get("epoch"),
                "version": record.get("version"), "git_commit": record.get("git_commit"),
                "manifest_sha256": record.get("manifest_sha256"),

@@ -95,10 +95,10 @@ class TableSizing:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"similarity_mode must be one of {', '.join(MODES)}, got "
+            raise ValueError(f"data.similarity.mode must be one of {', '.join(MODES)}, got "
                              f"{self.mode!r}")
         if self.mode == "per_batch" and self.top_k is not None:
-            raise ValueError("similarity_top_k is a table's setting; per_batch computes S "
+            raise ValueError("data.similarity.top_k is a table's setting; per_batch computes S "
                              "exactly and keeps no neighbours: set one of them")
 
     def fits_dense(self, unique_texts: int) -> bool:
@@ -138,8 +138,8 @@ def open_similarity(cache_dir: str | Path, texts: list[str], config: SimilarityC
         if sizing.mode == "auto":
             print(f"selip: {len(texts)} unique report texts: a dense similarity table would "
                   f"take {dense_megabytes(len(texts)) / 1024:.1f} GB (data."
-                  f"similarity_dense_max_mb is {sizing.dense_max_mb:.0f} MB); computing S "
-                  "exactly per batch in the loader workers (data.similarity_mode per_batch)",
+                  f"similarity.dense_max_mb is {sizing.dense_max_mb:.0f} MB); computing S "
+                  "exactly per batch in the loader workers (data.similarity.mode per_batch)",
                   file=sys.stderr)
         parsed, key, _ = load_or_build_parsed(cache_dir, texts, config, sizing.progress)
         return PerBatchSimilarity(parsed, config, key)
@@ -150,9 +150,9 @@ def open_similarity(cache_dir: str | Path, texts: list[str], config: SimilarityC
         return table
     if sizing.top_k is None:
         print(f"selip: {len(texts)} unique report texts: a dense similarity table would take "
-              f"{dense_megabytes(len(texts)) / 1024:.1f} GB (data.similarity_dense_max_mb is "
+              f"{dense_megabytes(len(texts)) / 1024:.1f} GB (data.similarity.dense_max_mb is "
               f"{sizing.dense_max_mb:.0f} MB); using the top {AUTO_TOP_K} neighbours of each "
-              "report (data.similarity_top_k)", file=sys.stderr)
+              "report (data.similarity.top_k)", file=sys.stderr)
     sparse, _ = load_or_build_sparse(cache_dir, texts, config, top_k, threads=sizing.threads,
                                      progress=sizing.progress)
     return sparse

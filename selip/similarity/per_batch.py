@@ -225,8 +225,8 @@ class PerBatchSimilarity:
             if int(batch["similarity_check"][0]) != int(column_checksum(column_ids)):
                 raise RuntimeError(
                     "the loader workers computed S for other reports than this step "
-                    "gathered (similarity_mode: per_batch needs selip's training sampler and "
-                    "whole batches in its order); use data.similarity_mode table")
+                    "gathered (data.similarity.mode per_batch needs selip's training sampler and "
+                    "whole batches in its order); use data.similarity.mode table")
         return batch["similarity_bits"].view(torch.float16).float()
 
     def start_fit(self) -> None:

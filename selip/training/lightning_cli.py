@@ -23,6 +23,7 @@ from selip.data.datamodule import SelipDataModule
 from selip.io.checkpoints import UNREADABLE_CHECKPOINT_ERRORS, CheckpointError
 from selip.metrics import retrieval_summary
 from selip.models.image_encoder import ImageEncoderConfig
+from selip.similarity.legacy_keys import translate_arguments
 from selip.training.checkpointing import AtomicCheckpointIO
 from selip.training.last_checkpoint import LastCheckpoint
 from selip.training.launch import lightning_launcher, watch_parent
@@ -208,6 +209,7 @@ def training_cli(argv: list[str], callbacks: list[pl.Callback] | None = None) ->
     the process looks to Lightning as if it had been started that way (see
     :mod:`selip.training.launch`), and LightningCLI reads ``argv`` from there."""
     watch_parent()
+    argv = translate_arguments(argv)  # configs written before the data.similarity block
     with lightning_launcher(argv):  # sys.argv is ``selip.cli <argv>`` meanwhile
         return SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
                         subclass_mode_model=True, args=None,

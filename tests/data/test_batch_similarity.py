@@ -1,4 +1,4 @@
-"""similarity_mode per_batch: the loader workers' S rows equal the dense table's lookups —
+"""data.similarity.mode per_batch: the loader workers' S rows equal the dense table's lookups —
 on one rank, on two ranks rebuilt without communication, after a mid-epoch resume, and
 through real worker processes."""
 
@@ -15,6 +15,7 @@ from selip.data.datamodule import SelipDataModule
 from selip.data.sampler import ResumableSampler, SampleKey
 from selip.similarity.lookup import TableSizing
 from selip.similarity.per_batch import PerBatchSimilarity
+from selip.similarity.settings import SimilaritySettings
 from selip.similarity.table import SimilarityTable
 
 SHAPE = (8, 12, 10)
@@ -25,7 +26,9 @@ FLIPS = AugmentSettings(flip_probability=0.5, affine_probability=0.0, gamma_prob
 def _datamodule(manifest, tmp_path, mode, **kwargs):
     options = dict(cache_dir=str(tmp_path / "cache"), spacing=(2.0, 2.0, 2.0), shape=SHAPE,
                    batch_size=4, num_workers=0, max_length=32, progress=False,
-                   augment=FLIPS, similarity_mode=mode, val_fraction=0.1, test_fraction=0.1)
+                   augment=FLIPS, val_fraction=0.1, test_fraction=0.1)
+    sizing = {k: kwargs.pop(k) for k in ("dense_max_mb", "top_k") if k in kwargs}
+    options["similarity"] = SimilaritySettings(mode=mode, **sizing)
     options.update(kwargs)
     datamodule = SelipDataModule(str(manifest), **options)
     datamodule.prepare_data()
@@ -64,15 +67,15 @@ def test_modes_choose_what_they_say():
     assert TableSizing(mode="per_batch").choose(small) == "per_batch"
     assert TableSizing(top_k=16).choose(small) == "top_k"
     assert TableSizing(dense_max_mb=0.01).choose(small) == "per_batch"
-    with pytest.raises(ValueError, match="similarity_mode must be one of"):
+    with pytest.raises(ValueError, match=r"similarity\.mode must be one of"):
         TableSizing(mode="sometimes")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="similarity_top_k is a table's setting"):
+    with pytest.raises(ValueError, match=r"similarity\.top_k is a table's setting"):
         TableSizing(top_k=8, mode="per_batch")
 
 
 def test_auto_turns_to_per_batch_past_the_dense_budget(tiny_cohort, tmp_path, capsys):
     datamodule = _datamodule(tiny_cohort(n=6, with_mask=False), tmp_path, "auto",
-                             similarity_dense_max_mb=1e-9)
+                             dense_max_mb=1e-9)
     assert isinstance(datamodule.similarity_table, PerBatchSimilarity)
     assert "computing S exactly per batch" in capsys.readouterr().err
     dense = _datamodule(tiny_cohort(n=6, with_mask=False), tmp_path, "auto")

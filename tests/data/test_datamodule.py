@@ -5,6 +5,7 @@ import torch
 
 from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
+from selip.similarity.settings import SimilaritySettings
 from selip.text.reports import NORMAL_REPORT_TEXT, swap_laterality
 
 SHAPE = (8, 12, 10)
@@ -141,20 +142,20 @@ def test_table_mode_beyond_the_dense_budget_uses_a_sparse_top_k_table(tiny_cohor
 
     manifest = tiny_cohort(n=6)
     dense = _datamodule(manifest, tmp_path, similarity="paper")
-    over_budget = _datamodule(manifest, tmp_path, similarity="paper",
-                              similarity_dense_max_mb=0.0, similarity_mode="table")
+    over_budget = _datamodule(manifest, tmp_path, similarity=SimilaritySettings(
+        "paper", dense_max_mb=0.0, mode="table"))
     table = over_budget.similarity_table
     assert isinstance(table, SparseSimilarityTable) and "using the top 256" in \
         capsys.readouterr().err
     assert dense.similarity_table is not None
     every = torch.arange(len(table))  # 256 >= U: every pair kept, so exactly the dense S
     torch.testing.assert_close(table.lookup(every), dense.similarity_table.lookup(every))
-    two = _datamodule(manifest, tmp_path, similarity="paper", similarity_top_k=2)
+    two = _datamodule(manifest, tmp_path, similarity=SimilaritySettings("paper", top_k=2))
     assert isinstance(two.similarity_table, SparseSimilarityTable)
     assert two.similarity_table.top_k == 2
     assert two.place_similarity_table("cpu") is True
-    with pytest.raises(ValueError, match="similarity_top_k"):
-        SelipDataModule("m.csv", similarity_top_k=0)
+    with pytest.raises(ValueError, match=r"similarity\.top_k"):
+        SelipDataModule("m.csv", similarity=SimilaritySettings(top_k=0))
 
 
 def test_label_fraction_keeps_val_and_test_whole_and_balanced_sampling(tiny_cohort, tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from selip.cli import main
 from selip.data.preprocess import preprocess_volume
 from selip.inference.loading import read_trained_model
 from selip.models import ImageEncoderConfig
+from selip.similarity.settings import similarity_settings
 from selip.tasks.compatibility import check_recorded_norm
 from selip.tasks.downstream import load_pretrained_encoder
 from tests.conftest import make_tiny_cohort
@@ -24,13 +26,17 @@ from tests.tasks.conftest import ROOT, TINY_IMAGE, tiny_overrides
 
 def _strip_new_settings(checkpoint_path: Path, out: Path) -> Path:
     """The checkpoint as a release before the settings wrote it: no ``norm`` in the image
-    encoder's record, no ``intensity`` in the run's recorded config, no preprocessing
-    record of the task's own."""
+    encoder's record, no ``intensity`` in the run's recorded config and flat
+    ``similarity_<field>`` keys there, no preprocessing record of the task's own."""
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     checkpoint["hyper_parameters"]["image_encoder"].pop("norm")
     assert checkpoint["selip"].pop("preprocess")["intensity"] == "percentile"
     config = yaml.safe_load(checkpoint["selip"]["config"])
     config["data"].pop("intensity")
+    # the flat keys before the similarity block, every one recorded with its value
+    block = asdict(similarity_settings(config["data"].pop("similarity")))
+    config["data"]["similarity"] = block.pop("preset")
+    config["data"].update({f"similarity_{key}": value for key, value in block.items()})
     config["model"]["init_args"]["image_encoder"].pop("norm")
     checkpoint["selip"]["config"] = yaml.safe_dump(config)
     torch.save(checkpoint, out)
@@ -84,6 +90,9 @@ def test_every_reader_of_an_old_checkpoint_builds_batch_norm(old_and_new):
     trained = read_trained_model(str(old))  # zero-shot and selip.load
     assert trained.model.image_encoder.config.norm == "batch"
     assert trained.intensity == "percentile"
+    # the recorded run config, flat (old) and nested (this release), names the same rule
+    assert trained.settings.similarity == "english"
+    assert read_trained_model(str(recorded)).settings.similarity == "english"
     for name, value in load_pretrained_encoder(str(recorded)).state_dict().items():
         torch.testing.assert_close(encoder.state_dict()[name], value, rtol=0, atol=0)
 

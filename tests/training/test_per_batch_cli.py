@@ -1,4 +1,4 @@
-"""``--data.similarity_mode per_batch`` as users start it: two DDP ranks through the
+"""``--data.similarity.mode per_batch`` as users start it: two DDP ranks through the
 installed ``selip`` console script, with loader worker processes. Every trained batch's S
 rows (made in the workers, with no communication) must equal a dense S over the run's
 texts indexed by the ids that step gathered, and with the flips off the losses must equal a
@@ -23,7 +23,7 @@ def _run(manifest, root, mode: str, *extra: str) -> list[dict]:
     overrides = tiny_overrides(manifest, root, **{
         "--trainer.devices": "2", "--trainer.strategy": "ddp",
         "--trainer.max_steps": str(STEPS), "--data.num_workers": "1",
-        "--data.similarity_mode": mode})
+        "--data.similarity.mode": mode})
     args = ["fit", "--config", str(ROOT / "configs" / "demo.yaml"), *overrides,
             "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
             _callback("tests.tasks.recorder.SimilarityChecker", path=str(root / "s.jsonl")),
