@@ -44,7 +44,8 @@ from selip.data.datamodule import SelipDataModule
 from selip.data.dataset import PairDataset
 from selip.data.prepare import fill_cache
 from selip.data.preprocess import preprocess_volume
-from selip.data.sampler import SampleKey
+from selip.data.sampler import ResumableSampler, SampleKey
+from selip.data.workers import ignore_stop_signals
 from selip.demo import generate_demo_cohort
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -104,9 +105,11 @@ class Ceiling(PairDataset):
 def loader_rate(dm: SelipDataModule, dataset: PairDataset, workers: int, batches: int) -> float:
     """Samples/s of ``dm``'s training loader over ``dataset`` with ``workers`` workers, as
     on an accelerator run: the workers only flip, the rest is batched on the device."""
-    dm.datasets["train"], dm.num_workers = dataset, workers
-    loader = dm.train_dataloader()
-    dataset.augment_fully = False  # without a trainer the datamodule assumes a CPU run
+    dataset.augment_fully = False  # as on an accelerator: only the flip in the workers
+    sampler = ResumableSampler(len(dataset), dm.batch_size, seed=0, positions=True)
+    loader = DataLoader(dataset, batch_size=dm.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=workers, persistent_workers=workers > 0,
+                        worker_init_fn=ignore_stop_signals if workers else None)
     return samples_per_second(loader, batches)
 
 
@@ -234,7 +237,6 @@ def main() -> None:
                          loader_rate(dm, datasets["fly", augmented], w, args.batches)))
         ceiling = loader_rate(dm, Ceiling(datasets["cache", False][0], len(cached)), headline,
                               args.batches)
-        dm.datasets["train"] = cached
         in_process = per_sample_seconds({f"{s} {a}": d for (s, a), d in datasets.items()},
                                         min(len(cached), 2 * per_exam), args.repeats)
         preprocess, hit = per_volume_seconds(dm, min(len(cached), 2 * per_exam), args.repeats)

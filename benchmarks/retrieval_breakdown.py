@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 from learning import SEQUENCES, Settings
 
-from selip.data.augment import AugmentSettings
-from selip.data.datamodule import SelipDataModule
+from selip.data.cohort import Cohort, CohortSettings, PreparedCohort
 from selip.data.description import train_report_counts
+from selip.data.preprocess import PreprocessSettings
 from selip.data.truth import PairTruth, load_truth
+from selip.data.validation import Requirements
 from selip.io.atomic import atomic_write_text
 
 Signature = tuple[str, str, str]
@@ -42,16 +43,15 @@ def signature(truth: PairTruth) -> Signature:
     return truth.sequence, truth.diagnosis, "/".join(shown)
 
 
-def cohort(settings: Settings) -> SelipDataModule:
-    """The pretraining runs' pairs and report table: every sequence, flips on as in
-    ``configs/demo.yaml`` (the mirrored texts take report ids), no similarity."""
-    datamodule = SelipDataModule(
-        settings.manifest, settings.cache_dir, sequences=list(SEQUENCES),
-        spacing=settings.spacing, shape=settings.shape, max_length=64,
-        augment=AugmentSettings(), similarity=None, progress=False, num_workers=0)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    return datamodule
+def cohort(settings: Settings) -> PreparedCohort:
+    """The pretraining runs' pairs and report table (the prepared cohort, no Lightning):
+    every sequence, flips on as in ``configs/demo.yaml`` (the mirrored texts take report
+    ids), no similarity; the files were checked when the runs trained."""
+    return Cohort(CohortSettings(
+        Path(settings.manifest), Path(settings.cache_dir),
+        PreprocessSettings(settings.spacing, settings.shape),
+        Requirements(sequences=SEQUENCES), mirrored_texts=True, check_files=False,
+        progress=False)).load()
 
 
 def top_k(path: Path, k: int) -> dict[int, list[int]]:
@@ -64,23 +64,23 @@ def top_k(path: Path, k: int) -> dict[int, list[int]]:
     return {q: [r for _, r in sorted(rows)[:k]] for q, rows in found.items()}
 
 
-def prior_top_k(datamodule: SelipDataModule, split: str, k: int) -> list[int]:
+def prior_top_k(prepared: PreparedCohort, split: str, k: int) -> list[int]:
     """The ``k`` report ids of ``split``'s pool with the most training pairs (ties by pool
     order, as the metric's prior ranks them)."""
-    counts = train_report_counts(datamodule.pairs, len(datamodule.report_table))
+    counts = train_report_counts(prepared.pairs, len(prepared.report_table))
     assert counts is not None
-    pool = list(dict.fromkeys(p.report_id for p in datamodule.pairs if p.split == split))
+    pool = list(dict.fromkeys(p.report_id for p in prepared.pairs if p.split == split))
     order = sorted(range(len(pool)), key=lambda i: (-int(counts[pool[i]]), i))
     return [pool[i] for i in order[:k]]
 
 
-def breakdown(datamodule: SelipDataModule, retrieved: dict[int, list[int]], k: int
-              ) -> list[tuple[Signature, int, float, float]]:
+def breakdown(prepared: PreparedCohort, manifest_dir: Path, retrieved: dict[int, list[int]],
+              k: int) -> list[tuple[Signature, int, float, float]]:
     """Per signature of the test queries: count, the run's clinical R@k, the prior's."""
-    truth = datamodule.load_clinical_truth()
+    truth = prepared.clinical_truth
     assert truth is not None, "the cohort has no truth.jsonl"
-    truths = load_truth(Path(datamodule.manifest_path).parent)
-    prior = prior_top_k(datamodule, "test", k)
+    truths = load_truth(manifest_dir)
+    prior = prior_top_k(prepared, "test", k)
 
     def hit(sample_id: int, reports: list[int]) -> bool:
         query = int(truth.pair_classes[sample_id])
@@ -88,18 +88,18 @@ def breakdown(datamodule: SelipDataModule, retrieved: dict[int, list[int]], k: i
 
     rows: dict[Signature, list[tuple[bool, bool]]] = defaultdict(list)
     for sample_id, reports in retrieved.items():
-        pair = datamodule.pairs[sample_id]
+        pair = prepared.pairs[sample_id]
         sig = signature(truths[(pair.exam_id, SEQUENCES[pair.sequence_index])])
         rows[sig].append((hit(sample_id, reports), hit(sample_id, prior)))
     return [(sig, len(r), sum(a for a, _ in r) / len(r), sum(b for _, b in r) / len(r))
             for sig, r in sorted(rows.items())]
 
 
-def split_shares(datamodule: SelipDataModule) -> dict[str, Counter[str]]:
+def split_shares(prepared: PreparedCohort, manifest_dir: Path) -> dict[str, Counter[str]]:
     """split → diagnosis → exams."""
-    truths = load_truth(Path(datamodule.manifest_path).parent)
+    truths = load_truth(manifest_dir)
     seen: dict[str, Counter[str]] = defaultdict(Counter)
-    exams = {(p.split, p.exam_id) for p in datamodule.pairs}
+    exams = {(p.split, p.exam_id) for p in prepared.pairs}
     for split, exam in exams:
         seen[split][truths[(exam, SEQUENCES[0])].diagnosis] += 1
     return seen
@@ -137,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args(argv)
     settings = Settings.saved(args.out, num_workers=0)
-    datamodule = cohort(settings)
-    shares = split_shares(datamodule)
+    prepared = cohort(settings)
+    manifest_dir = Path(settings.manifest).parent
+    shares = split_shares(prepared, manifest_dir)
     parts = ["## Split composition (exams per diagnosis)", "",
              "| split | " + " | ".join(sorted(shares["train"])) + " |",
              "| --- |" + " --- |" * len(shares["train"])]
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         if not found:
             parts.append(f"### {run}\n\nnot tested yet\n")
             continue
-        parts.append(to_markdown(run, breakdown(datamodule, top_k(found[-1], args.k), args.k),
+        parts.append(to_markdown(run, breakdown(prepared, manifest_dir,
+                                           top_k(found[-1], args.k), args.k),
                                  args.k))
     text = "\n".join(parts)
     print(text)

@@ -107,13 +107,13 @@ def _report_unknown_tokens(datamodule: Any, config: Any) -> None:
     """Warn when the tokenizer cannot see much of the reports, or say what
     ``text_encoder.add_unknown_tokens`` will add."""
     text_encoder = ((config.model or {}).get("init_args") or {}).get("text_encoder") or {}
-    if text_encoder.get("add_unknown_tokens") and datamodule.unknown_tokens.characters:
+    if text_encoder.get("add_unknown_tokens") and datamodule.tokens.unknown.characters:
         added = datamodule.training_unknown_characters()
         print(f"text model: {len(added)} characters unknown to its tokenizer will be added "
               f"to the vocabulary (text_encoder.add_unknown_tokens): {''.join(added[:40])}"
               f"{' …' if len(added) > 40 else ''}")
         return
-    message = datamodule.unknown_tokens_message()
+    message = datamodule.tokens.warning()
     if message:
         print(f"selip: warning: {message}", file=sys.stderr)
 
@@ -168,25 +168,7 @@ def _prepare_shard(datamodule: Any, config: Any, shard: Any) -> int:
     exams' files are read (opened, hashed, preprocessed); only shard 0 builds the
     similarity table. Cache entries and file-check markers are written atomically under
     content keys, so the shards of an array fill one cache without locks."""
-    from selip.data.manifest import Manifest, ManifestError
-    from selip.data.prepare import exam_cache_jobs
-    from selip.data.validation import check_files, resolve_sequences
-
-    manifest = datamodule.read_and_check(open_files=False)
-    mine = Manifest(manifest.path, manifest.columns, shard.take(manifest.exams))
-    if datamodule.check_files:
-        problems = check_files(mine, datamodule.needs, datamodule.preprocess.first_volume_of_4d,
-                               datamodule.digests, datamodule.cache_dir / "checked",
-                               num_threads=max(1, datamodule.num_workers),
-                               progress=datamodule.progress)
-        if problems:
-            raise ManifestError(problems)
-    if shard.index == 0:
-        datamodule.similarity_table = datamodule.load_similarity_table(
-            datamodule.build_report_table(manifest))
-    sequences = resolve_sequences(manifest, datamodule.requested_sequences)
-    jobs = exam_cache_jobs(mine.exams, sequences, datamodule.cache, datamodule.digests)
-    datamodule.digests.save()
+    manifest, mine, jobs = datamodule.source.prepare_shard(shard)
     print(f"manifest {datamodule.manifest_path}: shard {shard} — {len(mine.exams)} of "
           f"{len(manifest.exams)} exams, {len(jobs)} volumes and masks")
     if config.check_only:
@@ -209,8 +191,9 @@ def similarity(argv: Sequence[str]) -> int:
         datamodule: SelipDataModule = parser.instantiate_classes(config).data
         if datamodule.similarity is None:
             return _fail("data.similarity is null: this config uses no similarity table")
-        report_table = datamodule.build_report_table(datamodule.read_and_check(open_files=False))
-        table = datamodule.load_similarity_table(report_table)
+        source = datamodule.source
+        report_table = source.report_table(source.read_and_check(open_files=False))
+        table = source.open_similarity(report_table)
     except ValueError as err:
         return _fail(str(err))
     assert table is not None

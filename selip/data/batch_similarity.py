@@ -12,15 +12,20 @@ of S against the N gathered columns in the order ``gather_no_grad`` stacks them
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from selip.data.sampler import SampleKey, global_epoch_order
+from selip.data.sampler import ResumableSampler, SampleKey, global_epoch_order
+from selip.similarity.lookup import SimilarityLookup
 from selip.similarity.per_batch import PerBatchSimilarity
 from selip.similarity.per_batch import column_checksum as column_checksum  # re-export
+
+if TYPE_CHECKING:
+    from selip.data.dataset import Pair
 
 #: ``(epoch, position) -> flipped``: the flip a training sample gets (the dataset's own,
 #: :meth:`selip.data.dataset.PairDataset.flipped`, so the two never disagree).
@@ -91,3 +96,24 @@ class BatchSimilarity:
         columns = self.columns(keys[0].epoch, step)
         rows = np.array([self.report_id(k.dataset_index, k.epoch, k.position) for k in keys])
         return self.similarity.rows(rows, columns), columns
+
+
+def batch_plan(similarity: SimilarityLookup | None, pairs: Sequence[Pair],
+               sampler: ResumableSampler, flipped: FlipOf) -> BatchSimilarity | None:
+    """What the loader workers need to compute each training batch's S rows, when the
+    lookup computes S per batch; None when it holds a table (the step looks rows up).
+    The one place, besides ``selip.similarity``, that tells the modes apart.
+
+    Args:
+        pairs: the training dataset's pairs, in dataset order.
+        sampler: the training sampler (its seed, padded size, ranks, batch and weights).
+        flipped: the dataset's flip of the sample at (epoch, position).
+    """
+    if not isinstance(similarity, PerBatchSimilarity):
+        return None
+    return BatchSimilarity(
+        similarity, np.array([p.report_id for p in pairs], np.int64),
+        np.array([p.mirrored_report_id for p in pairs], np.int64),
+        seed=sampler.seed, length=len(pairs), total_size=sampler.total_size,
+        world_size=sampler.num_replicas, batch_size=sampler.batch_size, flipped=flipped,
+        weights=sampler.weights)

@@ -25,7 +25,7 @@ import numpy as np
 
 from selip.data.preprocess import PreprocessSettings
 from selip.io.atomic import atomic_open
-from selip.io.fingerprint import settings_digest
+from selip.io.fingerprint import FileDigests, settings_digest
 
 Kind = Literal["image", "mask"]
 _DTYPES: dict[str, np.dtype] = {"image": np.dtype(np.float16), "mask": np.dtype(np.uint8)}
@@ -45,6 +45,11 @@ class VolumeCache:
         """The cache key of one file's preprocessed array."""
         return settings_digest({"content": content_digest, "kind": kind,
                                 "settings": self._settings_fingerprint})
+
+    def key_of(self, path: str | Path, kind: Kind, digests: FileDigests) -> str:
+        """The cache key of the file at ``path`` (its content digest, memoised by
+        ``digests``): the one place a file's key is computed."""
+        return self.key(digests.digest(path), kind)
 
     def path(self, key: str) -> Path:
         """Where the entry of ``key`` lives (two-level fan-out keeps folders small)."""

@@ -24,7 +24,7 @@ from selip.data.augment import (
     position_flip,
     step_generator,
 )
-from selip.data.batch_similarity import BatchSimilarity, column_checksum
+from selip.data.batch_similarity import BatchSimilarity, FlipOf, column_checksum
 from selip.data.cache import VolumeCache
 from selip.data.preprocess import preprocess_mask, preprocess_volume
 from selip.data.sampler import SampleKey
@@ -57,6 +57,33 @@ class Pair:
         return self.volumes[0]
 
 
+@dataclass(frozen=True)
+class TrainingOrder:
+    """How a training dataset draws (evaluation datasets keep the defaults).
+
+    Attributes:
+        seed: the training order's seed (flips and worker-side draws follow it).
+        rank: the trainer's global rank, mixed into the draws' seed.
+        augment_fully: the whole augmentation in the workers (CPU runs); False: only the
+            flip there, the rest batched on the device after the transfer.
+        batch_similarity: with S computed per batch, what the workers need to compute
+            each batch's rows (:func:`selip.data.batch_similarity.batch_plan`).
+    """
+
+    seed: int = 0
+    rank: int = 0
+    augment_fully: bool = False
+    batch_similarity: BatchSimilarity | None = None
+
+
+def flip_of(augment: AugmentSettings | None, seed: int) -> FlipOf:
+    """``(epoch, position) -> flipped`` of a training order with ``seed``: the one flip
+    rule of the dataset and of the workers' per-batch S."""
+    if augment is None:
+        return lambda epoch, position: False
+    return partial(position_flip, augment, seed)
+
+
 class PairDataset(Dataset[dict[str, torch.Tensor]]):
     """Dict samples: ``image`` (C, D, H, W) float16 — the cache's precision, half the bytes
     through worker IPC and the host-to-device copy; ``SelipDataModule`` casts it to
@@ -72,30 +99,32 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
     the step's N gathered reports, float16 bits (an integer, so a "-true" precision plugin
     does not round it) — and ``similarity_check`` (int64 scalar, the columns' checksum)."""
 
-    def __init__(self, pairs: list[Pair], cache: VolumeCache, input_ids: torch.Tensor,
-                 attention_mask: torch.Tensor, augment: AugmentSettings | None = None,
-                 with_mask: bool = True) -> None:
+    def __init__(self, pairs: list[Pair], cache: VolumeCache, input_ids: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None,
+                 augment: AugmentSettings | None = None,
+                 with_mask: bool = True, order: TrainingOrder | None = None) -> None:
         self.pairs = pairs
         self.cache = cache
         self.input_ids = input_ids
         self.attention_mask = attention_mask
         self.augment = augment
+        order = order or TrainingOrder()
         # False: only the flip here, the rest batched on the device after the transfer;
         # True: all of it here (CPU runs, where workers run parallel to the step).
-        self.augment_fully = False
-        # The trainer's global rank (the datamodule sets it), mixed into the draws' seed.
-        self.rank = 0
+        self.augment_fully = order.augment_fully
+        # The trainer's global rank, mixed into the draws' seed.
+        self.rank = order.rank
         self.with_label = bool(pairs) and all(p.label is not None for p in pairs)
         # Masks only when the task needs them: reading, warping and shipping an unused
         # mask per sample halved the pretraining loader's throughput.
         self.with_mask = with_mask and bool(pairs) and all(p.mask_key is not None
                                                            for p in pairs)
-        # per_batch similarity: the S rows of each batch, computed here (the datamodule sets it)
-        self.batch_similarity: BatchSimilarity | None = None
-        # The training order's seed (the datamodule sets it): with SampleKey items, every
-        # draw of a sample — flip and, in augment_fully, the rest — is seeded from (this
-        # seed, epoch, position), so a resumed run repeats the workers' draws exactly.
-        self.order_seed = 0
+        # S computed per batch: the S rows of each batch, computed here
+        self.batch_similarity: BatchSimilarity | None = order.batch_similarity
+        # The training order's seed: with SampleKey items, every draw of a sample — flip
+        # and, in augment_fully, the rest — is seeded from (this seed, epoch, position), so
+        # a resumed run repeats the workers' draws exactly.
+        self.order_seed = order.seed
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -143,8 +172,7 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         """Whether the training sample at ``position`` of ``epoch``'s global order is
         mirrored (:func:`position_flip` with the order's seed); the workers' per-batch S
         asks this too, so every rank's report ids of a step are known without talking."""
-        return self.augment is not None and position_flip(self.augment, self.order_seed,
-                                                          epoch, position)
+        return flip_of(self.augment, self.order_seed)(epoch, position)
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor]:
         # A training key (SampleKey): the flip is its position's (every worker of every rank
@@ -172,12 +200,13 @@ class PairDataset(Dataset[dict[str, torch.Tensor]]):
         report_id = pair.mirrored_report_id if flipped else pair.report_id
         sample = {
             "image": image,
-            "input_ids": self.input_ids[report_id],
-            "attention_mask": self.attention_mask[report_id],
             "report_id": torch.tensor(report_id, dtype=torch.long),
             "sample_id": torch.tensor(pair.sample_id, dtype=torch.long),
             "sequence": torch.tensor(pair.sequence_index, dtype=torch.long),
         }
+        if self.input_ids is not None and self.attention_mask is not None:
+            sample["input_ids"] = self.input_ids[report_id]
+            sample["attention_mask"] = self.attention_mask[report_id]
         if self.with_label:
             sample["label"] = torch.tensor(pair.label, dtype=torch.long)
         if mask is not None:

@@ -2,15 +2,17 @@
 
 :meth:`SelipDataModule.describe` builds it after ``setup``; :class:`selip.tasks.BaseTask`
 takes it once in its own ``setup``. That is the whole contract between the tasks and the
-data — a task never reads other attributes of the datamodule.
+data — plain data, no datamodule and no bound methods; a task never reads other attributes
+of the datamodule (only a text encoder that adds tokens tells the datamodule, through
+Lightning's ``trainer.datamodule``, as :class:`Vocabulary`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
@@ -21,12 +23,10 @@ if TYPE_CHECKING:
     from selip.similarity.lookup import SimilarityLookup
 
 
+@runtime_checkable
 class Vocabulary(Protocol):
-    """The report tokens of the data, which a text encoder with added tokens must share."""
-
-    def training_unknown_characters(self) -> list[str]:
-        """Characters of the training texts the tokenizer maps to [UNK]."""
-        ...
+    """The report tokens of a datamodule, which a text encoder with added tokens must
+    share (a task reaches them through ``trainer.datamodule``, not the description)."""
 
     def add_tokens(self, tokens: list[str]) -> None:
         """Re-tokenise the reports with ``tokens`` added to the tokenizer."""
@@ -48,14 +48,15 @@ class DataDescription:
         report_texts: the unique pair texts; ``report_id`` indexes them.
         train_report_counts: (R,) int64 training pairs per report id — the frequency prior
             of retrieval; None without training pairs.
-        similarity: S over ``report_texts`` (dense or top-k), None without similarity.
-        place_similarity: moves ``similarity`` to a device within the data's budget
-            (True when placed).
+        similarity: S over ``report_texts`` (a table, or computed per batch), None
+            without similarity.
+        similarity_device_budget_mb: the largest table the task moves onto its device.
         clinical_truth: what each pair shows (clinical R@K), None without a truth file.
         manifest: the manifest's path (its hash goes into checkpoints).
         pairs: every sample, ``sample_id`` indexes them (prediction reads their files).
         preprocess: the preprocessing settings (prediction reads files again).
-        vocabulary: the data's tokens, for text encoders that add tokens.
+        unknown_characters: the training texts' characters the tokenizer maps to [UNK]
+            (what a text encoder with ``add_unknown_tokens`` adds to its vocabulary).
     """
 
     sequences: list[str] = field(default_factory=list)
@@ -64,12 +65,12 @@ class DataDescription:
     report_texts: list[str] = field(default_factory=list)
     train_report_counts: torch.Tensor | None = None
     similarity: SimilarityLookup | None = None
-    place_similarity: Callable[[torch.device | str], bool] | None = None
+    similarity_device_budget_mb: float = 0.0
     clinical_truth: ClinicalTruth | None = None
     manifest: Path | None = None
     pairs: Sequence[Pair] = ()
     preprocess: PreprocessSettings | None = None
-    vocabulary: Vocabulary | None = None
+    unknown_characters: list[str] = field(default_factory=list)
 
 
 def train_report_counts(pairs: Sequence[Pair], report_count: int) -> torch.Tensor | None:

@@ -68,10 +68,10 @@ def exam_cache_jobs(exams: Iterable[ExamRecord], sequences: Iterable[str], cache
         for sequence in wanted:
             if sequence in exam.volumes:
                 path = exam.volumes[sequence]
-                key = cache.key(digests.digest(path), "image")
+                key = cache.key_of(path, "image", digests)
                 jobs.setdefault(key, (key, "image", path))
         if exam.mask is not None:
-            key = cache.key(digests.digest(exam.mask), "mask")
+            key = cache.key_of(exam.mask, "mask", digests)
             jobs.setdefault(key, (key, "mask", exam.mask))
     return list(jobs.values())
 

@@ -49,37 +49,35 @@ def embed_split(model: PretrainedSelip, manifest: str | Path, split: str = "test
     as the datamodule splits the manifest, or ``all``); ``timings`` (when given) receives
     the seconds of ``setup`` (validation, splits), ``images`` and ``texts``."""
     clock = time.perf_counter()
-    from selip.data.augment import AugmentSettings
-    from selip.data.datamodule import SelipDataModule
+    from torch.utils.data import DataLoader
 
-    settings = model.preprocess_settings
-    datamodule = SelipDataModule(
-        str(manifest), str(cache_dir) if cache_dir else None, spacing=settings.spacing,
-        shape=settings.shape, intensity=settings.intensity,
-        intensity_percentiles=settings.percentiles,
-        first_volume_of_4d=settings.first_volume_of_4d, batch_size=batch_size,
-        eval_batch_size=batch_size, num_workers=num_workers, max_length=model.max_length,
-        augment=AugmentSettings(enabled=False), similarity=None, progress=progress,
-        val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    from selip.data.cohort import Cohort, CohortSettings, default_cache_dir
+    from selip.data.dataset import PairDataset
+
+    source = Cohort(CohortSettings(
+        Path(manifest).expanduser(), Path(cache_dir).expanduser() if cache_dir
+        else default_cache_dir(), model.preprocess_settings, val_fraction=val_fraction,
+        test_fraction=test_fraction, split_seed=split_seed, mirrored_texts=False,
+        progress=progress, threads=max(1, num_workers)))
+    source.prepare()
+    cohort = source.load()
     splits = ("train", "val", "test") if split == "all" else (split,)
     if any(s not in ("train", "val", "test") for s in splits):
         raise ValueError(f"split must be train, val, test or all, got {split!r}")
     images, sample_ids = [], []
     setup_done = time.perf_counter()
-    total = sum(len(datamodule.datasets[s]) for s in splits)
+    total = sum(len(cohort.split(s)) for s in splits)
     with tqdm(total=total, unit="volume", desc="embedding", disable=not progress) as bar:
-        for name in splits:
-            datamodule.predict_split = name
-            for batch in datamodule.predict_dataloader():
-                sequences = [datamodule.sequences[int(i)] for i in batch["sequence"]]
+        for name in splits:  # no tokens: the model encodes the texts itself, below
+            dataset = PairDataset(cohort.split(name), source.cache, with_mask=False)
+            for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+                sequences = [cohort.sequences[int(i)] for i in batch["sequence"]]
                 images.append(model.encode_batch(batch["image"].float(), sequences))
                 sample_ids += batch["sample_id"].tolist()
                 bar.update(len(sample_ids) - bar.n)
     images_done = time.perf_counter()
-    pairs = [datamodule.pairs[i] for i in sample_ids]
-    texts = datamodule.report_table.texts
+    pairs = [cohort.pairs[i] for i in sample_ids]
+    texts = cohort.report_table.texts
     unique = sorted({p.report_id for p in pairs})
     text_rows = dict(zip(unique, model.encode_texts([texts[i] for i in unique]) if unique
                          else [], strict=True))
@@ -92,7 +90,7 @@ def embed_split(model: PretrainedSelip, manifest: str | Path, split: str = "test
         text=torch.stack([text_rows[p.report_id] for p in pairs]).numpy() if pairs
         else np.zeros((0, dim), np.float32),
         exam_id=np.array([p.exam_id for p in pairs], dtype=str),
-        sequence=np.array([datamodule.sequences[p.sequence_index] for p in pairs], dtype=str),
+        sequence=np.array([cohort.sequences[p.sequence_index] for p in pairs], dtype=str),
         report_id=np.array([p.report_id for p in pairs], dtype=np.int64),
         report=np.array([texts[p.report_id] for p in pairs], dtype=str))
 

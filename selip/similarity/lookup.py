@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from selip.similarity.config import SimilarityConfig
@@ -66,6 +67,11 @@ class SimilarityLookup(Protocol):
 
     def start_fit(self) -> None:
         """A fit (or a resumed one) begins."""
+        ...
+
+    def keep_evaluation_table(self, report_ids: np.ndarray, max_mb: float) -> bool:
+        """Validation and test will look up S among ``report_ids``: a lookup that computes
+        S may keep that small table in memory (within ``max_mb``); True when it did."""
         ...
 
 

@@ -163,7 +163,7 @@ class PerBatchSimilarity:
         self.parsed = parsed
         self.engine = SimilarityEngine(config, threads=1)
         self._key = key
-        # a small dense table over the evaluation splits' ids (keep_table_for)
+        # a small dense table over the evaluation splits' ids (keep_evaluation_table)
         self._kept_ids: np.ndarray | None = None
         self._kept: np.ndarray | None = None
         self._columns_checked = False
@@ -186,7 +186,7 @@ class PerBatchSimilarity:
         block = block.astype(np.float16).astype(np.float32)
         return block[row_of.reshape(-1)[:, None], col_of.reshape(-1)[None, :]]
 
-    def keep_table_for(self, ids: np.ndarray, max_mb: float) -> bool:
+    def keep_evaluation_table(self, ids: np.ndarray, max_mb: float) -> bool:
         """Keep S over ``ids`` (the evaluation splits' reports) in memory when it fits
         ``max_mb`` as float16, so validation reads a small table; True when kept."""
         ids = np.unique(np.asarray(ids, np.int64))

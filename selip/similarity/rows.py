@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 
 
@@ -22,6 +23,10 @@ class LooksUpBatchRows:
         """(b, N) float32 S between this rank's ``report_ids`` (b,) and the step's
         gathered ``column_ids`` (N,), on ``report_ids``' device."""
         return self.lookup(report_ids, column_ids)
+
+    def keep_evaluation_table(self, report_ids: np.ndarray, max_mb: float) -> bool:
+        """A table already holds every row: nothing to keep."""
+        return False
 
     def start_fit(self) -> None:
         """A fit begins (nothing to reset for a table)."""

@@ -1,8 +1,9 @@
 """``BaseTask``: what every selip LightningModule shares (after torchgeo's ``BaseTask``).
 
 - The data: :attr:`BaseTask.data`, one :class:`~selip.data.description.DataDescription`
-  taken from the datamodule in :meth:`BaseTask.setup` — the only place a task touches the
-  datamodule. Without one (a bare ``Trainer`` and dataloaders) it stays empty.
+  (plain data) taken from the datamodule in :meth:`BaseTask.setup` — the only place a task
+  touches the datamodule, besides a text encoder's added tokens (:func:`data_vocabulary`).
+  Without one (a bare ``Trainer`` and dataloaders) it stays empty.
 - The encoders' settings in the hyper-parameters, as plain dicts
   (:meth:`BaseTask.record_config`), so a checkpoint rebuilds its model without the code's
   dataclasses being pickled.
@@ -19,13 +20,19 @@ from typing import Any
 import lightning.pytorch as pl
 import torchmetrics
 
-from selip.data.description import DataDescription
+from selip.data.description import DataDescription, Vocabulary
 
 
 def describe_data(trainer: pl.Trainer | None) -> DataDescription:
     """The trainer's datamodule's :meth:`describe`, or an empty description."""
     describe = getattr(getattr(trainer, "datamodule", None), "describe", None)
     return describe() if callable(describe) else DataDescription()
+
+
+def data_vocabulary(trainer: pl.Trainer | None) -> Vocabulary | None:
+    """The trainer's datamodule as the report tokens' owner, when it is one."""
+    datamodule = getattr(trainer, "datamodule", None)
+    return datamodule if isinstance(datamodule, Vocabulary) else None
 
 
 class BaseTask(pl.LightningModule):

@@ -29,7 +29,7 @@ from selip.models import ImageEncoderConfig, SelipModel, TextEncoderConfig
 from selip.models.selip_model import DUAL_ENCODER
 from selip.profiling import SectionTimer
 from selip.similarity.lookup import SimilarityLookup
-from selip.tasks.base import BaseTask
+from selip.tasks.base import BaseTask, data_vocabulary
 from selip.tasks.channels import (
     SequenceIndex,
     pretraining_sequences,
@@ -142,8 +142,9 @@ class PretrainTask(BaseTask):
 
     def setup_for_data(self, stage: str) -> None:
         require_single_channel(self.data, "pretraining")
-        if self.data.vocabulary is not None:
-            self._align_vocabulary(self.data.vocabulary, stage)
+        vocabulary = data_vocabulary(self._trainer)
+        if vocabulary is not None:
+            self._align_vocabulary(vocabulary, stage)
 
     def _align_vocabulary(self, vocabulary: Vocabulary, stage: str) -> None:
         """Tokens and embeddings agree: with ``text_encoder.add_unknown_tokens`` a new run
@@ -152,7 +153,7 @@ class PretrainTask(BaseTask):
         then warn if many report tokens are still [UNK]."""
         text = self.model.text_encoder
         if text.config.add_unknown_tokens and not text.added_tokens and stage == "fit":
-            tokens = vocabulary.training_unknown_characters()
+            tokens = list(self.data.unknown_characters)
             text.add_tokens(tokens)
             self.hparams["text_encoder"]["added_tokens"] = tokens
         vocabulary.add_tokens(text.added_tokens)
@@ -163,9 +164,9 @@ class PretrainTask(BaseTask):
             raise ValueError("kl_weight > 0 needs the report-similarity table: set "
                              "data.similarity (e.g. 'paper' or 'english'), or set "
                              "model.init_args.kl_weight 0 for the CLIP baseline")
-        if self.data.place_similarity is not None:
-            self.data.place_similarity(self.device)
         if self.similarity_table is not None:
+            self.similarity_table.place(
+                self.device, int(self.data.similarity_device_budget_mb * 2**20))
             self.similarity_table.start_fit()
 
     # -- the loss ------------------------------------------------------------------------

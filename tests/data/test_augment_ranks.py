@@ -140,8 +140,8 @@ def test_a_run_resumed_mid_epoch_draws_what_the_first_run_drew(tiny_cohort, tmp_
     monkeypatch.setenv("PL_GLOBAL_SEED", "0")  # restored afterwards (seed_everything sets it)
     monkeypatch.setenv("PL_SEED_WORKERS", "1")
     # The batched augmentation after the transfer, as on a GPU, on this CPU run.
-    monkeypatch.setattr(SelipDataModule, "augment_on_device",
-                        lambda self: self.trainer is not None)
+    monkeypatch.setattr("selip.data.datamodule.augment_on_device",
+                        lambda trainer: trainer is not None)
     manifest = str(tiny_cohort(n=8))
     first = _fit(manifest, tmp_path / "first")
     steps_per_epoch = len(first) // 2

@@ -10,8 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from selip.data.augment import AugmentSettings
-from selip.data.batch_similarity import column_checksum
+from selip.data.batch_similarity import batch_plan, column_checksum
 from selip.data.datamodule import SelipDataModule
+from selip.data.dataset import PairDataset, TrainingOrder, flip_of
 from selip.data.sampler import ResumableSampler, SampleKey
 from selip.similarity.lookup import TableSizing
 from selip.similarity.per_batch import PerBatchSimilarity
@@ -36,15 +37,24 @@ def _datamodule(manifest, tmp_path, mode, **kwargs):
     return datamodule
 
 
+def _training(datamodule, rank=0, world=2, epoch=0, skip=0):
+    """The training dataset and sampler of ``rank`` of a ``world``-rank run."""
+    pairs = datamodule.cohort.split("train")
+    sampler = ResumableSampler(len(pairs), datamodule.batch_size, num_replicas=world,
+                               rank=rank, seed=7, positions=True,
+                               progress=lambda: (epoch, skip))
+    order = TrainingOrder(sampler.seed, rank, batch_similarity=batch_plan(  # as train_sampler
+        datamodule.similarity_table, pairs, sampler, flip_of(datamodule.augment, sampler.seed)))
+    dataset = PairDataset(pairs, datamodule.cache, datamodule.tokens.input_ids,
+                          datamodule.tokens.attention_mask, datamodule.augment,
+                          with_mask=False, order=order)
+    return dataset, sampler
+
+
 def _batches(datamodule, rank=0, world=2, epoch=0, skip=0, workers=0):
     """The training batches of ``rank`` of a ``world``-rank run, as the trainer would get
     them (the sampler of that rank, whole batches, drop_last)."""
-    dataset = datamodule.datasets["train"]
-    sampler = ResumableSampler(len(dataset), datamodule.batch_size, num_replicas=world,
-                               rank=rank, seed=7, positions=True,
-                               progress=lambda: (epoch, skip))
-    dataset.order_seed = sampler.seed  # as SelipDataModule.train_sampler sets them
-    dataset.batch_similarity = datamodule._batch_similarity(dataset, sampler)
+    dataset, sampler = _training(datamodule, rank, world, epoch, skip)
     loader = DataLoader(dataset, batch_size=datamodule.batch_size, sampler=sampler,
                         drop_last=True, num_workers=workers)
     return list(loader)
@@ -153,8 +163,7 @@ def test_validation_reads_a_small_kept_table(pair_of_datamodules):
 
 def test_keys_that_are_not_whole_batches_are_refused(pair_of_datamodules):
     per_batch, _ = pair_of_datamodules
-    dataset = per_batch.datasets["train"]
-    _batches(per_batch, rank=0, world=1)  # sets the plan
+    dataset, _ = _training(per_batch, rank=0, world=1)  # with its plan
     keys = [SampleKey(0, 0, 0), SampleKey(1, 0, 5)]
     with pytest.raises(ValueError, match="needs whole batches in sampler order"):
         dataset.__getitems__(keys)

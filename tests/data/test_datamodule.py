@@ -5,6 +5,7 @@ import torch
 
 from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
+from selip.data.device_batch import augment_on_device
 from selip.similarity.settings import SimilaritySettings
 from selip.text.reports import NORMAL_REPORT_TEXT, swap_laterality
 
@@ -126,7 +127,9 @@ def test_the_similarity_table_covers_every_report_id(tiny_cohort, tmp_path):
     texts = [dm.report_table.texts[i] for i in batch["report_id"].tolist()]
     expected = torch.from_numpy(report_similarity(texts, preset=dm.similarity))
     torch.testing.assert_close(block, expected, atol=1e-3, rtol=0)
-    assert dm.place_similarity_table("cpu") is True
+    described = dm.describe()
+    assert described.similarity is table and described.similarity_device_budget_mb == 2048.0
+    assert table.place("cpu", int(described.similarity_device_budget_mb * 2**20)) is True
     torch.testing.assert_close(table.lookup(batch["report_id"]), block)
     # the same data and settings reuse the table; another preset builds another one
     again = _datamodule(tiny_cohort(n=6), tmp_path, similarity="paper")
@@ -153,7 +156,7 @@ def test_table_mode_beyond_the_dense_budget_uses_a_sparse_top_k_table(tiny_cohor
     two = _datamodule(manifest, tmp_path, similarity=SimilaritySettings("paper", top_k=2))
     assert isinstance(two.similarity_table, SparseSimilarityTable)
     assert two.similarity_table.top_k == 2
-    assert two.place_similarity_table("cpu") is True
+    assert two.similarity_table.place("cpu", 2**30) is True
     with pytest.raises(ValueError, match=r"similarity\.top_k"):
         SelipDataModule("m.csv", similarity=SimilaritySettings(top_k=0))
 
@@ -246,7 +249,7 @@ def test_on_a_cpu_run_the_workers_augment_and_the_device_hook_does_not(tiny_coho
     dm = _datamodule(tiny_cohort(n=8), tmp_path, val_fraction=0.25, test_fraction=0.0)
     dm.trainer = SimpleNamespace(training=True, accelerator=CPUAccelerator(),  # type: ignore[assignment]
                                  world_size=1, global_rank=0, fit_loop=None)
-    assert not dm.augment_on_device()
+    assert not augment_on_device(dm.trainer)
     dm.trainer = None
     loader = dm.train_dataloader()
     dm.trainer = SimpleNamespace(training=True, accelerator=CPUAccelerator())  # type: ignore[assignment]

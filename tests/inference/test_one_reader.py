@@ -65,5 +65,5 @@ def test_a_record_without_a_setting_reads_the_training_default(pretrained):
     assert settings.max_logit_scale == task["max_logit_scale"].default
     assert settings.max_sequences == task["max_sequences"].default
     assert settings.max_length == data["max_length"].default == TEXT_INPUT.max_length
-    assert settings.similarity == data["similarity"].default
+    assert settings.similarity == data["similarity"].default.preset == TEXT_INPUT.similarity
     assert read_trained_model(checkpoint).settings.max_length == 32  # what the run recorded

@@ -48,7 +48,8 @@ def test_the_datamodule_measures_and_warns_naming_the_characters(chinese_cohort,
                                  similarity=None, progress=False, check_files=False,
                                  normal_report_text="未见明显异常")
     datamodule.setup("fit")
-    assert datamodule.unknown_tokens.share > 0.5
+    assert datamodule.tokens.unknown.share > 0.5
+    assert datamodule.describe().unknown_characters == datamodule.training_unknown_characters()
     with pytest.warns(UnknownTokensWarning, match="左"):
         datamodule.warn_unknown_tokens()
     assert {"左", "右"} <= set(datamodule.training_unknown_characters())
