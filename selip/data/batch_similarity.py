@@ -14,18 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from selip.data.pair import Pair
 from selip.data.sampler import ResumableSampler, SampleKey, global_epoch_order
 from selip.similarity.lookup import SimilarityLookup
 from selip.similarity.per_batch import PerBatchSimilarity
 from selip.similarity.per_batch import column_checksum as column_checksum  # re-export
-
-if TYPE_CHECKING:
-    from selip.data.dataset import Pair
 
 #: ``(epoch, position) -> flipped``: the flip a training sample gets (the dataset's own,
 #: :meth:`selip.data.dataset.PairDataset.flipped`, so the two never disagree).

@@ -19,8 +19,8 @@ import numpy as np
 from lightning_utilities.core.rank_zero import rank_zero_warn
 
 from selip.data.cache import Kind, VolumeCache
-from selip.data.dataset import Pair
 from selip.data.manifest import ExamRecord, Manifest, ManifestError, read_manifest
+from selip.data.pair import Pair
 from selip.data.prepare import exam_cache_jobs
 from selip.data.preprocess import PreprocessSettings
 from selip.data.report_table import ReportTable

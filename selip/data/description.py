@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import torch
 
 if TYPE_CHECKING:
-    from selip.data.dataset import Pair
+    from selip.data.pair import Pair
     from selip.data.preprocess import PreprocessSettings
     from selip.metrics import ClinicalTruth
     from selip.similarity.lookup import SimilarityLookup

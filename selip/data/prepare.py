@@ -12,8 +12,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from selip.data.cache import Kind, VolumeCache
-from selip.data.dataset import Pair
 from selip.data.manifest import ExamRecord
+from selip.data.pair import Pair
 from selip.data.preprocess import PreprocessSettings, preprocess_mask, preprocess_volume
 from selip.io.fingerprint import FileDigests
 
