@@ -15,6 +15,11 @@ is run.
 Prints, per run, a table of signature → queries, clinical R@k of the run and of the prior,
 and the share of the validation and test splits each signature takes (why the two splits'
 priors differ). Writes ``<out>/retrieval_breakdown.md``.
+
+``--frequency_weight RUN`` also re-scores RUN's last checkpoint with each text's training
+frequency added: score = cos(image, text) + β · log(1 + training pairs of the text), β
+chosen on validation's clinical R@k and reported on test beside β = 0 (which must give
+back what ``selip test`` measured).
 """
 
 from __future__ import annotations
@@ -105,6 +110,53 @@ def split_shares(prepared: PreparedCohort, manifest_dir: Path) -> dict[str, Coun
     return seen
 
 
+BETAS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+@torch.no_grad()
+def frequency_weighted(prepared: PreparedCohort, settings: Settings, checkpoint: Path, k: int
+                       ) -> str:
+    """Clinical R@k of image→text retrieval with β · log(1 + training count) added to each
+    text's cosine, β chosen on validation, per split (a markdown table)."""
+    from torch.utils.data import DataLoader
+
+    import selip
+    from selip.data.cache import VolumeCache
+    from selip.data.dataset import PairDataset
+
+    model = selip.load(checkpoint, device="cpu")
+    preprocess = PreprocessSettings(settings.spacing, settings.shape)
+    if model.preprocess_settings != preprocess:  # the cohort's cache keys are under these
+        raise SystemExit(f"{checkpoint} was trained with {model.preprocess_settings}, the "
+                         f"cohort was prepared with {preprocess}")
+    cache = VolumeCache(Path(settings.cache_dir), preprocess)
+    truth = prepared.clinical_truth
+    assert truth is not None
+    counts = train_report_counts(prepared.pairs, len(prepared.report_table))
+    assert counts is not None
+    found: dict[str, list[float]] = {}
+    for split in ("val", "test"):
+        pairs = prepared.split(split)
+        images = torch.cat([model.encode_batch(batch["image"].float(), [
+            prepared.sequences[int(i)] for i in batch["sequence"]])
+            for batch in DataLoader(PairDataset(pairs, cache, with_mask=False), batch_size=16)])
+        pool = list(dict.fromkeys(p.report_id for p in pairs))
+        texts = model.encode_texts([prepared.report_table.texts[i] for i in pool])
+        cosine = images @ texts.T
+        frequency = torch.log1p(counts[torch.tensor(pool)].double()).float()
+        classes = [set(truth.report_classes[r].tolist()) for r in pool]
+        for beta in BETAS:
+            top = (cosine + beta * frequency).topk(k, dim=1).indices
+            hits = [int(truth.pair_classes[p.sample_id]) in set().union(
+                *(classes[j] for j in row)) for p, row in zip(pairs, top.tolist(), strict=True)]
+            found.setdefault(split, []).append(sum(hits) / len(hits))
+    best = max(range(len(BETAS)), key=lambda i: found["val"][i])
+    lines = [f"| β | val clinical R@{k} | test clinical R@{k} |", "| --- | --- | --- |"]
+    lines += [f"| {beta}{' (chosen on val)' if i == best else ''} | {found['val'][i]:.3f} | "
+              f"{found['test'][i]:.3f} |" for i, beta in enumerate(BETAS)]
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(run: str, rows: list[tuple[Signature, int, float, float]], k: int) -> str:
     lines = [f"### {run}", "", f"| sequence | diagnosis | appearance | test queries | "
              f"clinical R@{k} | prior's |", "| --- | --- | --- | --- | --- | --- |"]
@@ -135,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", nargs="*", default=None,
                         help="pretraining runs under --out (default: every one tested)")
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--frequency_weight", default=None, metavar="RUN",
+                        help="re-score RUN's last checkpoint with the texts' training "
+                             "frequency added (β chosen on validation)")
     args = parser.parse_args(argv)
     settings = Settings.saved(args.out, num_workers=0)
     prepared = cohort(settings)
@@ -157,6 +212,11 @@ def main(argv: list[str] | None = None) -> None:
         parts.append(to_markdown(run, breakdown(prepared, manifest_dir,
                                            top_k(found[-1], args.k), args.k),
                                  args.k))
+    if args.frequency_weight:
+        [checkpoint] = sorted((args.out / args.frequency_weight).glob(
+            "version_0/checkpoints/last.ckpt"))
+        parts += [f"### {args.frequency_weight}: the texts' training frequency added", "",
+                  frequency_weighted(prepared, settings, checkpoint, args.k)]
     text = "\n".join(parts)
     print(text)
     atomic_write_text(args.out / "retrieval_breakdown.md", text)
