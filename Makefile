@@ -15,7 +15,7 @@ DOWNSTREAM_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo demo-downstream test lint bench clean clean-demo
+.PHONY: install demo demo-downstream test lint docs bench clean clean-demo
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,15 @@ lint: install
 	$(BIN)/ruff check selip tests benchmarks examples
 	$(BIN)/mypy selip benchmarks
 
+# The documentation site into site/ (mkdocs-material); --strict: a broken link or a
+# missing page fails the build.
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
 # Every CPU benchmark (about 25 minutes on 2 cores); each prints its ratios side by side.
 # The SeLIP vs CLIP table itself (3 seeds, about an hour) and the GPU figures are separate:
 #   $(BIN)/python benchmarks/learning.py --arms SeLIP CLIP SeLIP-fixed-scale
@@ -64,4 +73,4 @@ clean-demo:
 	rm -rf $(DEMO_DIR) .cache/selip
 
 clean: clean-demo
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info site

@@ -1,4 +1,4 @@
-"""Rank-major all-gathers for the local SeLIP loss (DESIGN §2.5). No Lightning here.
+"""Rank-major all-gathers for the local SeLIP loss (docs/design.md §5). No Lightning here.
 
 Gradient scaling — why none is needed. Each rank r computes the local loss L_r: the mean
 over its b rows of the gathered batch of N = W·b rows. The global loss is

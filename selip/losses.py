@@ -1,4 +1,4 @@
-"""The SeLIP loss (DESIGN §2.4): CLIP cross-entropy plus a KL term towards report similarity.
+"""The SeLIP loss (docs/design.md §4): CLIP cross-entropy plus a KL term towards report similarity.
 
 For a batch of N pairs with logits Z (N, N) (row i: image i against every text) and the
 report-similarity submatrix S (N, N):
@@ -12,7 +12,7 @@ cross-entropy code, so the baseline and SeLIP differ only by the KL term.
 
 Everything here is a pure function of tensors: no Lightning, no state. Every loss is written
 in its row-local form (``selip_loss_local``): this rank's b rows against the N gathered
-columns (DESIGN §2.5); ``selip_loss`` is the one-process case b = N, offset 0. Each part is
+columns (docs/design.md §5); ``selip_loss`` is the one-process case b = N, offset 0. Each part is
 a mean over rows, so the mean of the local losses over equal-sized ranks is the global loss.
 
 S is assumed symmetric (a report similarity is) and so are the positives (a same-text
@@ -166,7 +166,7 @@ def clip_loss(logits: Tensor, positives: Tensor | None = None) -> Tensor:
 def selip_loss(logits: Tensor, similarity: Tensor, kl_weight: float = 1.0, eps: float = 1e-3,
                norm: str = "linear", temperature: float = 0.1, include_diagonal: bool = True,
                symmetric_kl: bool = False, positives: Tensor | None = None) -> LossParts:
-    """The SeLIP loss on a whole (gathered) batch, DESIGN §2.4.
+    """The SeLIP loss on a whole (gathered) batch, docs/design.md §4.
 
     L = ½[CE(Z,P) + CE(Zᵀ,P)] + λ·½[KL(Q‖softmax Z) + KL(Q‖softmax Zᵀ)], with Q and both
     softmaxes clamped to [eps, 1] and KL ``batchmean`` (sum / number of rows), i.e.
@@ -179,7 +179,9 @@ def selip_loss(logits: Tensor, similarity: Tensor, kl_weight: float = 1.0, eps: 
         similarity: (B, B) submatrix of S for the batch's reports (symmetric).
         kl_weight: λ ≥ 0.
         eps: clamp floor, in (0, 1).
-        norm, temperature, include_diagonal: see :func:`soft_targets`.
+        norm: how S becomes Q (:func:`soft_targets`).
+        temperature: τ of the ``softmax`` norm (:func:`soft_targets`).
+        include_diagonal: keep each row's own S (:func:`soft_targets`).
         symmetric_kl: symmetrise each KL direction.
         positives: (B, B) bool, symmetric; identity when None. Pass
             ``positives_from_ids(ids, ids)`` to treat duplicate reports as positives.
@@ -197,7 +199,7 @@ def selip_loss_local(image_logits: Tensor, text_logits: Tensor, similarity: Tens
                      positives: Tensor, row_offset: int, kl_weight: float = 1.0,
                      eps: float = 1e-3, norm: str = "linear", temperature: float = 0.1,
                      include_diagonal: bool = True, symmetric_kl: bool = False) -> LossParts:
-    """The DDP form (DESIGN §2.5): this rank's b rows against the N gathered columns.
+    """The DDP form (docs/design.md §5): this rank's b rows against the N gathered columns.
 
     Every part is a mean over this rank's b rows, so with equal b on every rank the mean of
     the local losses over ranks equals :func:`selip_loss` on the gathered batch.
@@ -209,8 +211,12 @@ def selip_loss_local(image_logits: Tensor, text_logits: Tensor, similarity: Tens
         similarity: (b, N) = S_g[rows] (S symmetric, so these rows serve Zᵀ as well).
         positives: (b, N) bool, e.g. ``positives_from_ids(ids_local, ids_all)``.
         row_offset: global index of this rank's first row (rank · b).
-        kl_weight, eps, norm, temperature, include_diagonal, symmetric_kl: see
-            :func:`selip_loss`.
+        kl_weight: λ ≥ 0 (:func:`selip_loss`).
+        eps: clamp floor, in (0, 1).
+        norm: how S becomes Q (:func:`soft_targets`).
+        temperature: τ of the ``softmax`` norm.
+        include_diagonal: keep each row's own S.
+        symmetric_kl: symmetrise each KL direction.
 
     Returns:
         :class:`LossParts` of 0-dim tensors.

@@ -1,11 +1,11 @@
-"""Retrieval metrics over a de-duplicated text pool (the paper's protocol, DESIGN §2.6).
+"""Retrieval metrics over a de-duplicated text pool (the paper's protocol, docs/design.md §6).
 
 Inputs are one row per (image, report) pair: image and text embeddings (N, E), already
 L2-normalised (scores are plain dot products), ``report_ids`` (N,) — equal id ⇔ identical
 report text — and ``sample_ids`` (N,), unique per pair. Distributed samplers pad the last
 batch with repeated samples, so rows are first de-duplicated by ``sample_id``.
 
-- ties never help a query (DESIGN §2.6): a rank is 1 + the number of wrong candidates
+- ties never help a query (docs/design.md §6): a rank is 1 + the number of wrong candidates
   scoring *at least as high* as the best-scoring correct one, so a tied wrong candidate
   ranks ahead of the correct one. A collapsed model (every embedding equal) therefore
   ranks every query last instead of first, and can never be chosen as the best checkpoint.

@@ -90,7 +90,7 @@ def position_flip(settings: AugmentSettings, seed: int, epoch: int, position: in
     """Whether the sample at ``position`` of ``epoch``'s global order is mirrored: a pure
     function of the seed, the epoch and the position (not of a generator's state), so a
     loader worker knows every rank's flips — and so every rank's report texts — of any
-    step, and a resumed run repeats them (issue 17)."""
+    step, and a resumed run repeats them."""
     if not settings.flips:
         return False
     return mix_seed(seed, epoch, position, _FLIP_STREAM) / 2**63 < settings.flip_probability

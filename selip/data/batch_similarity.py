@@ -1,4 +1,4 @@
-"""S rows of a training batch, computed in the loader worker that reads it (issue 17).
+"""S rows of a training batch, computed in the loader worker that reads it.
 
 Under ``data.similarity.mode: per_batch`` the training sampler yields
 :class:`~selip.data.sampler.SampleKey` (index, epoch, global position) and each sample's

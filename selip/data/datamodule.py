@@ -44,7 +44,7 @@ class SelipDataModule(pl.LightningDataModule):
     """Image–report pairs from a manifest, preprocessed through an on-disk cache.
 
     Args:
-        manifest: CSV or JSONL manifest, one row per exam (see the README).
+        manifest: CSV or JSONL manifest, one row per exam (see docs/data.md).
         cache_dir: preprocessed-volume cache (default ``$SELIP_CACHE_DIR`` or
             ``~/.cache/selip``).
         sequences: sequence columns to pair (default: every sequence column).

@@ -1,4 +1,4 @@
-"""Image–text pairs: one per (exam, sequence), DESIGN §2.1 — or, for downstream tasks
+"""Image–text pairs: one per (exam, sequence), docs/design.md §1 — or, for downstream tasks
 that stack sequences as channels, one per exam.
 
 Workers read preprocessed arrays from the cache (filling it on a miss), flip left–right

@@ -1,6 +1,6 @@
 """The dataset's unique report texts; ``report_id`` indexes this table.
 
-The similarity matrix S (DESIGN §2.3) is computed over exactly these texts. When the
+The similarity matrix S (docs/design.md §3) is computed over exactly these texts. When the
 laterality flip is on, the mirrored text of every report is in the table too, so the id
 of a flipped pair still points at the text that describes it. A mirrored text with the
 same findings as a report of the table (a bilateral ``left X: a; right X: a`` mirrors to

@@ -27,7 +27,7 @@ Progress = Callable[[], tuple[int, int]]
 class SampleKey(NamedTuple):
     """What the sampler yields with ``positions=True``: the dataset index, the epoch and the
     sample's position in the epoch's global order (over all ranks). A loader worker can
-    rebuild the whole global batch of a step from it (issue 17: S per batch)."""
+    rebuild the whole global batch of a step from it (S per batch: docs/design.md §5)."""
 
     dataset_index: int
     epoch: int

@@ -1,7 +1,7 @@
 """Report languages of the demo cohort, and its Chinese reports in the authors' grammar.
 
 ``en`` writes the English demo grammar (``FLAIR: left thalamus: hyperintense signal.``);
-``zh`` writes what the SeLIP authors' data looks like (DESIGN §2.1): a JSON object per
+``zh`` writes what the SeLIP authors' data looks like (docs/design.md §1): a JSON object per
 exam with one findings text per sequence that has findings, each finding
 ``在<location>表现为<appearance>`` and the findings of a sequence joined by ``，``::
 

@@ -4,7 +4,7 @@ The folder holds ``model.safetensors`` (the dual encoder's weights), ``config.js
 (architecture, embedding size, logit scale, preprocessing, sequences, similarity preset,
 the weights' sha256), ``text_model/`` (the text model's config and tokenizer files) and a
 ``README.md`` model card. :func:`selip.load` reads it without Lightning; the image tower
-alone loads into MONAI's ResNet (see the README's "Using a trained model").
+alone loads into MONAI's ResNet (see docs/using.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Settings of the report-similarity rule S (DESIGN §2.3) and its presets.
+"""Settings of the report-similarity rule S (docs/design.md §3) and its presets.
 
 Every field changes S, so every field is part of the similarity table's cache key.
 """

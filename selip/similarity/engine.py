@@ -176,7 +176,7 @@ def _codes(values: list[str]) -> np.ndarray:
 
 def report_similarity(reports_a: Sequence[Report], reports_b: Sequence[Report] | None = None,
                       preset: str | SimilarityConfig = "paper") -> np.ndarray:
-    """S between two lists of reports (strings or structured dicts), DESIGN §2.3.
+    """S between two lists of reports (strings or structured dicts), docs/design.md §3.
 
     Args:
         reports_a: N reports.

@@ -1,4 +1,4 @@
-"""Reports → findings for scoring (DESIGN §2.3).
+"""Reports → findings for scoring (docs/design.md §3).
 
 A report (structured dict, JSON string, sectioned free text, or one sequence's pair text)
 becomes a tuple of findings, pooled over sequences, or is recognised as normal. Text is

@@ -52,7 +52,7 @@ class SimilarityLookup(Protocol):
 
     def lookup(self, report_ids: torch.Tensor, column_ids: torch.Tensor | None = None
                ) -> torch.Tensor:
-        """(b, N) float32 S[report_ids][:, column_ids] (``column_ids`` default: the rows'),
+        """(b, N) float32 ``S[report_ids][:, column_ids]`` (``column_ids`` default: the rows'),
         on ``report_ids``' device."""
         ...
 

@@ -1,4 +1,4 @@
-"""Exact S computed per batch, for archives too large for a table (issue 17).
+"""Exact S computed per batch, for archives too large for a table.
 
 A training step needs only the S entries of its own batch: (b, N) for b local rows
 against the N gathered columns. Computing them per step costs O(U·N) per epoch where any

@@ -1,4 +1,4 @@
-"""A straightforward per-pair Python implementation of S (DESIGN §2.3).
+"""A straightforward per-pair Python implementation of S (docs/design.md §3).
 
 The readable statement of the rule, used by the tests to check the vectorised engine
 and by the benchmarks as the baseline it must beat. Never used in training.

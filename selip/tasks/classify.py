@@ -1,6 +1,6 @@
 """``ClassificationTask``: a pretrained (or fresh) image encoder under a linear head.
 
-Modes (DESIGN §2.6): ``linear`` — the encoder from a SeLIP checkpoint, frozen (a linear
+Modes (docs/design.md §6): ``linear`` — the encoder from a SeLIP checkpoint, frozen (a linear
 probe); ``finetune`` — the same encoder, trained with a lower learning rate; ``scratch`` —
 a freshly initialised encoder; ``random_linear`` — a linear probe on a freshly initialised,
 frozen encoder of the same architecture: the baseline a pretrained linear probe must beat

@@ -1,4 +1,4 @@
-"""``PretrainTask``: SeLIP contrastive pretraining (DESIGN §2.2–2.6).
+"""``PretrainTask``: SeLIP contrastive pretraining (docs/design.md §2–6).
 
 The module only orchestrates: the math lives in :mod:`selip.losses` (pure functions),
 the similarity lookup in :mod:`selip.similarity.table`, the retrieval metrics in
@@ -172,7 +172,7 @@ class PretrainTask(BaseTask):
     # -- the loss ------------------------------------------------------------------------
     def _forward_loss(self, batch: dict[str, torch.Tensor]
                       ) -> tuple[LossParts, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Local rows against the gathered batch (DESIGN §2.5).
+        """Local rows against the gathered batch (docs/design.md §5).
 
         Returns the loss parts, this rank's image/text embeddings (b, E) and its (b, N)
         image→text logits.

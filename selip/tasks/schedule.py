@@ -3,7 +3,7 @@
 Not ``transformers.get_*_schedule_with_warmup``: their warmup starts at a factor of 0, so
 the first optimiser step moves nothing, their polynomial decay ends at an absolute
 learning rate rather than a ratio per parameter group, and only the cosine one has a
-floor; these 20 lines keep selip's schedules as they were trained (issue 15 asked).
+floor; these 20 lines keep selip's schedules as they were trained.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``SegmentationTask``: the pretrained image encoder under a U-Net decoder (DESIGN §2.6).
+"""``SegmentationTask``: the pretrained image encoder under a U-Net decoder (docs/design.md §6).
 
 Soft Dice + cross-entropy loss (:mod:`selip.dice`; by default a foreground-only Dice per
 sample, made for lesions of a fraction of a percent of the voxels), Dice per foreground

@@ -1,4 +1,4 @@
-"""``ZeroShotTask``: classify images by their similarity to class prompts (DESIGN §2.6).
+"""``ZeroShotTask``: classify images by their similarity to class prompts (docs/design.md §6).
 
 Each class has several prompts written in the report grammar; their text embeddings are
 averaged (then re-normalised) into one class vector, and an image is scored against the

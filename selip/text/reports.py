@@ -1,7 +1,7 @@
 """Radiology reports: parsing, per-sequence findings text, laterality swap.
 
 A report is given either as free text or as structured findings per sequence
-(DESIGN §2.1)::
+(docs/design.md §1)::
 
     {"FLAIR": [{"location": "left frontal lobe", "appearance": "hyperintense signal"}]}
     {"normal": true}
@@ -82,7 +82,7 @@ class Report:
     normal_text: str | None = None
 
     def text_for(self, sequence: str, normal_text: str = NORMAL_REPORT_TEXT) -> str:
-        """The text paired with ``sequence`` (DESIGN §2.1)."""
+        """The text paired with ``sequence`` (docs/design.md §1)."""
         if self.normal:
             return self.normal_text or normal_text
         if self.free_text is not None:

@@ -71,5 +71,5 @@ class DataWaitMonitor(pl.Callback):
                 f"the training step waits for data: {share:.0%} of the last "
                 f"{len(self._recent)} steps went to waiting for the loader "
                 "(perf/data_fraction in TensorBoard). Fill the cache first (selip prepare), "
-                "raise data.num_workers, keep data.cache_dir on a local disk — see the "
-                "README's Performance section.", category=UserWarning)
+                "raise data.num_workers, keep data.cache_dir on a local disk — see "
+                "docs/performance.md.", category=UserWarning)

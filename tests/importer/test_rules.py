@@ -162,8 +162,8 @@ def test_the_shipped_rules_file_documents_every_condition() -> None:
         assert condition in text
 
 
-def test_the_readme_example_of_site_rules_loads_and_claims(tmp_path: Path) -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+def test_the_docs_example_of_site_rules_loads_and_claims(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "docs" / "import.md").read_text()
     start = readme.index("```yaml\nextends: default")
     block = readme[start + len("```yaml\n"):readme.index("```", start + 7)]
     path = tmp_path / "site.yaml"

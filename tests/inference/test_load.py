@@ -149,11 +149,11 @@ def test_bad_input_gets_one_line_naming_it(pretrained, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_image_tower_loads_into_monai_resnet_as_the_readme_shows(pretrained, tmp_path):
+def test_the_image_tower_loads_into_monai_resnet_as_the_docs_show(pretrained, tmp_path):
     _, checkpoint = pretrained
     folder = tmp_path / "export"
     assert _export(checkpoint, folder).returncode == 0
-    # --- the README's snippet, verbatim apart from the folder ---
+    # --- the snippet of docs/using.md, verbatim apart from the folder ---
     from monai.networks.nets import ResNet
     from safetensors.torch import load_file
 
