@@ -33,7 +33,6 @@ from selip.tasks.schedule import check_warmup_steps
 
 #: Linear probes: the encoder is frozen (eval mode too) and only the head trains.
 _PROBES = ("linear", "random_linear")
-_FEATURE_NORM = "feature_norm."
 
 
 def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
@@ -64,8 +63,6 @@ class ClassificationTask(FrozenEncoderMixin, BaseTask):
         warmup_steps: optimiser steps of linear warmup (then ``schedule`` decays over the
             rest of ``trainer.max_steps``).
         schedule: ``cosine``, ``poly`` or ``constant``.
-        warmup: deprecated, use ``warmup_steps``: a fraction of all steps when below 1,
-            else steps; when set it wins (kept so older configs and checkpoints load).
     """
 
     frozen_modes = _PROBES  # the modes whose encoder stays in eval mode
@@ -76,8 +73,7 @@ class ClassificationTask(FrozenEncoderMixin, BaseTask):
                  num_classes: int | None = None, lr: float = 1e-3,
                  lr_encoder: float | None = None, weight_decay: float = 0.01,
                  warmup_steps: int = 20,
-                 schedule: Literal["cosine", "poly", "constant"] = "cosine",
-                 warmup: float | None = None) -> None:
+                 schedule: Literal["cosine", "poly", "constant"] = "cosine") -> None:
         super().__init__()
         check_warmup_steps(warmup_steps)
         self.encoder = starting_encoder(mode, ("linear", "finetune", "scratch", "random_linear"),
@@ -114,18 +110,6 @@ class ClassificationTask(FrozenEncoderMixin, BaseTask):
         if self.head is None:
             self.hparams["num_classes"] = len(self.data.classes)
             self._build_head(len(self.data.classes))
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A probe checkpoint from before features were standardised loads with identity
-        statistics (mean 0, variance 1 − eps), so it predicts exactly what it did."""
-        state = checkpoint.get("state_dict", {})
-        norm = self.feature_norm
-        if (isinstance(norm, nn.BatchNorm1d) and "head.weight" in state
-                and not any(k.startswith(_FEATURE_NORM) for k in state)):
-            state[_FEATURE_NORM + "running_mean"] = torch.zeros(norm.num_features)
-            state[_FEATURE_NORM + "running_var"] = torch.full((norm.num_features,),
-                                                              1 - norm.eps)
-            state[_FEATURE_NORM + "num_batches_tracked"] = torch.tensor(0)
 
     def on_fit_start(self) -> None:
         warn_if_final_step_unvalidated(self.trainer)

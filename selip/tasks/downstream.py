@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from selip.inference.loading import InferenceError, read_trained_model
 from selip.io.checkpoints import CheckpointError
 from selip.models import ImageEncoder, ImageEncoderConfig
-from selip.tasks.schedule import warmup_steps_of, warmup_then_decay
+from selip.tasks.schedule import check_warmup_steps, warmup_then_decay
 
 #: Modes that start from a randomly initialised encoder (never from ``encoder_ckpt``'s weights).
 RANDOM_MODES = ("scratch", "random_linear")
@@ -105,12 +105,7 @@ def downstream_optimizer(module: pl.LightningModule, new_parameters: Iterable[to
         groups.append({"params": encoder.parameters(), "lr": lr_encoder, "name": "encoder"})
     optimizer = torch.optim.AdamW(groups, weight_decay=hp["weight_decay"])
     total = int(module.trainer.estimated_stepping_batches)
-    legacy = hp.get("warmup")
-    if legacy is not None:
-        rank_zero_warn(f"model.init_args.warmup ({legacy}) is deprecated: set warmup_steps, "
-                       "a number of optimiser steps, instead (and warmup: null)")
-    warmup = warmup_steps_of(hp.get("warmup_steps", 0), legacy, total)
-    factor = warmup_then_decay(total, warmup, hp["schedule"])
+    factor = warmup_then_decay(total, check_warmup_steps(hp["warmup_steps"]), hp["schedule"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -45,19 +45,6 @@ def resolve_warmup(warmup: float, total_steps: int) -> int:
     return round(warmup * total_steps) if warmup < 1 else int(warmup)
 
 
-def warmup_steps_of(warmup_steps: int, legacy_warmup: float | None, total_steps: int) -> int:
-    """The warmup of a downstream run in optimiser steps.
-
-    ``warmup_steps`` is the setting; ``legacy_warmup`` is the old ``warmup`` (a fraction of
-    all steps when below 1, else a count), still honoured (with :func:`resolve_warmup`) so
-    that configs and checkpoints written before ``warmup_steps`` keep working; it wins when
-    set. ``total_steps`` only matters for the legacy fraction.
-    """
-    if legacy_warmup is not None:
-        return resolve_warmup(legacy_warmup, total_steps)
-    return check_warmup_steps(warmup_steps)
-
-
 def check_warmup_steps(warmup_steps: int) -> int:
     """``warmup_steps`` when it is a whole number >= 0; else a ValueError naming it."""
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:

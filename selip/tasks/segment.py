@@ -67,8 +67,6 @@ class SegmentationTask(FrozenEncoderMixin, BaseTask):
             loss); see :mod:`selip.dice`.
         full_resolution: the decoder's stride-1 path on the input image (off: the stride-2
             map upsampled, as checkpoints written before it was added need).
-        warmup: deprecated, use ``warmup_steps``: a fraction of all steps when below 1,
-            else steps; when set it wins (kept so older configs and checkpoints load).
     """
 
     frozen_modes = ("frozen",)  # the modes whose encoder stays in eval mode
@@ -81,7 +79,7 @@ class SegmentationTask(FrozenEncoderMixin, BaseTask):
                  warmup_steps: int = 20,
                  schedule: Literal["cosine", "poly", "constant"] = "cosine",
                  predict_dir: str | None = None, loss: SegmentationLoss = "dice_fg_ce",
-                 full_resolution: bool = True, warmup: float | None = None) -> None:
+                 full_resolution: bool = True) -> None:
         super().__init__()
         check_warmup_steps(warmup_steps)
         self.encoder = starting_encoder(mode, ("finetune", "frozen", "scratch"), encoder_ckpt,

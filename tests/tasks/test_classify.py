@@ -268,24 +268,6 @@ def test_a_probe_standardises_its_frozen_features_and_only_a_probe(pretrained):
     assert isinstance(finetune.feature_norm, torch.nn.Identity)
 
 
-def test_a_probe_checkpoint_from_before_standardisation_predicts_as_it_did(pretrained,
-                                                                            tmp_path):
-    """Through Lightning's own loading path, as ``selip test --ckpt_path`` and users do."""
-    _, checkpoint = pretrained
-    task = ClassificationTask(mode="linear", encoder_ckpt=str(checkpoint), num_classes=3).eval()
-    old = {k: v for k, v in task.state_dict().items() if not k.startswith("feature_norm.")}
-    old["head.bias"] = torch.tensor([0.5, -1.0, 2.0])
-    path = tmp_path / "old_probe.ckpt"
-    torch.save({"state_dict": old, "hyper_parameters": dict(task.hparams),
-                "pytorch-lightning_version": pl.__version__}, path)
-    loaded = ClassificationTask.load_from_checkpoint(path).eval()  # strict: every key there
-    assert loaded.head is not None
-    image = torch.randn(2, 1, 16, 16, 16)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(image), loaded.head(loaded.encoder(image)))
-        torch.testing.assert_close(loaded.head.bias, old["head.bias"])
-
-
 def test_a_random_encoder_probe_learns_at_the_configs_learning_rate_only_standardised(
         pretrained):
     """The data-efficiency bug, small: at lr 1e-3 for 100 steps a probe on a random frozen

@@ -32,17 +32,10 @@ def test_warmup_fraction_or_steps_and_errors():
         warmup_then_decay(10, 0, "linear")
 
 
-def test_downstream_warmup_is_counted_in_steps_and_the_old_form_still_loads():
-    from selip.tasks.schedule import check_warmup_steps, warmup_steps_of
+def test_downstream_warmup_is_a_whole_number_of_steps():
+    from selip.tasks.schedule import check_warmup_steps
 
-    # warmup_steps is the same whatever the budget (it does not scale with max_steps) ...
-    assert warmup_steps_of(20, None, 200) == warmup_steps_of(20, None, 5000) == 20
-    assert warmup_steps_of(0, None, 200) == 0
-    # ... the old `warmup` (configs and checkpoints written before) keeps its meaning
-    assert warmup_steps_of(20, 0.05, 400) == 20  # a fraction of all steps
-    assert warmup_steps_of(20, 7.0, 400) == 7  # a count
+    assert check_warmup_steps(20) == 20 and check_warmup_steps(0) == 0
     for bad in (-1, 2.5, True):
         with pytest.raises(ValueError, match=f"warmup_steps must be .* got {bad!r}"):
             check_warmup_steps(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="warmup must be >= 0"):
-        warmup_steps_of(20, -0.1, 100)

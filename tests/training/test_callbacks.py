@@ -66,11 +66,3 @@ def test_bad_settings_are_clear_errors():
         DataWaitMonitor(warn_data_fraction=1.5)
     with pytest.raises(ValueError, match="warn_window"):
         DataWaitMonitor(warn_window=0)
-
-
-def test_the_old_name_still_loads_from_a_config_and_says_it_was_renamed():
-    from selip.tasks.callbacks import ThroughputMonitor
-
-    with pytest.warns(FutureWarning, match="DataWaitMonitor"):
-        monitor = ThroughputMonitor(warn_window=7)
-    assert isinstance(monitor, DataWaitMonitor) and monitor._recent.maxlen == 7
