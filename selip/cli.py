@@ -364,7 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"selip {__version__}")
         return 0
     from selip.similarity.legacy_keys import translate_arguments
+    from selip.training.quiet import quiet_third_party
 
+    quiet_third_party()  # named third-party noise only (selip.training.quiet)
     args = translate_arguments(args)  # configs written before the data.similarity block
     if args[0] in TRAINING_COMMANDS:
         return _training(args)

@@ -28,6 +28,7 @@ from selip.training.checkpointing import AtomicCheckpointIO
 from selip.training.last_checkpoint import LastCheckpoint
 from selip.training.launch import lightning_launcher, watch_parent
 from selip.training.lightning_compat import check_lightning
+from selip.training.quiet import quiet_third_party
 from selip.training.resume import find_last_checkpoint, slurm_version
 
 check_lightning()  # selip replaces a private launcher function; fail here, not silently
@@ -209,6 +210,7 @@ def training_cli(argv: list[str], callbacks: list[pl.Callback] | None = None) ->
     the process looks to Lightning as if it had been started that way (see
     :mod:`selip.training.launch`), and LightningCLI reads ``argv`` from there."""
     watch_parent()
+    quiet_third_party()
     argv = translate_arguments(argv)  # configs written before the data.similarity block
     with lightning_launcher(argv):  # sys.argv is ``selip.cli <argv>`` meanwhile
         return SelipCLI(model_class=pl.LightningModule, datamodule_class=SelipDataModule,
