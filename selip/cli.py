@@ -192,7 +192,8 @@ def similarity(argv: Sequence[str]) -> int:
         if datamodule.similarity is None:
             return _fail("data.similarity is null: this config uses no similarity table")
         source = datamodule.source
-        report_table = source.report_table(source.read_and_check(open_files=False))
+        report_table = source.report_table(source.pair_texts(
+            source.read_and_check(open_files=False)))
         table = source.open_similarity(report_table)
     except ValueError as err:
         return _fail(str(err))

@@ -138,8 +138,7 @@ class Cohort:
     def prepare(self) -> SimilarityLookup | None:
         """Validate the manifest and every file it names, and build S (one process per
         node; the others load it in :meth:`load`)."""
-        manifest = self.read_and_check(open_files=self.settings.check_files)
-        return self.open_similarity(self.report_table(manifest))
+        return self.similarity_of(self.read_and_check(open_files=self.settings.check_files))
 
     def prepare_shard(self, take: ShardTake) -> tuple[Manifest, Manifest, list[CacheJob]]:
         """One shard's part of :meth:`prepare`: the whole table is checked, but only the
@@ -156,7 +155,7 @@ class Cohort:
             if problems:
                 raise ManifestError(problems)
         if take.index == 0:
-            self.open_similarity(self.report_table(manifest))
+            self.similarity_of(manifest)
         sequences = resolve_sequences(manifest, s.needs.sequences)
         jobs = exam_cache_jobs(mine.exams, sequences, self.cache, self.digests)
         self.digests.save()
@@ -174,10 +173,17 @@ class Cohort:
                       for s in sequences if s in exam.volumes]
         return texts
 
-    def report_table(self, manifest: Manifest) -> ReportTable:
-        """Unique pair texts (with their mirrored versions when the flip is on)."""
-        return ReportTable((t for _, _, t in self.pair_texts(manifest)),
+    def report_table(self, pair_texts: list[tuple[int, str, str]]) -> ReportTable:
+        """The unique texts of :meth:`pair_texts` (with their mirrored versions when the
+        flip is on)."""
+        return ReportTable((t for _, _, t in pair_texts),
                            with_mirrored=self.settings.mirrored_texts)
+
+    def similarity_of(self, manifest: Manifest) -> SimilarityLookup | None:
+        """S over ``manifest``'s pair texts; None without similarity (no report parsed)."""
+        if self.similarity_rule is None:
+            return None
+        return self.open_similarity(self.report_table(self.pair_texts(manifest)))
 
     def open_similarity(self, report_table: ReportTable) -> SimilarityLookup | None:
         """S over ``report_table``'s texts: the one already opened for the same texts, else
@@ -210,7 +216,7 @@ class Cohort:
                                    s.split_seed if s.label_seed is None else s.label_seed)
             splits = [x if x != "train" or i in kept else "unused" for i, x in enumerate(splits)]
         texts = self.pair_texts(manifest)
-        report_table = self.report_table(manifest)
+        report_table = self.report_table(texts)  # reports parsed once, for both
         similarity = self.open_similarity(report_table)
         if s.needs.all_sequences:  # one sample per exam, carrying its first sequence's text
             first_per_exam: dict[int, tuple[int, str, str]] = {}

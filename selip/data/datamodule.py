@@ -139,13 +139,12 @@ class SelipDataModule(pl.LightningDataModule):
         self.augment = augment or AugmentSettings()
         self.stack_sequences, self.class_balanced = stack_sequences, class_balanced
         self.shuffle_seed, self.predict_split, self.progress = shuffle_seed, predict_split, progress
-        self.similarity_settings = similarity_settings(similarity)
         self.source = Cohort(CohortSettings(
             self.manifest_path, self.cache_dir, self.preprocess,
             Requirements(tuple(s.lower() for s in sequences) if sequences else None,
                          require_label, require_mask, stack_sequences),
             val_fraction, test_fraction, split_seed, label_fraction, label_seed,
-            normal_report_text, self.augment.flips, self.similarity_settings,
+            normal_report_text, self.augment.flips, similarity_settings(similarity),
             Path(truth).expanduser() if truth else None, check_files, progress,
             max(1, num_workers)))
         self.cache, self.needs = self.source.cache, self.source.settings.needs
@@ -182,7 +181,8 @@ class SelipDataModule(pl.LightningDataModule):
     def describe(self) -> DataDescription:
         """What the tasks may know about this data (after ``setup``), as plain data: the
         one object a task reads (:class:`selip.tasks.BaseTask` takes it in its ``setup``)."""
-        budget = self.similarity_settings.device_budget_mb if self.similarity_settings else 0.0
+        block = self.source.settings.similarity
+        budget = block.device_budget_mb if block is not None else 0.0
         return DataDescription(
             sequences=list(self.sequences), classes=list(self.classes),
             image_channels=self.image_channels, report_texts=self.report_table.texts,

@@ -28,18 +28,17 @@ class FlatSimilarityKeysWarning(FutureWarning):
 
 
 def _translate_config(config: Any) -> tuple[Any, list[str]]:
-    """A parsed config with its data section(s) translated, and the keys moved."""
+    """A parsed config with its data section translated, at the top level and in each
+    subcommand's section, and the keys moved."""
     if not isinstance(config, dict):
         return config, []
-    moved: list[str] = []
     config = dict(config)
-    for section in ("data", *_SUBCOMMANDS):
-        value = config.get(section)
-        if section == "data" and isinstance(value, dict):
-            config["data"], found = nest_flat_keys(value)
-            moved += found
-        elif section != "data" and isinstance(value, dict):
-            config[section], found = _translate_config(value)
+    moved: list[str] = []
+    if isinstance(config.get("data"), dict):
+        config["data"], moved = nest_flat_keys(config["data"])
+    for section in _SUBCOMMANDS:
+        if isinstance(config.get(section), dict):
+            config[section], found = _translate_config(config[section])
             moved += found
     return config, moved
 
