@@ -10,6 +10,9 @@ DEMO_EXAMS ?= 200
 DEMO_ARGS ?=
 # Options of `make demo-downstream`, e.g. DOWNSTREAM_ARGS=--quick (3 seeds by default: hours)
 DOWNSTREAM_ARGS ?=
+# Test processes (pytest-xdist): tests are independent, and most wait on the processes
+# they start, so two workers keep two cores busy. 0 runs everything in one process.
+TEST_WORKERS ?= 2
 
 # Nothing is ever fetched from a model hub: models load from local folders.
 export HF_HUB_OFFLINE := 1
@@ -38,7 +41,7 @@ demo-downstream: install
 	$(BIN)/python -m selip.experiments.data_efficiency --encoder_ckpt $(DEMO_CKPT) $(DOWNSTREAM_ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check selip tests benchmarks examples

@@ -66,6 +66,7 @@ def test_usage_unknown_command_and_missing_manifest(capsys):
     assert caught.value.code == 2 and "data.manifest" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_prints_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "selip.cli", "prepare", "--data.manifest",
                              str(tmp_path / "absent.csv")], capture_output=True, text=True,
@@ -121,6 +122,7 @@ def test_similarity_builds_then_reuses_the_table(tiny_cohort, tmp_path, capsys):
     assert "data.similarity.top_k is a table's setting" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_lists_table_and_file_problems_in_one_run(tmp_path):
     from tests.conftest import head_volume, write_nifti
 
@@ -153,6 +155,7 @@ def _cache_files(cache: Path) -> dict[str, bytes]:
             for p in sorted((cache / "volumes").rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_prepare_shards_fill_the_same_cache_as_one_process(tiny_cohort, tmp_path, capsys,
                                                            monkeypatch):
     manifest = tiny_cohort(n=7)

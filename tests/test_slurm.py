@@ -33,7 +33,8 @@ from tests.tasks.test_resume import _logged_steps
 ROOT = Path(__file__).parents[1]
 EPOCHS, BATCH, TASKS = 8, 4, 2
 
-pytestmark = pytest.mark.slow
+# one local cluster per module: every test that uses it runs in the same xdist worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 
 @pytest.fixture(scope="module")

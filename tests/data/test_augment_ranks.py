@@ -83,6 +83,7 @@ def _worker(rank: int, port: int, manifest: str, cache_dir: str, out_dir: str) -
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_ranks_draw_differently_and_a_step_draws_the_same_again(tiny_cohort, tmp_path):
     manifest, cache_dir = str(tiny_cohort(n=8)), str(tmp_path / "cache")

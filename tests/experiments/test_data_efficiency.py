@@ -18,6 +18,7 @@ from selip.experiments.data_efficiency import mean_std, run, seed_overrides, sum
 from tests.tasks.conftest import ROOT, tiny_data_overrides
 
 
+@pytest.mark.slow
 def test_the_table_has_every_mode_fraction_and_seed(pretrained, tmp_path):
     manifest, checkpoint = pretrained
     extra = tiny_data_overrides(manifest, tmp_path, **{

@@ -144,6 +144,7 @@ def _recompute_on_rank(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_under_ddp_every_rank_holds_the_statistics_of_all_ranks_inputs(tmp_path):
     from tests.spawn_ranks import run_ranks

@@ -89,6 +89,7 @@ def test_a_stopped_run_resumes_without_repeating_or_skipping_a_batch(
     assert final["global_step"] == total_steps
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_resumes_from_the_last_periodic_checkpoint(reference, tmp_path):
     manifest, batches, total_steps = reference
     root, record = tmp_path / "run", tmp_path / "run.jsonl"
@@ -142,6 +143,7 @@ def test_a_truncated_checkpoint_is_named_in_a_clear_error(pretrained, tmp_path, 
     assert "checkpoint not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1"])
 def test_a_signal_to_the_whole_process_group_saves_and_stops_cleanly(tiny_cohort, tmp_path,
                                                                      name):
