@@ -169,11 +169,17 @@ RETRIEVAL_KEYS = ("i2t_clinical_R@5", "prior_i2t_clinical_R@5", "chance_i2t_clin
                   "i2t_median_rank", "prior_i2t_median_rank")
 
 
+def _trained_steps(checkpoint: Path) -> tuple[int, float]:
+    """(optimiser steps, modification time) of a checkpoint: the furthest one wins."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    return int(saved.get("global_step", 0)), checkpoint.stat().st_mtime
+
+
 def pretrain(arm: str, seed: int, settings: Settings, resume: bool = False) -> dict[str, Any]:
     """Pretrain one arm for ``settings.pretrain_steps`` steps; returns its last
     ``checkpoint`` and its ``metrics``: test retrieval, final logit scale and soft-target
-    entropy. With ``resume``, a pretraining cut short earlier continues from its newest
-    ``last.ckpt`` (written every few minutes) instead of starting again."""
+    entropy. With ``resume``, a pretraining cut short earlier continues from the furthest
+    ``last.ckpt`` it wrote (every few minutes) instead of starting again."""
     name = f"pretrain_{arm.lower()}_seed{seed}"
     common = ["--config", "configs/demo.yaml", *settings.data_options(),
               "--seed_everything", str(seed), *ARMS[arm],
@@ -181,7 +187,7 @@ def pretrain(arm: str, seed: int, settings: Settings, resume: bool = False) -> d
               str(settings.pretrain_steps), "--trainer.logger.init_args.save_dir",
               str(settings.out), "--trainer.logger.init_args.name", name, *settings.extra]
     earlier = sorted((settings.out / name).glob("version_*/checkpoints/last.ckpt"),
-                     key=lambda path: path.stat().st_mtime) if resume else []
+                     key=_trained_steps) if resume else []
     if earlier:
         print(f"resuming: pretraining {name} from {earlier[-1]}", flush=True)
     continued = ["--ckpt_path", str(earlier[-1])] if earlier else []
