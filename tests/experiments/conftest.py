@@ -1,3 +1,3 @@
 """Fixtures shared with the task tests."""
 
-from tests.tasks.conftest import pretrained  # noqa: F401
+from tests.tasks.conftest import pretrained, pretrained_once  # noqa: F401

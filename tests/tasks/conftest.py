@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from selip.cli import main
+from tests.conftest import make_tiny_cohort
 
 ROOT = Path(__file__).parents[2]
 
@@ -44,16 +46,25 @@ def tiny_data_overrides(manifest: Path, root: Path, **extra: object) -> list[str
     return [item for pair in args.items() for item in pair]
 
 
-@pytest.fixture
-def pretrained(tiny_cohort, tmp_path) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
-    """A manifest and a real pretraining checkpoint written by `selip fit`."""
-    manifest = tiny_cohort(n=10)
-    root = tmp_path / "pretrain"
+@pytest.fixture(scope="session")
+def pretrained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a 10-exam tiny cohort (``manifest.csv``, ``exams/``) and the run of a
+    real one-epoch `selip fit` on it (``pretrain/``): trained once per test process."""
+    root = tmp_path_factory.mktemp("pretrained")
+    manifest = make_tiny_cohort(root, n=10)
     code = main(["fit", "--config", str(ROOT / "configs" / "demo.yaml"),
-                 *tiny_overrides(manifest, root), "--trainer.max_epochs", "1"])
+                 *tiny_overrides(manifest, root / "pretrain"), "--trainer.max_epochs", "1"])
     assert code == 0
-    [checkpoint] = root.glob("runs/demo/version_*/checkpoints/last.ckpt")
-    return manifest, checkpoint
+    return root
+
+
+@pytest.fixture
+def pretrained(pretrained_once: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A manifest and a real pretraining checkpoint written by `selip fit`: this test's own
+    copy (in ``tmp_path``, where ``tiny_cohort`` writes) of the session's one run."""
+    shutil.copytree(pretrained_once, tmp_path, dirs_exist_ok=True)
+    [checkpoint] = (tmp_path / "pretrain").glob("runs/demo/version_*/checkpoints/last.ckpt")
+    return tmp_path / "manifest.csv", checkpoint
 
 
 @pytest.fixture
