@@ -10,9 +10,11 @@ DEMO_EXAMS ?= 200
 DEMO_ARGS ?=
 # Options of `make demo-downstream`, e.g. DOWNSTREAM_ARGS=--quick (3 seeds by default: hours)
 DOWNSTREAM_ARGS ?=
-# Test processes (pytest-xdist): tests are independent, and most wait on the processes
-# they start, so two workers keep two cores busy. 0 runs everything in one process.
+# Test processes (pytest-xdist): tests are independent, so two workers keep two cores
+# busy; 0 runs everything in one process. Each test process and every process it starts
+# uses TEST_THREADS threads: more threads than cores spin against each other.
 TEST_WORKERS ?= 2
+TEST_THREADS ?= 1
 
 # Nothing is ever fetched from a model hub: models load from local folders.
 export HF_HUB_OFFLINE := 1
@@ -41,7 +43,7 @@ demo-downstream: install
 	$(BIN)/python -m selip.experiments.data_efficiency --encoder_ckpt $(DEMO_CKPT) $(DOWNSTREAM_ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check selip tests benchmarks examples
