@@ -149,8 +149,13 @@ def _trainer_options(args: argparse.Namespace) -> list[str]:
                "--trainer.log_every_n_steps", "10",
                "--trainer.logger.init_args.save_dir", str(args.workdir / "runs")]
     if args.cpu_smoke:
+        # small towers: the variants' code paths, not MiniLM under bf16 on a CPU
         options += ["--trainer.accelerator", "cpu", "--model.init_args.image_encoder",
-                    '{"depth": 10, "width": 8, "anisotropic_stem": true}']
+                    '{"depth": 10, "width": 8, "anisotropic_stem": true}',
+                    "--model.init_args.text_encoder", json.dumps(
+                        {"pretrained": False, "pooling": "cls", "config_overrides": {
+                            "num_hidden_layers": 1, "hidden_size": 32,
+                            "num_attention_heads": 2, "intermediate_size": 64}})]
     return options
 
 

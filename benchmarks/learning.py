@@ -73,6 +73,15 @@ PROBE_FRACTIONS = (0.1, 1.0)
 #: L2 weights tried for the probe; the one with the best validation AUROC is kept.
 PROBE_L2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 QUIET = ["--trainer.enable_progress_bar", "false"]
+#: ``--quick``: towers small enough that a smoke run spends its time on the code paths
+#: (a 1-layer text encoder of the same tokenizer, a narrow ResNet-10), not on MiniLM
+QUICK_TOWERS = ["--model.init_args.image_encoder",
+                json.dumps({"depth": 10, "width": 8, "anisotropic_stem": True}),
+                "--model.init_args.text_encoder",
+                json.dumps({"pretrained": False, "pooling": "cls", "config_overrides": {
+                    "num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2,
+                    "intermediate_size": 64}}),
+                "--model.init_args.embed_dim", "16"]
 #: the segmentation loss of every run recorded before ``--segment_loss`` existed
 RECORDED_SEGMENT_LOSS = "batch_dice_fg_ce"
 #: the targets (means over seeds): issue 14's, with issue 26's probe target (a gain of 0.10
@@ -591,7 +600,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the segmentation runs' loss (default batch_dice_fg_ce, what "
                              "the recorded runs used)")
     parser.add_argument("--quick", action="store_true",
-                        help="40 exams at 32³ voxels of 6 mm, 1 seed, a few steps: a smoke run")
+                        help="40 exams at 32³ voxels of 6 mm, 1 seed, a few steps, small towers: "
+                             "a smoke run")
     parser.add_argument("--resume", action="store_true",
                         help="keep the (arm, seed) runs already saved under --out")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
@@ -607,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(out, exams=40, pretrain_steps=4, segment_steps=2,
                             segment_loss=args.segment_loss, spacing=(6.0, 6.0, 6.0),
                             shape=(32, 32, 32), num_workers=0,
-                            extra=args.extra)
+                            extra=[*QUICK_TOWERS, *args.extra])
         args.seeds = 1
     started = time.time()
     runs = run(settings, args.arms, range(args.seeds), args.resume)
