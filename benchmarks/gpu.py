@@ -35,6 +35,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from smoke import small_tower_options
 
 from selip.demo import generate_demo_cohort
 from selip.training.lightning_cli import training_cli
@@ -150,12 +151,7 @@ def _trainer_options(args: argparse.Namespace) -> list[str]:
                "--trainer.logger.init_args.save_dir", str(args.workdir / "runs")]
     if args.cpu_smoke:
         # small towers: the variants' code paths, not MiniLM under bf16 on a CPU
-        options += ["--trainer.accelerator", "cpu", "--model.init_args.image_encoder",
-                    '{"depth": 10, "width": 8, "anisotropic_stem": true}',
-                    "--model.init_args.text_encoder", json.dumps(
-                        {"pretrained": False, "pooling": "cls", "config_overrides": {
-                            "num_hidden_layers": 1, "hidden_size": 32,
-                            "num_attention_heads": 2, "intermediate_size": 64}})]
+        options += ["--trainer.accelerator", "cpu", *small_tower_options()]
     return options
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 import torchmetrics
+from smoke import small_tower_options
 
 from selip.data.augment import AugmentSettings
 from selip.data.datamodule import SelipDataModule
@@ -73,15 +74,8 @@ PROBE_FRACTIONS = (0.1, 1.0)
 #: L2 weights tried for the probe; the one with the best validation AUROC is kept.
 PROBE_L2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 QUIET = ["--trainer.enable_progress_bar", "false"]
-#: ``--quick``: towers small enough that a smoke run spends its time on the code paths
-#: (a 1-layer text encoder of the same tokenizer, a narrow ResNet-10), not on MiniLM
-QUICK_TOWERS = ["--model.init_args.image_encoder",
-                json.dumps({"depth": 10, "width": 8, "anisotropic_stem": True}),
-                "--model.init_args.text_encoder",
-                json.dumps({"pretrained": False, "pooling": "cls", "config_overrides": {
-                    "num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2,
-                    "intermediate_size": 64}}),
-                "--model.init_args.embed_dim", "16"]
+#: ``--quick``: the smoke runs' small towers, and a matching embedding width
+QUICK_TOWERS = [*small_tower_options(), "--model.init_args.embed_dim", "16"]
 #: the segmentation loss of every run recorded before ``--segment_loss`` existed
 RECORDED_SEGMENT_LOSS = "batch_dice_fg_ce"
 #: the targets (means over seeds): issue 14's, with issue 26's probe target (a gain of 0.10
