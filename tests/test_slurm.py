@@ -2,7 +2,8 @@
 
 - the demo pretraining as a two-task CPU (gloo) DDP job from scripts/slurm/demo-cpu.sbatch,
   preempted with SIGUSR1, requeued by selip, resumed from its checkpoint, finished with the
-  expected number of steps and each step logged once; a failing rank ends the job;
+  expected number of steps and each step logged once; a failing rank ends the job; neither
+  relies on Lightning's job-id-derived rendezvous port (the tests hold those ports);
 - scripts/slurm/prepare-array.sbatch: a 4-task import array, then a 4-task prepare array
   after it, write the same manifest, volumes and cache as one process.
 
@@ -12,14 +13,16 @@ tests/slurm_cluster.py); .ci/run installs slurm-wlm and munge so that CI runs it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,8 +46,30 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
         running = LocalSlurm(tmp_path_factory.mktemp("slurm")).start()
     except ClusterUnavailable as reason:
         pytest.skip(f"no local SLURM cluster: {reason}")
-    yield running
+    with _ports_taken(15000 + job_id for job_id in range(1, 51)):
+        yield running
     running.stop()
+
+
+@contextlib.contextmanager
+def _ports_taken(ports: Iterable[int]) -> Iterator[None]:
+    """Listen on ``ports`` (those free now) for the block. Lightning's default rendezvous
+    port for SLURM job n is 15000 + n, so holding them is what another job whose id ends
+    alike does on a shared node: the sbatch scripts must pick their own port."""
+    sockets = []
+    for port in ports:
+        sock = socket.socket()
+        try:
+            sock.bind(("", port))
+            sock.listen()
+            sockets.append(sock)
+        except OSError:
+            sock.close()
+    try:
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _job_args(manifest: Path, root: Path, record: Path) -> list[str]:

@@ -45,6 +45,11 @@ _children: list[subprocess.Popen[bytes]] = []
 #: Whether this process started ranks through Lightning's launcher (it is rank 0 then).
 _started_children = False
 
+#: Set once rank 0 itself stops the children: from then on their deaths are its doing, not
+#: a failure for the observer to report (it would otherwise name the SIGKILL it just sent
+#: instead of rank 0's own error).
+_stopping = threading.Event()
+
 
 def rank_label() -> str:
     """``"rank 1: "`` in a multi-process run, ``""`` in a single process (the prefix of
@@ -93,6 +98,7 @@ def failed_children(wait_seconds: float = 0.0) -> list[tuple[int, int]]:
 def stop_children() -> None:
     """SIGKILL every child rank still running (SIGTERM would make selip try to save a
     checkpoint, which needs the ranks that are gone)."""
+    _stopping.set()  # before the first kill, so the observer never reports one of them
     for proc in _children:
         if proc.poll() is None:
             proc.kill()
@@ -114,10 +120,10 @@ class ChildRankObserver(threading.Thread):
         self.children = children
 
     def run(self) -> None:
-        while True:
-            time.sleep(POLL_SECONDS)
+        while not _stopping.wait(POLL_SECONDS):
             codes = [proc.poll() for proc in self.children]
-            if all(code == 0 for code in codes):
+            # read after the poll: a kill that the poll saw was preceded by the flag
+            if _stopping.is_set() or all(code == 0 for code in codes):
                 return
             for rank, code in enumerate(codes, start=1):
                 if code not in (None, 0):
@@ -136,6 +142,7 @@ def _observe(children: list[subprocess.Popen[bytes]]) -> None:
     """Replaces Lightning's ``_launch_process_observer``."""
     global _started_children
     _started_children = bool(children)
+    _stopping.clear()
     _children[:] = children
     ChildRankObserver(children).start()
 
