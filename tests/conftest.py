@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -99,3 +100,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@dataclass
+class CommandResult:
+    """What ``selip <args>`` returned and printed (the fields of a CompletedProcess)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def selip_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CommandResult]:
+    """``selip_cli(*args)``: run ``selip <args>`` in this process through ``selip.cli.main``,
+    as the console script does, and return its exit status and output. For tests of what
+    a command computes or refuses; tests/test_quiet.py and the launcher tests start the
+    installed console script itself."""
+    from selip.cli import main
+
+    def run(*args: str) -> CommandResult:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        out = capsys.readouterr()
+        return CommandResult(code or 0, out.out, out.err)
+
+    return run

@@ -1,11 +1,9 @@
-"""selip embed / selip search: an archive embedded and searched from the command line."""
+"""selip embed / selip search: an archive embedded and searched from the command line.
+
+The commands run in-process through ``selip.cli.main`` with the arguments a user types;
+tests/test_quiet.py starts the same commands through the installed console script."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,31 +11,24 @@ import pytest
 import selip
 from selip.inference.archive import load_embeddings
 
-SELIP = Path(sys.executable).parent / "selip"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def _selip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SELIP), *args], env=ENV, capture_output=True, text=True,
-                          timeout=300)
-
 
 @pytest.mark.slow
-def test_embed_reads_the_cache_and_matches_the_files_then_search_finds(pretrained, tmp_path):
+def test_embed_reads_the_cache_and_matches_the_files_then_search_finds(pretrained, tmp_path,
+                                                                       selip_cli):
     manifest, checkpoint = pretrained
     cache = checkpoint.parents[4] / "cache"  # the pretraining run's cache (same settings)
     assert cache.is_dir()
     out = tmp_path / "archive.npz"
-    done = _selip("embed", "--ckpt", str(checkpoint), "--manifest", str(manifest), "--split",
-                  "all", "--out", str(out), "--cache_dir", str(cache), "--num_workers", "0")
+    done = selip_cli("embed", "--ckpt", str(checkpoint), "--manifest", str(manifest), "--split",
+                     "all", "--out", str(out), "--cache_dir", str(cache), "--num_workers", "0")
     assert done.returncode == 0, done.stderr
     archive = load_embeddings(out)
     assert len(archive) == 20  # 10 exams × (t1, flair)
     assert set(archive.sequence) == {"t1", "flair"}
     as_parquet = tmp_path / "archive.parquet"
-    done = _selip("embed", "--ckpt", str(checkpoint), "--manifest", str(manifest), "--split",
-                  "test", "--out", str(as_parquet), "--cache_dir", str(cache),
-                  "--num_workers", "0")
+    done = selip_cli("embed", "--ckpt", str(checkpoint), "--manifest", str(manifest), "--split",
+                     "test", "--out", str(as_parquet), "--cache_dir", str(cache),
+                     "--num_workers", "0")
     assert done.returncode == 0, done.stderr
     test_rows = load_embeddings(as_parquet)
     for row, exam in enumerate(test_rows.exam_id):  # the same pairs, the same vectors
@@ -52,18 +43,18 @@ def test_embed_reads_the_cache_and_matches_the_files_then_search_finds(pretraine
     files = [manifest.parent / "exams" / e / "flair.nii.gz" for e in archive.exam_id[rows]]
     assert np.abs(model.encode_images(files).numpy() - archive.image[rows]).max() <= 1e-5
     np.testing.assert_allclose(np.linalg.norm(archive.text, axis=1), 1.0, atol=1e-5)
-    found = _selip("search", "--ckpt", str(checkpoint), "--embeddings", str(out), "--text",
-                   str(archive.report[0]), "--top", "3")
+    found = selip_cli("search", "--ckpt", str(checkpoint), "--embeddings", str(out), "--text",
+                      str(archive.report[0]), "--top", "3")
     assert found.returncode == 0, found.stderr
     lines = found.stdout.strip().splitlines()
     assert len(lines) == 3 and lines[0].lstrip().startswith("1.")
     scores = [float(line.split()[1]) for line in lines]
     assert scores == sorted(scores, reverse=True)
-    by_image = _selip("search", "--ckpt", str(checkpoint), "--embeddings", str(out),
-                      "--image", str(files[0]), "--top", "2")
+    by_image = selip_cli("search", "--ckpt", str(checkpoint), "--embeddings", str(out),
+                         "--image", str(files[0]), "--top", "2")
     assert by_image.returncode == 0, by_image.stderr
     assert "report" in by_image.stdout and len(by_image.stdout.strip().splitlines()) == 2
-    missing = _selip("search", "--ckpt", str(checkpoint), "--embeddings",
-                     str(tmp_path / "none.npz"), "--text", "x")
+    missing = selip_cli("search", "--ckpt", str(checkpoint), "--embeddings",
+                        str(tmp_path / "none.npz"), "--text", "x")
     assert missing.returncode == 2 and "not found" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -18,15 +18,10 @@ from selip.data.nifti import VolumeError
 from selip.data.preprocess import preprocess_volume
 from selip.inference import InferenceError, PretrainedSelip
 
-SELIP = Path(sys.executable).parent / "selip"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 TEXTS = ["left frontal lobe: hyperintense signal", "No abnormality detected."]
 
 
-def _export(checkpoint: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    """``selip export`` through the installed console script, as a user runs it."""
-    return subprocess.run([str(SELIP), "export", "--ckpt", str(checkpoint), "--out", str(out)],
-                          env=ENV, capture_output=True, text=True, timeout=300)
 
 
 def _volumes(manifest: Path) -> list[Path]:
@@ -38,7 +33,8 @@ def _volumes(manifest: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_checkpoint_and_export_embed_alike_and_the_export_needs_no_lightning(pretrained,
-                                                                              tmp_path):
+                                                                              tmp_path,
+                                                                              selip_cli):
     manifest, checkpoint = pretrained
     model = selip.load(checkpoint, device="cpu")
     assert isinstance(model, PretrainedSelip)
@@ -50,7 +46,7 @@ def test_checkpoint_and_export_embed_alike_and_the_export_needs_no_lightning(pre
     images, texts = model.encode_images(volumes), model.encode_texts(TEXTS)
     assert images.shape == (3, model.embed_dim) and texts.shape == (2, model.embed_dim)
     torch.testing.assert_close(images.norm(dim=1), torch.ones(3))
-    done = _export(checkpoint, tmp_path / "export")
+    done = selip_cli("export", "--ckpt", str(checkpoint), "--out", str(tmp_path / "export"))
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "export"
     assert {p.name for p in folder.iterdir()} >= {"model.safetensors", "config.json",
@@ -104,7 +100,7 @@ class _Payload:
 
 
 @pytest.mark.slow
-def test_bad_input_gets_one_line_naming_it(pretrained, tmp_path):
+def test_bad_input_gets_one_line_naming_it(pretrained, tmp_path, selip_cli):
     _, checkpoint = pretrained
     with pytest.raises(InferenceError, match="not found"):
         selip.load(tmp_path / "missing.ckpt")
@@ -132,8 +128,9 @@ def test_bad_input_gets_one_line_naming_it(pretrained, tmp_path):
     with pytest.raises(ValueError, match="text 1 is empty"):
         model.encode_texts(["fine", "  "])
     folder = tmp_path / "export"
-    assert _export(checkpoint, folder).returncode == 0
-    again = _export(checkpoint, folder)  # an existing, non-empty folder is not overwritten
+    export = ("export", "--ckpt", str(checkpoint), "--out", str(folder))
+    assert selip_cli(*export).returncode == 0
+    again = selip_cli(*export)  # an existing, non-empty folder is not overwritten
     assert again.returncode == 2 and "not empty" in again.stderr
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
