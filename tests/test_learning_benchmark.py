@@ -1,5 +1,6 @@
 """benchmarks/learning.py: the probe and the targets on known inputs, and ``--quick`` end to
-end in its own process (cohort, pretraining, test, probes, segmentation, the table)."""
+end in its own process (cohort, pretraining, test, probes, segmentation, the table); its
+resumes and the scripts that read its output then run in-process (``main(argv)``)."""
 
 from __future__ import annotations
 
@@ -162,7 +163,14 @@ def test_breakdown_groups_lesion_exams_by_kind_and_size_and_scores_normals_apart
 
 
 @pytest.mark.slow
-def test_quick_run_measures_every_row_and_resumes(tmp_path: Path):
+def test_quick_run_measures_every_row_and_resumes(tmp_path: Path, capsys, monkeypatch):
+    def script(name: str, *argv: str) -> str:
+        """``python benchmarks/<name>.py <argv>`` in this process; what it printed."""
+        monkeypatch.chdir(SCRIPT.parents[1])
+        capsys.readouterr()
+        load_benchmark(name).main(list(argv))
+        return capsys.readouterr().out
+
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path / "quick")]
     done = subprocess.run(command, cwd=SCRIPT.parents[1], env=env, capture_output=True,
@@ -182,59 +190,43 @@ def test_quick_run_measures_every_row_and_resumes(tmp_path: Path):
     assert "| SeLIP | segmentation Dice from scratch |" in done.stdout
     assert "clinical R@5 ÷ frequency prior" in (tmp_path / "quick" / "learning.md").read_text()
     # --resume keeps the finished (arm, seed) and runs nothing new
-    again = subprocess.run([*command, "--resume"], cwd=SCRIPT.parents[1], env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming: 1 run(s) kept" in again.stdout
+    again = script("learning", *command[2:], "--resume")
+    assert "resuming: 1 run(s) kept" in again
     assert json.loads((tmp_path / "quick" / "learning.json").read_text())["runs"] == [run]
     # stopped before the (arm, seed) was saved: every stage it finished is kept, none rerun
     (tmp_path / "quick" / "learning.json").unlink()
-    again = subprocess.run([*command, "--resume"], cwd=SCRIPT.parents[1], env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = script("learning", *command[2:], "--resume")
     for stage in ("pretrain_selip_seed0", "probes_selip_seed0", "segment_scratch_seed0",
                   "segment_threshold", "segment_selip_seed0"):
-        assert f"resuming: stage {stage} kept" in again.stdout, stage
+        assert f"resuming: stage {stage} kept" in again, stage
     assert json.loads((tmp_path / "quick" / "learning.json").read_text())["runs"] == [run]
     # stopped inside pretraining: it continues from its last.ckpt (here already at
     # max_steps, so nothing is trained again) and tests the same weights
     (tmp_path / "quick" / "learning.json").unlink()
     (tmp_path / "quick" / "stages" / "pretrain_selip_seed0.json").unlink()
-    again = subprocess.run([*command, "--resume"], cwd=SCRIPT.parents[1], env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming: pretraining pretrain_selip_seed0 from" in again.stdout
+    again = script("learning", *command[2:], "--resume")
+    assert "resuming: pretraining pretrain_selip_seed0 from" in again
     (resumed,) = json.loads((tmp_path / "quick" / "learning.json").read_text())["runs"]
     assert resumed["metrics"]["i2t_clinical_R@5"] == metrics["i2t_clinical_R@5"]
     assert resumed["metrics"]["segment_finetune/dice"] == metrics["segment_finetune/dice"]
     # the truth probes (side, region, diagnosis) read the same run's checkpoint
-    probed = subprocess.run([sys.executable, str(SCRIPT.parent / "truth_probe.py"), "--out",
-                             str(tmp_path / "quick"), "--arms", "SeLIP", "--num_workers", "0"],
-                            cwd=SCRIPT.parents[1], env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert probed.returncode == 0, probed.stderr[-3000:]
-    assert "| diagnosis (" in probed.stdout and "SeLIP" in probed.stdout
+    probed = script("truth_probe", "--out", str(tmp_path / "quick"), "--arms", "SeLIP",
+                    "--num_workers", "0")
+    assert "| diagnosis (" in probed and "SeLIP" in probed
     found = json.loads((tmp_path / "quick" / "truth_probe.json").read_text())
     assert all(0.0 <= value <= 1.0 for value in found.values())
     assert "random/seed0/diagnosis/1.0" in found and "SeLIP/seed0/diagnosis/1.0" in found
     # --new_only probes nothing already on record and prints the table from the record
-    again = subprocess.run([sys.executable, str(SCRIPT.parent / "truth_probe.py"), "--out",
-                            str(tmp_path / "quick"), "--arms", "SeLIP", "--num_workers", "0",
-                            "--new_only"], cwd=SCRIPT.parents[1], env=env, capture_output=True,
-                           text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "seed 0: already in" in again.stdout and "AUROC" not in again.stdout
+    again = script("truth_probe", "--out", str(tmp_path / "quick"), "--arms", "SeLIP",
+                   "--num_workers", "0", "--new_only")
+    assert "seed 0: already in" in again and "AUROC" not in again
     assert json.loads((tmp_path / "quick" / "truth_probe.json").read_text()) == found
-    diagnosis_row = next(line for line in again.stdout.splitlines()
+    diagnosis_row = next(line for line in again.splitlines()
                          if line.startswith("| diagnosis | 100% |"))
     assert f"{found['SeLIP/seed0/diagnosis/1.0']:.3f} ± 0.000 (1)" in diagnosis_row
     # the segmentation breakdown re-scores the run's selected checkpoints exam by exam
-    broken = subprocess.run([sys.executable, str(SCRIPT.parent / "segment_breakdown.py"),
-                             "--out", str(tmp_path / "quick"), "--num_workers", "0"],
-                            cwd=SCRIPT.parents[1], env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert broken.returncode == 0, broken.stderr[-3000:]
-    assert "| all lesion exams |" in broken.stdout
+    broken = script("segment_breakdown", "--out", str(tmp_path / "quick"), "--num_workers", "0")
+    assert "| all lesion exams |" in broken
     saved_breakdown = json.loads((tmp_path / "quick" / "segment_breakdown.json").read_text())
     runs = {row["run"] for row in saved_breakdown["exams"]}
     assert runs == {"scratch_seed0", "selip_seed0"}
