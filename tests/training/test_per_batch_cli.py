@@ -1,5 +1,7 @@
 """``--data.similarity.mode per_batch`` as users start it: two DDP ranks through the
-installed ``selip`` console script, with loader worker processes. Every trained batch's S
+installed ``selip`` console script and Lightning's own launcher, with loader worker
+processes (also the launcher tests' run of that launcher: status 0, every step on both
+ranks, the final metrics). Every trained batch's S
 rows (made in the workers, with no communication) must equal a dense S over the run's
 texts indexed by the ids that step gathered, and with the flips off the losses must equal a
 ``table`` run's step for step."""
@@ -31,6 +33,7 @@ def _run(manifest, root, mode: str, *extra: str) -> list[dict]:
     proc, log = _start(_launch("lightning", args), root)
     output = _finish(proc, log)
     assert proc.returncode == 0, output[-4000:]
+    assert "final validation metrics" in output, output[-4000:]
     return recorded(root / "s.jsonl")
 
 
