@@ -57,6 +57,34 @@ def _fill_one(root: Path, settings: PreprocessSettings, key: str, kind: Kind, pa
     return True
 
 
+#: Seconds a pool of spawned workers takes to start (each imports torch and torchio): below
+#: this much remaining work, preprocessing in this process finishes sooner.
+POOL_START_SECONDS = 10.0
+#: Volumes preprocessed here before the rate is judged.
+RATE_SAMPLE = 2
+
+
+def _fill_here_while_cheaper(cache: VolumeCache, missing: list[tuple[str, Kind, Path]],
+                             workers: int, summary: PrepareSummary, bar: tqdm,
+                             ) -> list[tuple[str, Kind, Path]]:
+    """Build entries of ``missing`` in this process — all of them with ``workers`` ≤ 1,
+    otherwise while the rest, at the rate measured so far, would take less than starting
+    a pool. Returns the entries left for the pool. A small cohort (or a few new exams) is
+    then done in the time the pool would have needed to start."""
+    started = time.perf_counter()
+    for done, job in enumerate(missing):
+        if workers > 1 and done >= RATE_SAMPLE:
+            rate = (time.perf_counter() - started) / done
+            if rate * (len(missing) - done) > POOL_START_SECONDS:
+                return missing[done:]
+        try:
+            summary.built += int(_fill_one(cache.root, cache.settings, *job))
+        except Exception as err:  # report every failing file, keep going
+            summary.failures.append(f"{job[2]}: {err}")
+        bar.update(1)
+    return []
+
+
 def exam_cache_jobs(exams: Iterable[ExamRecord], sequences: Iterable[str], cache: VolumeCache,
                     digests: FileDigests) -> list[tuple[str, Kind, Path]]:
     """Unique (key, kind, path) entries of the ``sequences`` volumes and the masks of
@@ -91,6 +119,7 @@ def fill_cache_jobs(cache: VolumeCache, jobs: list[tuple[str, Kind, Path]], work
     summary.hits = len(jobs) - len(missing)
     bar = tqdm(total=len(jobs), initial=summary.hits, desc="preprocessing", unit="volume",
                disable=not progress)
+    missing = _fill_here_while_cheaper(cache, missing, workers, summary, bar)
     if missing:
         context = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
         with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
