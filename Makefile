@@ -27,8 +27,12 @@ install: $(VENV)/.installed
 # The rest is installed by uv, in seconds where pip takes minutes; by pip where uv fails
 # (uv does not read pip.conf, so a mirror that only pip.conf names is pip's to reach).
 # Both take the same version ranges from pyproject.toml and keep the torch already there.
-# torch is installed with --no-compile: each module is compiled on its first import instead
-# of all of them ahead (a minute for the CPU build, more for CUDA's).
+# Bytecode is compiled once at the end, on every core (compileall -j 0), instead of by pip
+# one file at a time (torch: a minute). It must be compiled ahead: where
+# PYTHONDONTWRITEBYTECODE is set (as on the CI machine), nothing compiled at import is kept,
+# and every process would compile torch and Lightning anew. Best effort: a file written for
+# a newer Python fails to compile and is never imported.
+SITE_PACKAGES = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 define install_extra
 $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[$(1)]" \
 	|| $(BIN)/python -m pip install --quiet -e ".[$(1)]"
@@ -39,6 +43,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet --no-compile "$(TORCH)"
 	$(call install_extra,dev)
+	$(BIN)/python -m compileall -q -j 0 "$(SITE_PACKAGES)" >/dev/null 2>&1 || true
 	touch $@
 
 demo: install
@@ -53,7 +58,7 @@ demo-downstream: install
 	$(BIN)/python -m selip.experiments.data_efficiency --encoder_ckpt $(DEMO_CKPT) $(DOWNSTREAM_ARGS)
 
 test: install
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load
 
 lint: install
 	$(BIN)/ruff check selip tests benchmarks examples

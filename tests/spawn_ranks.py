@@ -1,10 +1,12 @@
-"""Run a function on several forked gloo ranks and fail, rather than hang, when one does.
+"""Run a function on several gloo ranks and fail, rather than hang, when one does.
 
-The ranks are forked, as DataLoader workers are: they inherit this process's imports. Spawned
-ranks imported torch, Lightning and selip again, each, which took 10-30 s a test on 2 cores
-(the augmentation test: 29 s spawned, 1 s forked); the tests' subjects (gloo collectives,
-seeding, norm statistics) do not depend on how the process started. Launchers that users
-run (Lightning's, torchrun, srun) are tested through the console script elsewhere."""
+The ranks are forked by multiprocessing's fork server, which imports torch, Lightning and
+selip once per test process: every later rank starts with them loaded. Spawned ranks
+imported them again, each (the augmentation test: 29 s spawned, about 1 s forked). The ranks
+are not forked from the test process itself: it runs threads (pytest-xdist's, torch's), and
+a fork of a threaded process can hang — a forked rank did, once in a CI-like run. Launchers
+that users run (Lightning's, torchrun, srun) are tested through the console script
+elsewhere."""
 
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch.multiprocessing as mp
+
+#: What the fork server imports once, for every rank it forks.
+PRELOAD = ["torch", "torch.distributed", "lightning.pytorch", "selip.data.datamodule",
+           "selip.models"]
 
 
 def free_port() -> int:
@@ -24,9 +30,10 @@ def free_port() -> int:
 
 def run_ranks(target: Callable[..., None], world_size: int, *args: Any,
               timeout: float = 90) -> None:
-    """Fork ``target(rank, port, *args)`` for every rank; assert that none hung (killed
+    """Start ``target(rank, port, *args)`` for every rank; assert that none hung (killed
     after ``timeout`` s) and that every rank exited with status 0."""
-    context = mp.get_context("fork")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)  # read when the server starts: the first call
     port = free_port()
     processes = [context.Process(target=target, args=(rank, port, *args))
                  for rank in range(world_size)]

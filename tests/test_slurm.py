@@ -36,8 +36,10 @@ from tests.tasks.test_resume import _logged_steps
 ROOT = Path(__file__).parents[1]
 EPOCHS, BATCH, TASKS = 8, 4, 2
 
-# one local cluster per module: every test that uses it runs in the same xdist worker
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
+# One local cluster per test process: under pytest-xdist each worker that runs one of these
+# tests starts its own (job ids 1, 2, … in each). The sbatch scripts pick a free rendezvous
+# port, so two clusters' jobs with the same id do not collide.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
