@@ -12,7 +12,9 @@ DEMO_ARGS ?=
 DOWNSTREAM_ARGS ?=
 # Test processes (pytest-xdist): tests are independent, so two workers keep two cores
 # busy; 0 runs everything in one process. Each test process and every process it starts
-# uses TEST_THREADS threads: more threads than cores spin against each other.
+# uses TEST_THREADS threads: more threads than cores spin against each other. worksteal: a
+# worker that runs out takes tests queued for the other (with --dist load, the first worker
+# was handed most of the slow tests up front and ended the run alone).
 TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 
@@ -58,7 +60,7 @@ demo-downstream: install
 	$(BIN)/python -m selip.experiments.data_efficiency --encoder_ckpt $(DEMO_CKPT) $(DOWNSTREAM_ARGS)
 
 test: install
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: install
 	$(BIN)/ruff check selip tests benchmarks examples
