@@ -1,4 +1,4 @@
-"""The DDP form of the loss (DESIGN §2.5) on two real gloo processes.
+"""The DDP form of the loss (docs/design.md §5) on two real gloo processes.
 
 Each rank holds half of a batch of 8 and computes its rows of the loss against the gathered
 batch; the test checks that (1) the mean of the local losses equals the one-process

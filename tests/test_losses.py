@@ -1,4 +1,4 @@
-"""The SeLIP loss (DESIGN §2.4) against values worked out by hand.
+"""The SeLIP loss (docs/design.md §4) against values worked out by hand.
 
 The 3×3 cases use one logits matrix Z and one similarity S throughout; their softmax rows,
 targets and KL rows are written in the comments. The pure-Python helpers below (math only,

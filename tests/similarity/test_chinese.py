@@ -1,4 +1,4 @@
-"""The authors' Chinese reports under preset ``paper`` (DESIGN §2.1, §2.3).
+"""The authors' Chinese reports under preset ``paper`` (docs/design.md §1, §3).
 
 The findings of one sequence are joined by a full-width comma ``，``; each reads
 ``在<location>表现为<appearance>``. Random multi-finding reports are scored by selip

@@ -1,4 +1,4 @@
-"""Report similarity S (DESIGN §2.3): hand-computed values, the vectorised engine against
+"""Report similarity S (docs/design.md §3): hand-computed values, the vectorised engine against
 the per-pair reference, block-wise and threaded evaluation, the embedding scorer.
 
 Notation in the comments: for a finding "<loc>: <app>" the syntax text is "<loc> <app>";
@@ -40,7 +40,7 @@ PAPER_HYPER_HYPO = 28 / 30 * 0.5  # = 7/15
 
 
 def test_paper_worked_example_from_the_design():
-    # DESIGN §2.3: char-set Dice 16/18 × field agreement 0.5 = 0.444…
+    # docs/design.md §3: char-set Dice 16/18 × field agreement 0.5 = 0.444…
     s = report_similarity(["在左侧基底节区表现为高信号"], ["在右侧基底节区表现为高信号"],
                           preset="paper")
     assert s.shape == (1, 1)

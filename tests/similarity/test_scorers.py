@@ -1,4 +1,4 @@
-"""Finding-level scorers and report → findings parsing (DESIGN §2.3).
+"""Finding-level scorers and report → findings parsing (docs/design.md §3).
 
 Every expected value is worked out by hand in the comment next to it.
 """

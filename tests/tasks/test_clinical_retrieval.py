@@ -1,4 +1,4 @@
-"""`selip fit` on the demo cohort grades retrieval by the truth (clinical R@K, DESIGN §2.6);
+"""`selip fit` on the demo cohort grades retrieval by the truth (clinical R@K, docs/design.md §6);
 without a truth file nothing clinical is logged."""
 
 from __future__ import annotations
