@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 
 from selip.cli import COMMANDS, TRAINING_COMMANDS, main
+from tests.doc_pages import FENCE, PAGES, ROOT
 
-ROOT = Path(__file__).parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"```(\w*)\n(.*?)```", re.S)  # every block, so fences pair up
 SHELL = ("bash", "console", "sh", "")
 
 

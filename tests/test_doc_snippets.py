@@ -16,11 +16,9 @@ import pytest
 import torch
 
 from selip.cli import main
+from tests.doc_pages import FENCE, PAGES, ROOT
 from tests.tasks.conftest import pretrained, pretrained_once  # noqa: F401  (fixtures)
 
-ROOT = Path(__file__).parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"```(\w*)\n(.*?)```", re.S)  # every block, so fences pair up
 NEEDS = re.compile(r"#\s*needs an? (GPU|SLURM cluster)")
 
 

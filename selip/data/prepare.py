@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -77,12 +78,18 @@ def _fill_here_while_cheaper(cache: VolumeCache, missing: list[tuple[str, Kind, 
             rate = (time.perf_counter() - started) / done
             if rate * (len(missing) - done) > POOL_START_SECONDS:
                 return missing[done:]
-        try:
-            summary.built += int(_fill_one(cache.root, cache.settings, *job))
-        except Exception as err:  # report every failing file, keep going
-            summary.failures.append(f"{job[2]}: {err}")
-        bar.update(1)
+        _record(summary, bar, job[2], partial(_fill_one, cache.root, cache.settings, *job))
     return []
+
+
+def _record(summary: PrepareSummary, bar: tqdm, path: Path, build: Callable[[], bool]) -> None:
+    """Count one entry's outcome: ``build()`` (a call here, or a pool future's result) says
+    whether it was built; a failure is reported with its file and the fill goes on."""
+    try:
+        summary.built += int(build())
+    except Exception as err:  # report every failing file, keep going
+        summary.failures.append(f"{path}: {err}")
+    bar.update(1)
 
 
 def exam_cache_jobs(exams: Iterable[ExamRecord], sequences: Iterable[str], cache: VolumeCache,
@@ -127,12 +134,7 @@ def fill_cache_jobs(cache: VolumeCache, jobs: list[tuple[str, Kind, Path]], work
             futures = {pool.submit(_fill_one, cache.root, cache.settings, *job): job
                        for job in missing}
             for future in as_completed(futures):
-                path = futures[future][2]
-                try:
-                    summary.built += int(future.result())
-                except Exception as err:  # report every failing file, keep going
-                    summary.failures.append(f"{path}: {err}")
-                bar.update(1)
+                _record(summary, bar, futures[future][2], future.result)
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary

@@ -22,8 +22,6 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 TEXTS = ["left frontal lobe: hyperintense signal", "No abnormality detected."]
 
 
-
-
 def _volumes(manifest: Path) -> list[Path]:
     rows = manifest.read_text().splitlines()[1:]
     header = manifest.read_text().splitlines()[0].split(",")
