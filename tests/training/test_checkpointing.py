@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,32 +17,56 @@ from selip.training.checkpointing import AtomicCheckpointIO
 
 ROOT = Path(__file__).parents[2]
 
+# Imports once, then on each line read from stdin forks a child that saves in a loop until
+# it is killed; the child's pid and every completed save are printed. One import (which
+# costs seconds) serves every kill moment.
 WRITER = """
-import sys, torch
+import os, sys, torch
 from selip.training.checkpointing import AtomicCheckpointIO
-io, path = AtomicCheckpointIO(), sys.argv[1]
-for i in range(10_000):
-    io.save_checkpoint({"state_dict": {"w": torch.full((1_000_000,), float(i))},
-                        "selip": {"i": i}}, path)
-    print(i, flush=True)
+path = sys.argv[1]
+for _ in sys.stdin:
+    child = os.fork()
+    if child == 0:
+        io = AtomicCheckpointIO()
+        for i in range(10_000):
+            io.save_checkpoint({"state_dict": {"w": torch.full((1_000_000,), float(i))},
+                                "selip": {"i": i}}, path)
+            print("saved", i, flush=True)
+    print("child", child, flush=True)
+    os.waitpid(child, 0)
+    print("reaped", flush=True)
 """
 
 
 @pytest.mark.slow
 def test_sigkill_during_saves_never_leaves_a_corrupt_last_ckpt(tmp_path):
     target = tmp_path / "checkpoints" / "last.ckpt"
-    for delay in (0.0, 0.05, 0.13, 0.31):  # kill at different moments of a save
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=ROOT,
-                                  stdout=subprocess.PIPE, text=True)
-        assert writer.stdout is not None
-        writer.stdout.readline()  # at least one save has completed
-        time.sleep(delay)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        checkpoint = load_checkpoint(target)
-        weights = checkpoint["state_dict"]["w"]
-        assert weights.shape == (1_000_000,)
-        assert torch.all(weights == checkpoint["selip"]["i"])  # one whole save, not a mix
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert writer.stdin is not None and writer.stdout is not None
+
+    def next_line(prefix: str) -> str:
+        for line in writer.stdout:
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"the writer ended before printing {prefix!r}")
+
+    try:
+        for delay in (0.0, 0.05, 0.13, 0.31):  # kill at different moments of a save
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+            child = int(next_line("child ").split()[1])
+            next_line("saved ")  # at least one save has completed
+            time.sleep(delay)
+            os.kill(child, signal.SIGKILL)
+            next_line("reaped")
+            checkpoint = load_checkpoint(target)
+            weights = checkpoint["state_dict"]["w"]
+            assert weights.shape == (1_000_000,)
+            assert torch.all(weights == checkpoint["selip"]["i"])  # one whole save, no mix
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=60)
     AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "selip": {}}, target)
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # stale temps reclaimed
 
