@@ -1,4 +1,5 @@
-"""3D ResNet image encoders (MONAI's ResNet) with the paper's anisotropic stem.
+"""3D ResNet image encoders (laid out as MONAI's ResNet, see :mod:`selip.models.resnet3d`)
+with the paper's anisotropic stem.
 
 The paper's stem convolves with stride (1, 2, 2) and max-pools with stride (1, 2, 2) so
 the slice axis D is not downsampled early (clinical volumes have few, thick slices).
@@ -27,10 +28,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, TypeVar
 
 import torch
-from monai.networks.nets import ResNet
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
+
+from selip.models.resnet3d import BlockKind, ResNet3d
 
 _T = TypeVar("_T")
 _LAYERS = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3]}
@@ -115,10 +117,11 @@ def make_norm(kind: str, channels: int, width: int) -> nn.Module:
 def use_norm(module: nn.Module, kind: str, width: int) -> None:
     """Replace every ``BatchNorm3d`` inside ``module`` by a ``kind`` norm, in place.
 
-    MONAI's ResNet takes a ``norm`` argument but passes it only to its stem (1.6: the
-    residual stages and their shortcuts are built with batch norm whatever it says), so the
-    layers are swapped after construction. Every replaced layer is freshly initialised
-    (weight 1, bias 0), as MONAI initialises its norms.
+    For MONAI's own ResNet (an exported image tower used in another project): it takes a
+    ``norm`` argument but passes it only to its stem (1.6: the residual stages and their
+    shortcuts are built with batch norm whatever it says), so the layers are swapped after
+    construction. Every replaced layer is freshly initialised (weight 1, bias 0), as MONAI
+    initialises its norms.
     """
     if kind == "batch":
         return
@@ -135,15 +138,14 @@ class ImageEncoder(nn.Module):
     def __init__(self, config: ImageEncoderConfig) -> None:
         super().__init__()
         self.config = config
-        block = "bottleneck" if config.depth == 50 else "basic"
+        block: BlockKind = "bottleneck" if config.depth == 50 else "basic"
         widths = [config.width * 2**i for i in range(4)]
         stride: tuple[int, int, int] | int = (1, 2, 2) if config.anisotropic_stem else 2
-        self.resnet = ResNet(block, _LAYERS[config.depth], widths, spatial_dims=3,
-                             n_input_channels=config.in_channels, conv1_t_size=7,
-                             conv1_t_stride=stride, feed_forward=False)  # type: ignore[arg-type]
-        use_norm(self.resnet, config.norm, config.width)
-        if config.anisotropic_stem:
-            self.resnet.maxpool = nn.MaxPool3d(kernel_size=3, stride=(1, 2, 2), padding=1)
+        self.resnet = ResNet3d(block, _LAYERS[config.depth], widths,
+                               in_channels=config.in_channels, stem_stride=stride,
+                               pool_stride=stride,
+                               norm=lambda channels: make_norm(config.norm, channels,
+                                                               config.width))
         expansion = 4 if block == "bottleneck" else 1
         self.out_features = widths[-1] * expansion
         self.stage_channels = [config.width] + [w * expansion for w in widths]
@@ -175,7 +177,7 @@ class ImageEncoder(nn.Module):
         stem) and its max-pooled version, the first stage's input."""
         net = self.resnet
         stem = net.act(net.bn1(net.conv1(x)))
-        return stem, stem if getattr(net, "no_max_pool", False) else net.maxpool(stem)
+        return stem, net.maxpool(stem)
 
     def _run(self, fn: Callable[[torch.Tensor], _T], norms: nn.Module, x: torch.Tensor) -> _T:
         """``fn(x)``; checkpointed when configured, in training and recording gradients.

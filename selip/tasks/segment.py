@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from monai.inferers import sliding_window_inference
 
 from selip.data.preprocess import preprocess_image, to_dhw
 from selip.dice import SegmentationLoss, empty_clean, foreground_dice, segmentation_loss
@@ -120,6 +119,9 @@ class SegmentationTask(FrozenEncoderMixin, BaseTask):
         roi = self.hparams["roi_size"]
         if roi is None:
             return self(image)
+        # imported here: MONAI's package import costs seconds, and only windows need it
+        from monai.inferers import sliding_window_inference
+
         return sliding_window_inference(image, tuple(roi), sw_batch_size=2,  # type: ignore[return-value]
                                         predictor=self, overlap=0.25)
 

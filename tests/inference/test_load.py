@@ -55,11 +55,12 @@ def test_checkpoint_and_export_embed_alike_and_the_export_needs_no_lightning(pre
     assert (exported.encode_images(volumes) - images).abs().max() <= 1e-6
     assert (exported.encode_texts(TEXTS) - texts).abs().max() <= 1e-6
     assert exported.logit_scale == pytest.approx(model.logit_scale)
-    # in a fresh process, loading the folder and embedding never imports Lightning
+    # in a fresh process, loading the folder and embedding imports neither Lightning nor
+    # MONAI (seconds of start-up each, for nothing an embedding needs)
     probe = ("import sys, selip; m = selip.load(sys.argv[1], 'cpu'); m.encode_texts(['x y']);"
              "m.encode_images([sys.argv[2]]); "
              "print(sorted({k.split('.')[0] for k in sys.modules} & {'lightning', "
-             "'pytorch_lightning'}))")
+             "'pytorch_lightning', 'monai'}))")
     out = subprocess.run([sys.executable, "-c", probe, str(folder), str(volumes[0])], env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

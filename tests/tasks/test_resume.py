@@ -10,11 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from selip.cli import PREEMPTED_EXIT_CODE, main
+from tests.conftest import make_tiny_cohort
 from tests.tasks.conftest import ROOT, tiny_overrides
 from tests.tasks.recorder import recorded
 
@@ -46,13 +48,16 @@ def _logged_steps(run: Path, tag: str = "train/loss") -> list[int]:
     return steps
 
 
-@pytest.fixture
-def reference(tiny_cohort, tmp_path):  # type: ignore[no-untyped-def]
-    """An uninterrupted run: its manifest, recorded batches and final step."""
-    manifest = tiny_cohort(n=16)
-    record = tmp_path / "reference.jsonl"
-    assert main(_args(manifest, tmp_path / "reference", record)) == 0
-    [last] = (tmp_path / "reference").glob("runs/demo/version_*/checkpoints/last.ckpt")
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory
+              ) -> tuple[Path, list[dict[str, Any]], int]:
+    """An uninterrupted run, once for the tests that compare with it: its manifest,
+    recorded batches and final step (each test writes its own runs and cache elsewhere)."""
+    root = tmp_path_factory.mktemp("reference")
+    manifest = make_tiny_cohort(root / "cohort", n=16)
+    record = root / "reference.jsonl"
+    assert main(_args(manifest, root / "reference", record)) == 0
+    [last] = (root / "reference").glob("runs/demo/version_*/checkpoints/last.ckpt")
     return manifest, recorded(record), torch.load(last, weights_only=True)["global_step"]
 
 
