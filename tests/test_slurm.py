@@ -34,7 +34,7 @@ from tests.tasks.recorder import recorded
 from tests.tasks.test_resume import _logged_steps
 
 ROOT = Path(__file__).parents[1]
-EPOCHS, BATCH, TASKS = 8, 4, 2
+EPOCHS, BATCH, TASKS = 6, 4, 2
 
 # One local cluster per test process: under pytest-xdist each worker that runs one of these
 # tests starts its own (job ids 1, 2, … in each). The sbatch scripts pick a free rendezvous
@@ -83,7 +83,7 @@ def _job_args(manifest: Path, root: Path, record: Path) -> list[str]:
         "--trainer.log_every_n_steps": 1, "--trainer.enable_progress_bar": "false",
         "--model.init_args.image_encoder": json.dumps(TINY_IMAGE),
         "--model.init_args.text_encoder": json.dumps(TINY_TEXT),
-        "--model.init_args.embed_dim": 16,
+        "--model.init_args.embed_dim": 16, "--model.init_args.figures_every_n_val_epochs": 0,
         "--data.manifest": manifest, "--data.cache_dir": root / "cache",
         "--data.shape": "[16, 16, 16]", "--data.spacing": "[2, 2, 2]",
         "--data.sequences": "[t1, flair]", "--data.batch_size": BATCH,

@@ -22,10 +22,15 @@ TINY_IMAGE = {"depth": 10, "width": 4, "anisotropic_stem": True}
 
 
 def tiny_overrides(manifest: Path, root: Path, **extra: object) -> list[str]:
-    """Command-line overrides that make any pretraining config run on CPU in seconds."""
+    """Command-line overrides that make any pretraining config run on CPU in seconds.
+
+    No validation figures (a second of matplotlib per run): the tests of the TensorBoard
+    figures (tests/tasks/test_pretrain_cli.py, test_visuals.py) and the quiet-output test
+    turn them on."""
     model = {"--model.init_args.image_encoder": json.dumps(TINY_IMAGE),
              "--model.init_args.text_encoder": json.dumps(TINY_TEXT),
-             "--model.init_args.embed_dim": "16"}
+             "--model.init_args.embed_dim": "16",
+             "--model.init_args.figures_every_n_val_epochs": "0"}
     return tiny_data_overrides(manifest, root, **{**model, **extra})
 
 
