@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -145,13 +146,16 @@ def test_bad_input_gets_one_line_naming_it(pretrained, tmp_path, selip_cli):
 
 
 @pytest.mark.slow
-def test_the_example_script_runs(pretrained, tmp_path):
+def test_the_example_script_runs(pretrained, tmp_path, monkeypatch, capsys):
+    """``python examples/use_trained_model.py ...``, run as that command runs it (as
+    ``__main__``, with its arguments), in this process."""
     manifest, checkpoint = pretrained
     script = Path(__file__).resolve().parents[2] / "examples" / "use_trained_model.py"
-    done = subprocess.run([sys.executable, str(script), "--ckpt", str(checkpoint), "--volumes",
-                           str(manifest.parent / "exams"), "--out", str(tmp_path / "export")],
-                          env=ENV, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "embedded 10 volumes" in done.stdout and "best matches" in done.stdout
+    monkeypatch.setattr(sys, "argv", [str(script), "--ckpt", str(checkpoint), "--volumes",
+                                      str(manifest.parent / "exams"), "--out",
+                                      str(tmp_path / "export")])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "embedded 10 volumes" in out and "best matches" in out
     assert (tmp_path / "export" / "model.safetensors").is_file()
-    assert float(done.stdout.strip().split()[-1]) <= 1e-6
+    assert float(out.strip().split()[-1]) <= 1e-6
