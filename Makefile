@@ -29,12 +29,16 @@ install: $(VENV)/.installed
 # The rest is installed by uv, in seconds where pip takes minutes; by pip where uv fails
 # (uv does not read pip.conf, so a mirror that only pip.conf names is pip's to reach).
 # Both take the same version ranges from pyproject.toml and keep the torch already there.
-# Bytecode is compiled once at the end, on every core (compileall -j 0), instead of by pip
-# one file at a time (torch: a minute). It must be compiled ahead: where
-# PYTHONDONTWRITEBYTECODE is set (as on the CI machine), nothing compiled at import is kept,
-# and every process would compile torch and Lightning anew. Best effort: a file written for
-# a newer Python fails to compile and is never imported.
-SITE_PACKAGES = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# Bytecode: pip installs torch without compiling it (a minute, one file at a time), and
+# each module is compiled when a process first imports it and kept for the next. Where
+# PYTHONDONTWRITEBYTECODE is set (as on the CI machine) nothing compiled at import is kept
+# and every process would compile torch and Lightning anew, so make's commands run without
+# it, and install imports once what selip's commands import. Compiling all of
+# site-packages ahead (compileall -j 0) took 66 s on 2 cores, mostly for modules no
+# process imports.
+unexport PYTHONDONTWRITEBYTECODE
+WARM_IMPORTS = selip.cli, selip.training.lightning_cli, selip.tasks, selip.inference, \
+	selip.importer.command, selip.demo, selip.experiments.data_efficiency
 define install_extra
 $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[$(1)]" \
 	|| $(BIN)/python -m pip install --quiet -e ".[$(1)]"
@@ -45,7 +49,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet --no-compile "$(TORCH)"
 	$(call install_extra,dev)
-	$(BIN)/python -m compileall -q -j 0 "$(SITE_PACKAGES)" >/dev/null 2>&1 || true
+	$(BIN)/python -c "import $(WARM_IMPORTS)"
 	touch $@
 
 demo: install
