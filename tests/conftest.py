@@ -88,12 +88,13 @@ def tiny_cohort(tmp_path: Path) -> Callable[..., Path]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the tests marked ``slow`` first, so that under pytest-xdist the longest ones
-    start while the others fill the gaps instead of ending the run alone; skip tests
-    marked ``gpu`` on machines without CUDA."""
+    """Run the tests marked ``longest``, then those marked ``slow``, first, so that under
+    pytest-xdist the longest ones start while the others fill the gaps instead of ending
+    the run alone; skip tests marked ``gpu`` on machines without CUDA."""
     import torch
 
-    items.sort(key=lambda item: "slow" not in item.keywords)  # stable: file order kept
+    items.sort(key=lambda item: ("longest" not in item.keywords,  # stable: file order kept
+                                 "slow" not in item.keywords))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA")

@@ -27,6 +27,7 @@ def test_variants_parse_and_a_typo_fails_early():
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_cpu_smoke_runs_one_process_per_variant():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run([sys.executable, str(SCRIPT), "--cpu_smoke"], cwd=SCRIPT.parents[1],

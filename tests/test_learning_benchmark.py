@@ -162,6 +162,7 @@ def test_breakdown_groups_lesion_exams_by_kind_and_size_and_scores_normals_apart
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_quick_run_measures_every_row_and_resumes(tmp_path: Path, capsys, monkeypatch):
     def script(name: str, *argv: str) -> str:
         """``python benchmarks/<name>.py <argv>`` in this process; what it printed."""

@@ -30,6 +30,7 @@ def _run(*args: str, cwd: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_the_demo_commands_print_no_unexpected_warning(tmp_path):
     import json
 

@@ -39,7 +39,8 @@ EPOCHS, BATCH, TASKS = 6, 4, 2
 # One local cluster per test process: under pytest-xdist each worker that runs one of these
 # tests starts its own (job ids 1, 2, … in each). The sbatch scripts pick a free rendezvous
 # port, so two clusters' jobs with the same id do not collide.
-pytestmark = pytest.mark.slow
+# longest: the three jobs share one cluster and run one after another in one worker
+pytestmark = [pytest.mark.slow, pytest.mark.longest]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from tests.tasks.conftest import tiny_overrides
 from tests.tasks.recorder import recorded
 from tests.training.test_launchers import ROOT, _callback, _finish, _launch, _start
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.longest]
 STEPS = 4
 
 
