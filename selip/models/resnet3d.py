@@ -95,7 +95,6 @@ class ResNet3d(nn.Module):
         super().__init__()
         block_type = _BLOCKS[block]
         self.in_planes = widths[0]
-        self.no_max_pool = False
         self.conv1 = nn.Conv3d(in_channels, widths[0], 7, stride=stem_stride, padding=3,
                                bias=False)
         self.bn1 = norm(widths[0])

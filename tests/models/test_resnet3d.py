@@ -1,5 +1,6 @@
 """selip's 3D ResNet is MONAI's network: the same parameters from the same seed, state
-dicts that load both ways, and the same forward; it is built without importing MONAI."""
+dicts that load both ways, and the same forward. (That building and using an encoder
+imports no MONAI is checked in a fresh process by tests/inference/test_load.py.)"""
 
 from __future__ import annotations
 
