@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -171,8 +170,8 @@ def test_quick_run_measures_every_row_and_resumes(tmp_path: Path, capsys, monkey
         load_benchmark(name).main(list(argv))
         return capsys.readouterr().out
 
-    command = [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path / "quick")]
-    first = script("learning", *command[2:])
+    quick = ["--quick", "--out", str(tmp_path / "quick")]
+    first = script("learning", *quick)
     saved = json.loads((tmp_path / "quick" / "learning.json").read_text())
     (run,) = saved["runs"]
     metrics = run["metrics"]
@@ -187,12 +186,12 @@ def test_quick_run_measures_every_row_and_resumes(tmp_path: Path, capsys, monkey
     assert "| SeLIP | segmentation Dice from scratch |" in first
     assert "clinical R@5 ÷ frequency prior" in (tmp_path / "quick" / "learning.md").read_text()
     # --resume keeps the finished (arm, seed) and runs nothing new
-    again = script("learning", *command[2:], "--resume")
+    again = script("learning", *quick, "--resume")
     assert "resuming: 1 run(s) kept" in again
     assert json.loads((tmp_path / "quick" / "learning.json").read_text())["runs"] == [run]
     # stopped before the (arm, seed) was saved: every stage it finished is kept, none rerun
     (tmp_path / "quick" / "learning.json").unlink()
-    again = script("learning", *command[2:], "--resume")
+    again = script("learning", *quick, "--resume")
     for stage in ("pretrain_selip_seed0", "probes_selip_seed0", "segment_scratch_seed0",
                   "segment_threshold", "segment_selip_seed0"):
         assert f"resuming: stage {stage} kept" in again, stage
@@ -201,7 +200,7 @@ def test_quick_run_measures_every_row_and_resumes(tmp_path: Path, capsys, monkey
     # max_steps, so nothing is trained again) and tests the same weights
     (tmp_path / "quick" / "learning.json").unlink()
     (tmp_path / "quick" / "stages" / "pretrain_selip_seed0.json").unlink()
-    again = script("learning", *command[2:], "--resume")
+    again = script("learning", *quick, "--resume")
     assert "resuming: pretraining pretrain_selip_seed0 from" in again
     (resumed,) = json.loads((tmp_path / "quick" / "learning.json").read_text())["runs"]
     assert resumed["metrics"]["i2t_clinical_R@5"] == metrics["i2t_clinical_R@5"]

@@ -146,7 +146,7 @@ class ImageEncoder(nn.Module):
                                pool_stride=stride,
                                norm=lambda channels: make_norm(config.norm, channels,
                                                                config.width))
-        expansion = 4 if block == "bottleneck" else 1
+        expansion = self.resnet.expansion
         self.out_features = widths[-1] * expansion
         self.stage_channels = [config.width] + [w * expansion for w in widths]
 

@@ -40,7 +40,6 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv3d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = norm(planes)
         self.downsample = downsample
-        self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_planes, D, H, W) → (B, planes, D/stride, H/stride, W/stride)."""
@@ -66,7 +65,6 @@ class Bottleneck(nn.Module):
         self.bn3 = norm(planes * self.expansion)
         self.act = _relu()
         self.downsample = downsample
-        self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_planes, D, H, W) → (B, 4 · planes, D/stride, H/stride, W/stride)."""
@@ -94,40 +92,43 @@ class ResNet3d(nn.Module):
                  norm: NormFactory = nn.BatchNorm3d) -> None:
         super().__init__()
         block_type = _BLOCKS[block]
-        self.in_planes = widths[0]
+        self.expansion = block_type.expansion
         self.conv1 = nn.Conv3d(in_channels, widths[0], 7, stride=stem_stride, padding=3,
                                bias=False)
         self.bn1 = norm(widths[0])
         self.act = _relu()
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=pool_stride, padding=1)
-        self.layer1 = self._stage(block_type, widths[0], layers[0], norm)
-        self.layer2 = self._stage(block_type, widths[1], layers[1], norm, stride=2)
-        self.layer3 = self._stage(block_type, widths[2], layers[2], norm, stride=2)
-        self.layer4 = self._stage(block_type, widths[3], layers[3], norm, stride=2)
+        # each stage takes the previous one's output channels, planes × expansion
+        out = [w * self.expansion for w in widths]
+        self.layer1 = _stage(block_type, widths[0], widths[0], layers[0], norm, stride=1)
+        self.layer2 = _stage(block_type, out[0], widths[1], layers[1], norm, stride=2)
+        self.layer3 = _stage(block_type, out[1], widths[2], layers[2], norm, stride=2)
+        self.layer4 = _stage(block_type, out[2], widths[3], layers[3], norm, stride=2)
         self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
-        self.fc = None
         # MONAI's initialisation, in module order (the same random draws): He-normal
         # convolutions; norm layers start at weight 1, bias 0 (PyTorch's default too).
         for module in self.modules():
             if isinstance(module, nn.Conv3d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
-    def _stage(self, block: type[BasicBlock] | type[Bottleneck], planes: int, count: int,
-               norm: NormFactory, stride: int = 1) -> nn.Sequential:
-        out_planes = planes * block.expansion
-        downsample = None
-        if stride != 1 or self.in_planes != out_planes:
-            # a 1×1×1 projection (with a bias, as MONAI's) where the shape changes; built
-            # before the blocks, as MONAI does, so the random draws come in the same order
-            downsample = nn.Sequential(nn.Conv3d(self.in_planes, out_planes, 1, stride=stride),
-                                       norm(out_planes))
-        blocks = [block(self.in_planes, planes, norm, stride, downsample)]
-        self.in_planes = out_planes
-        blocks += [block(self.in_planes, planes, norm) for _ in range(1, count)]
-        return nn.Sequential(*blocks)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, D, H, W) → (B, features)."""
         x = self.maxpool(self.act(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.avgpool(x).flatten(1)
+
+
+def _stage(block: type[BasicBlock] | type[Bottleneck], in_planes: int, planes: int,
+           count: int, norm: NormFactory, stride: int) -> nn.Sequential:
+    """``count`` blocks of ``planes`` planes taking ``in_planes`` channels, the first with
+    ``stride``."""
+    out_planes = planes * block.expansion
+    downsample = None
+    if stride != 1 or in_planes != out_planes:
+        # a 1×1×1 projection (with a bias, as MONAI's) where the shape changes; built
+        # before the blocks, as MONAI does, so the random draws come in the same order
+        downsample = nn.Sequential(nn.Conv3d(in_planes, out_planes, 1, stride=stride),
+                                   norm(out_planes))
+    blocks = [block(in_planes, planes, norm, stride, downsample)]
+    blocks += [block(out_planes, planes, norm) for _ in range(1, count)]
+    return nn.Sequential(*blocks)
