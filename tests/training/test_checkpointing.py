@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,58 +16,55 @@ from selip.training.checkpointing import AtomicCheckpointIO
 
 ROOT = Path(__file__).parents[2]
 
-# Imports once, then on each line read from stdin forks a child that saves in a loop until
-# it is killed; the child's pid and every completed save are printed. One import (which
-# costs seconds) serves every kill moment.
+# Imports, says "ready", waits for a line on stdin, then saves in a loop until it is killed,
+# printing after the first completed save. No fork:
+# forking a process that has imported torch can deadlock the child (a lock or an OpenMP
+# pool held by another thread at fork time), which hung CI once.
 WRITER = """
-import os, sys, torch
+import sys, torch
 from selip.training.checkpointing import AtomicCheckpointIO
-path = sys.argv[1]
-for _ in sys.stdin:
-    child = os.fork()
-    if child == 0:
-        io = AtomicCheckpointIO()
-        for i in range(10_000):
-            io.save_checkpoint({"state_dict": {"w": torch.full((1_000_000,), float(i))},
-                                "selip": {"i": i}}, path)
-            print("saved", i, flush=True)
-    print("child", child, flush=True)
-    os.waitpid(child, 0)
-    print("reaped", flush=True)
+io, path = AtomicCheckpointIO(), sys.argv[1]
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(10_000):
+    io.save_checkpoint({"state_dict": {"w": torch.full((1_000_000,), float(i))},
+                        "selip": {"i": i}}, path)
+    if i == 0:
+        print("saved", flush=True)
 """
+KILL_DELAYS = (0.0, 0.05, 0.13, 0.31)  # seconds after a completed save: different moments
 
 
 @pytest.mark.slow
 def test_sigkill_during_saves_never_leaves_a_corrupt_last_ckpt(tmp_path):
-    target = tmp_path / "checkpoints" / "last.ckpt"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=ROOT,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert writer.stdin is not None and writer.stdout is not None
-
-    def next_line(prefix: str) -> str:
-        for line in writer.stdout:
-            if line.startswith(prefix):
-                return line
-        raise AssertionError(f"the writer ended before printing {prefix!r}")
-
+    # One writer per kill moment, all started at once so that their imports (seconds each)
+    # overlap; each saves only when told, to its own last.ckpt.
+    targets = [tmp_path / f"writer{n}" / "checkpoints" / "last.ckpt" for n in range(4)]
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=ROOT,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for target in targets]
     try:
-        for delay in (0.0, 0.05, 0.13, 0.31):  # kill at different moments of a save
+        for writer in writers:
+            assert writer.stdout is not None
+            assert writer.stdout.readline() == "ready\n", "the writer ended while importing"
+        for writer, target, delay in zip(writers, targets, KILL_DELAYS, strict=True):
+            assert writer.stdin is not None and writer.stdout is not None
             writer.stdin.write("go\n")
             writer.stdin.flush()
-            child = int(next_line("child ").split()[1])
-            next_line("saved ")  # at least one save has completed
+            assert writer.stdout.readline() == "saved\n", "the writer ended before saving"
             time.sleep(delay)
-            os.kill(child, signal.SIGKILL)
-            next_line("reaped")
+            writer.send_signal(signal.SIGKILL)
+            writer.wait(timeout=60)
             checkpoint = load_checkpoint(target)
             weights = checkpoint["state_dict"]["w"]
             assert weights.shape == (1_000_000,)
             assert torch.all(weights == checkpoint["selip"]["i"])  # one whole save, no mix
+            AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "selip": {}}, target)
+            assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # temps reclaimed
     finally:
-        writer.stdin.close()
-        writer.wait(timeout=60)
-    AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "selip": {}}, target)
-    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # stale temps reclaimed
+        for writer in writers:
+            writer.kill()
+            writer.wait(timeout=60)
 
 
 def test_a_failing_save_keeps_the_previous_file_and_no_temporary(tmp_path, monkeypatch):
