@@ -20,13 +20,18 @@ and arm, on one cohort of ``--exams`` demo exams (generated and cached once):
 
 Prints mean ± std over seeds for every arm, the targets and whether each is met, and the
 paired differences between arms seed by seed (the first arm minus each other one). Saves
-``learning.{json,md}`` under ``--out`` after every run, and each finished stage under
-``--out/stages``: ``--resume`` continues a cut-short benchmark after the last stage it
-finished.
+``learning.{json,md}`` after every run, and each finished stage under ``stages/``, in
+``--record`` (default ``--out``; the cohort, cache, logs and checkpoints stay under
+``--out``): ``--resume`` continues a cut-short benchmark after the last stage it finished.
+The record is a few kB of JSON, so it can be kept (committed) while ``--out`` is lost, and
+a later ``--resume`` on a fresh machine goes on from it: an (arm, seed) whose pretraining
+checkpoint is gone is pretrained again with all its later stages.
 
     .venv/bin/python benchmarks/learning.py                 # 600 exams, 3 seeds (2 h per arm-seed)
     .venv/bin/python benchmarks/learning.py --quick         # 40 small exams: a smoke run
     .venv/bin/python benchmarks/learning.py --arms SeLIP CLIP SeLIP-fixed-scale
+    .venv/bin/python benchmarks/learning.py --arms CLIP --seed_ids 1 --resume \
+        --record benchmarks/records/learning_v2   # one (arm, seed), added to a kept record
 """
 
 from __future__ import annotations
@@ -104,6 +109,12 @@ class Settings:
     shape: tuple[int, int, int] = (64, 64, 64)
     num_workers: int = 2
     extra: list[str] = field(default_factory=list)
+    #: where learning.{json,md} and stages/ go (None: ``out``)
+    record: Path | None = None
+
+    @property
+    def record_dir(self) -> Path:
+        return self.record or self.out
 
     @property
     def manifest(self) -> str:
@@ -124,7 +135,7 @@ class Settings:
     def saved(cls, out: Path, num_workers: int) -> Settings:
         """The geometry a finished benchmark under ``out`` used (its ``learning.json``;
         the defaults when there is none), for scripts that re-read its runs."""
-        path = out / "learning.json"
+        path = out / "learning.json"  # where the record was not kept apart
         geometry = json.loads(path.read_text())["settings"] if path.is_file() else {}
         return cls(out, num_workers=num_workers,
                    spacing=tuple(geometry.get("spacing", cls.spacing)),
@@ -141,29 +152,48 @@ class Settings:
 @dataclass
 class Stages:
     """The finished stages of a run (pretraining, probes, each segmentation), each saved
-    under ``out/stages/<name>.json`` when it ends. With ``--resume`` a benchmark stopped in
+    under ``<record>/stages/<name>.json`` when it ends. With ``--resume`` a benchmark stopped in
     the middle of an (arm, seed), e.g. at a session's end, goes on after the last stage it
     finished instead of pretraining that arm again."""
 
     settings: Settings
     resume: bool
 
+    def path(self, name: str) -> Path:
+        return self.settings.record_dir / "stages" / f"{name}.json"
+
+    def saved(self, name: str) -> dict[str, Any] | None:
+        """With ``resume``, the result saved under ``name`` by a run with the same settings
+        whose ``checkpoint``, if it names one, still exists; else None."""
+        path = self.path(name)
+        if not (self.resume and path.is_file()):
+            return None
+        saved = json.loads(path.read_text())
+        kept = saved.get("result", {})
+        if saved.get("settings") == self.settings.key() and Path(
+                kept.get("checkpoint", path)).exists():
+            return dict(kept)
+        return None
+
     def run(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """``compute()``'s result, or with ``resume`` the one saved under ``name`` by a run
-        with the same settings (and whose ``checkpoint``, if it names one, still exists)."""
-        path = self.settings.out / "stages" / f"{name}.json"
-        if self.resume and path.is_file():
-            saved = json.loads(path.read_text())
-            kept = saved.get("result", {})
-            if saved.get("settings") == self.settings.key() and Path(
-                    kept.get("checkpoint", path)).exists():
-                print(f"resuming: stage {name} kept from {path}", flush=True)
-                return kept
+        """``compute()``'s result, or the one ``saved`` under ``name``."""
+        kept = self.saved(name)
+        if kept is not None:
+            print(f"resuming: stage {name} kept from {self.path(name)}", flush=True)
+            return kept
+        started = time.time()
         result = compute()
+        path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"settings": self.settings.key(), "result": result},
+        atomic_write_text(path, json.dumps({"settings": self.settings.key(), "result": result,
+                                            "minutes": round((time.time() - started) / 60, 1)},
                                            indent=2))
         return result
+
+    def forget(self, *names: str) -> None:
+        """Drop saved stages that a redone stage invalidates."""
+        for name in names:
+            self.path(name).unlink(missing_ok=True)
 
 
 # -- 1. pretraining ---------------------------------------------------------------------------
@@ -484,19 +514,20 @@ def seeds_per_arm(runs: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def save(settings: Settings, runs: list[dict[str, Any]], minutes: float) -> None:
-    """The runs so far and their summary, as JSON and Markdown under ``settings.out``."""
+    """The runs so far and their summary, as JSON and Markdown in the record folder."""
     table = summarise(runs)
-    atomic_write_text(settings.out / "learning.json", json.dumps(
+    settings.record_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(settings.record_dir / "learning.json", json.dumps(
         {"settings": settings.key(), "runs": runs, "minutes": round(minutes, 1),
          "summary": {a: {k: list(v) for k, v in m.items()} for a, m in table.items()}},
         indent=2))
-    atomic_write_text(settings.out / "learning.md",
+    atomic_write_text(settings.record_dir / "learning.md",
                       to_markdown(table, seeds_per_arm(runs), runs))
 
 
 def previous_runs(settings: Settings, resume: bool) -> tuple[list[dict[str, Any]], float]:
-    """With ``--resume``: the runs saved under ``settings.out`` and their minutes."""
-    path = settings.out / "learning.json"
+    """With ``--resume``: the runs saved in the record folder and their minutes."""
+    path = settings.record_dir / "learning.json"
     if not resume or not path.exists():
         return [], 0.0
     saved = json.loads(path.read_text())
@@ -505,7 +536,7 @@ def previous_runs(settings: Settings, resume: bool) -> tuple[list[dict[str, Any]
         saved["settings"] = {"segment_loss": RECORDED_SEGMENT_LOSS, **saved["settings"]}
     if saved.get("settings") != settings.key():
         raise SystemExit(f"--resume: {path} holds runs made with {saved.get('settings')}, "
-                         f"not {settings.key()}; use another --out")
+                         f"not {settings.key()}; use another --out or --record")
     print(f"resuming: {len(saved['runs'])} run(s) kept from {path}")
     return list(saved["runs"]), float(saved.get("minutes", 0.0))
 
@@ -546,6 +577,8 @@ def run_one(arm: str, seed: int, settings: Settings, stages: Stages, baselines: 
     threshold baseline where not measured yet, then fine-tuning; each stage is saved as it
     ends."""
     name = f"{arm.lower()}_seed{seed}"
+    if stages.saved(f"pretrain_{name}") is None:  # pretrained (again): nothing later holds
+        stages.forget(f"probes_{name}", f"segment_{name}")
     found = stages.run(f"pretrain_{name}", lambda: pretrain(arm, seed, settings, stages.resume))
     checkpoint, metrics = found["checkpoint"], dict(found["metrics"])
     metrics.update(stages.run(f"probes_{name}", lambda: probes(
@@ -585,6 +618,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default runs/learning, or runs/learning_quick)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (3)")
+    parser.add_argument("--seed_ids", type=int, nargs="+", default=None,
+                        help="these seeds instead of 0..N-1 (e.g. one seed of a long "
+                             "benchmark per session, added to a kept --record)")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="folder for learning.{json,md} and stages/ (default --out): "
+                             "small files that can be kept apart from the checkpoints")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=["SeLIP"])
     parser.add_argument("--exams", type=int, default=600, help="demo cohort size (600)")
     parser.add_argument("--pretrain_steps", type=int, default=500)
@@ -604,23 +643,26 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("seeds", "exams", "pretrain_steps", "segment_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.seed_ids is not None and min(args.seed_ids) < 0:
+        parser.error(f"--seed_ids must be >= 0, got {args.seed_ids}")
     out = args.out or Path("runs/learning_quick" if args.quick else "runs/learning")
     settings = Settings(out, args.exams, args.pretrain_steps, args.segment_steps,
-                        segment_loss=args.segment_loss, extra=args.extra)
+                        segment_loss=args.segment_loss, extra=args.extra, record=args.record)
     if args.quick:
         settings = Settings(out, exams=40, pretrain_steps=4, segment_steps=2,
                             segment_loss=args.segment_loss, spacing=(6.0, 6.0, 6.0),
                             shape=(32, 32, 32), num_workers=0,
-                            extra=[*QUICK_TOWERS, *args.extra])
+                            extra=[*QUICK_TOWERS, *args.extra], record=args.record)
         args.seeds = 1
     started = time.time()
-    runs = run(settings, args.arms, range(args.seeds), args.resume)
+    seeds = args.seed_ids if args.seed_ids is not None else range(args.seeds)
+    runs = run(settings, args.arms, seeds, args.resume)
     table = summarise(runs)
     print(f"\nlearning benchmark: {settings.exams} exams, {settings.pretrain_steps} pretraining "
           f"and {settings.segment_steps} segmentation steps, "
           f"{(time.time() - started) / 60:.1f} min this run\n")
     print(to_markdown(table, seeds_per_arm(runs), runs))
-    print(f"saved to {settings.out / 'learning.md'}")
+    print(f"saved to {settings.record_dir / 'learning.md'}")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,49 @@ def test_a_stage_is_kept_only_on_resume_with_the_same_settings_and_its_checkpoin
     assert calls == ["ran"] * 4  # its checkpoint is gone: pretrain again
 
 
+def test_a_kept_record_without_its_checkpoint_pretrains_again_with_every_later_stage(
+        tmp_path: Path, monkeypatch):
+    """The record (``--record``) outlives ``--out`` (a fresh machine): an (arm, seed) whose
+    pretraining checkpoint is gone is pretrained again, and its probes and fine-tuning with
+    it; what does not depend on it (scratch, threshold) is kept."""
+    learning = load_benchmark("learning")
+    calls: list[str] = []
+    checkpoint = tmp_path / "out" / "last.ckpt"
+
+    def pretrain(arm: str, seed: int, settings, resume: bool = False) -> dict:
+        calls.append("pretrain")
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.touch()
+        return {"checkpoint": str(checkpoint), "metrics": {"i2t_clinical_R@5": 0.5}}
+
+    def segment(mode: str, *args) -> dict:
+        calls.append(mode)
+        return {f"segment_{mode}/dice": 0.8}
+    monkeypatch.setattr(learning, "pretrain", pretrain)
+    monkeypatch.setattr(learning, "segment", segment)
+    monkeypatch.setattr(learning, "probes", lambda *a: calls.append("probes") or {"p": 1.0})
+    monkeypatch.setattr(learning, "threshold_dice",
+                        lambda s: calls.append("threshold") or {"segment_threshold/dice": 0.9})
+    monkeypatch.setattr(learning.Baselines, "probe_data", lambda self: None)
+    settings = learning.Settings(tmp_path / "out", record=tmp_path / "record")
+
+    def run_selip_seed0() -> dict:
+        stages = learning.Stages(settings, resume=True)
+        return learning.run_one("SeLIP", 0, settings, stages, learning.Baselines(settings))
+    first = run_selip_seed0()
+    assert calls == ["pretrain", "probes", "scratch", "threshold", "finetune"]
+    assert sorted(p.name for p in (tmp_path / "record" / "stages").iterdir()) == [
+        "pretrain_selip_seed0.json", "probes_selip_seed0.json", "segment_scratch_seed0.json",
+        "segment_selip_seed0.json", "segment_threshold.json"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["last.ckpt"]
+    (tmp_path / "record" / "stages" / "segment_selip_seed0.json").unlink()  # stopped there
+    calls.clear()
+    assert run_selip_seed0() == first and calls == ["finetune"]
+    checkpoint.unlink()  # the record kept, the checkpoints lost
+    calls.clear()
+    assert run_selip_seed0() == first and calls == ["pretrain", "probes", "finetune"]
+
+
 def _run(arm: str, seed: int, **metrics: float) -> dict:
     return {"arm": arm, "seed": seed, "metrics": metrics}
 
@@ -133,7 +176,7 @@ def test_resume_keeps_runs_saved_before_the_loss_was_an_option_and_refuses_anoth
         {"settings": older, "runs": [{"arm": "SeLIP", "seed": 0, "metrics": {}}]}))
     runs, _ = learning.previous_runs(settings, resume=True)  # they used batch Dice
     assert runs == [{"arm": "SeLIP", "seed": 0, "metrics": {}}]
-    with pytest.raises(SystemExit, match="use another --out"):
+    with pytest.raises(SystemExit, match="use another --out or --record"):
         learning.previous_runs(learning.Settings(tmp_path, segment_loss="dice_fg_ce"), True)
 
 
