@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -41,6 +43,7 @@ from selip.data.datamodule import SelipDataModule
 from selip.data.intensity import INTENSITY_SCHEMES
 from selip.demo.truth import load_truth
 from selip.models.image_encoder import NORMS, ImageEncoder, ImageEncoderConfig
+from selip.models.precise_bn import batch_norms, recompute_batchnorm_statistics
 
 _SEQUENCES = ["t1", "t2", "flair", "dwi", "adc"]
 
@@ -93,9 +96,13 @@ class Head(nn.Module):
 
 
 @torch.no_grad()
-def predict(encoder: ImageEncoder, head: Head, images: torch.Tensor, sequences: torch.Tensor
-            ) -> torch.Tensor:
-    """Predicted labels ``(N,)`` with the encoder in eval mode (batch-norm running stats)."""
+def predict(encoder: ImageEncoder, head: Head, images: torch.Tensor, sequences: torch.Tensor,
+            recent: Iterable[torch.Tensor] = ()) -> torch.Tensor:
+    """Predicted labels ``(N,)`` with the encoder in eval mode. Batch norms first get
+    statistics recomputed over the ``recent`` training batches with the current weights,
+    as ``fit`` does before every validation (``PreciseBatchNorm``)."""
+    if batch_norms(encoder):
+        recompute_batchnorm_statistics(encoder, recent)
     encoder.eval()
     predictions = torch.cat([head(encoder(images[i:i + 50]), sequences[i:i + 50]).argmax(1)
                              for i in range(0, len(images), 50)])
@@ -157,18 +164,20 @@ def main() -> None:
                                   weight_decay=0.05)
     generator = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
+    recent: deque[torch.Tensor] = deque(maxlen=8)  # PreciseBatchNorm's default
     for step in range(1, args.steps + 1):
         index = torch.randint(0, len(train_y), (args.batch,), generator=generator)
         flip = torch.rand(args.batch, generator=generator) < 0.5
         images = train_x[index]
         images[flip] = images[flip].flip(-1)  # the label does not depend on the side
+        recent.append(images)
         loss = nn.functional.cross_entropy(head(encoder(images), train_s[index]),
                                            train_y[index])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         if step % 50 == 0:
-            predictions = predict(encoder, head, val_x, val_s)
+            predictions = predict(encoder, head, val_x, val_s, recent)
             print(f"step {step:4d}  train loss {loss.item():.3f}  val accuracy "
                   f"{float((predictions == val_y).float().mean()):.3f}  (majority "
                   f"{majority:.3f})  {time.perf_counter() - start:.0f} s", flush=True)
