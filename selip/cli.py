@@ -75,11 +75,12 @@ def _data_parser(prog: str, description: str) -> Any:
     """A parser for the ``data`` section of a selip config (other sections accepted)."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    from selip.data.datamodule import SelipDataModule
+    from selip.data.selip_data import SelipData
 
     parser = ArgumentParser(prog=prog, description=description, exit_on_error=True)
     parser.add_argument("--config", action=ActionConfigFile, help="a selip YAML config")
-    parser.add_class_arguments(SelipDataModule, "data")
+    # SelipDataModule's arguments, without importing Lightning
+    parser.add_class_arguments(SelipData, "data")
     # Sections a training config also holds; prepare reads only `data`.
     for section in ("model", "trainer", "optimizer", "lr_scheduler", "last_checkpoint"):
         parser.add_argument(f"--{section}", type=dict | None, default=None)
@@ -120,8 +121,8 @@ def _report_unknown_tokens(datamodule: Any, config: Any) -> None:
 
 def prepare(argv: Sequence[str]) -> int:
     """``selip prepare --config CONFIG``: validate, then fill the cache."""
-    from selip.data.datamodule import SelipDataModule
     from selip.data.prepare import cache_jobs
+    from selip.data.selip_data import SelipData
     from selip.importer.shard import ShardError, parse_shard
 
     parser = _prepare_parser()
@@ -131,7 +132,7 @@ def prepare(argv: Sequence[str]) -> int:
     except ShardError as err:
         return _fail(str(err))
     try:
-        datamodule: SelipDataModule = parser.instantiate_classes(config).data
+        datamodule: SelipData = parser.instantiate_classes(config).data
         if not shard.whole:
             return _prepare_shard(datamodule, config, shard)
         datamodule.prepare_data()
@@ -178,7 +179,7 @@ def _prepare_shard(datamodule: Any, config: Any, shard: Any) -> int:
 
 def similarity(argv: Sequence[str]) -> int:
     """``selip similarity --config CONFIG``: build or load the report-similarity table."""
-    from selip.data.datamodule import SelipDataModule
+    from selip.data.selip_data import SelipData
     from selip.similarity.describe import describe_lookup
 
     parser = _data_parser("selip similarity", (
@@ -188,7 +189,7 @@ def similarity(argv: Sequence[str]) -> int:
                         help="also print the K most similar pairs of distinct texts")
     config = parser.parse_args(list(argv))
     try:
-        datamodule: SelipDataModule = parser.instantiate_classes(config).data
+        datamodule: SelipData = parser.instantiate_classes(config).data
         if datamodule.similarity is None:
             return _fail("data.similarity is null: this config uses no similarity table")
         source = datamodule.source

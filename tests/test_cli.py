@@ -149,6 +149,25 @@ def test_console_script_lists_table_and_file_problems_in_one_run(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_prepare_imports_no_lightning(tiny_cohort, tmp_path):
+    """Each task of a SLURM prepare array starts a process: importing Lightning (seconds)
+    for a cache fill would be wasted, so prepare parses the data section without it."""
+    manifest = tiny_cohort(n=3)
+    config = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    probe = ("import sys; from selip.cli import main; code = main(['prepare', '--config', "
+             "sys.argv[1], '--data.manifest', sys.argv[2], '--data.cache_dir', sys.argv[3], "
+             "'--data.sequences', '[t1, flair]', '--data.shape', '[8, 8, 8]', "
+             "'--data.progress', 'false', '--workers', '1']); "
+             "print(code, sorted({k.split('.')[0] for k in sys.modules} & {'lightning', "
+             "'pytorch_lightning', 'torchmetrics', 'monai'}))")
+    result = subprocess.run([sys.executable, "-c", probe, str(config), str(manifest),
+                             str(tmp_path / "cache")], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "entries 9, 0 already cached, 9 built" in result.stdout
+    assert result.stdout.strip().endswith("0 []"), result.stdout
+
+
 def _cache_files(cache: Path) -> dict[str, bytes]:
     return {str(p.relative_to(cache)): p.read_bytes()
             for p in sorted((cache / "volumes").rglob("*")) if p.is_file()}

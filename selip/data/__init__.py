@@ -11,6 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "AugmentSettings": "selip.data.augment",
+    "SelipData": "selip.data.selip_data",
     "SelipDataModule": "selip.data.datamodule",
     "ManifestError": "selip.data.manifest",
     "Problem": "selip.data.manifest",
