@@ -29,7 +29,8 @@ DEFAULT_SIMILARITY = SimilaritySettings(TEXT_INPUT.similarity)
 
 
 class SelipData:
-    """Image–report pairs from a manifest, preprocessed through an on-disk cache.
+    """Image–report pairs from a manifest, preprocessed through an on-disk cache: the
+    settings, the prepared cohort and its datasets (no loaders: see ``SelipDataModule``).
 
     Args:
         manifest: CSV or JSONL manifest, one row per exam (see docs/data.md).
@@ -201,7 +202,7 @@ class SelipData:
         if message:
             rank_zero_warn(message, category=UnknownTokensWarning)
 
-    # -- datasets and loaders --------------------------------------------------------------
+    # -- datasets (SelipDataModule adds the loaders) ---------------------------------------
     def _datasets(self, order: TrainingOrder | None = None) -> dict[str, PairDataset]:
         """The three splits' datasets; the training one draws as ``order`` says."""
         assert self.tokens is not None
