@@ -9,6 +9,7 @@ and the checkpoint writer (:mod:`selip.training.checkpointing`) all read through
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import subprocess
 import zipfile
@@ -20,6 +21,7 @@ import torch
 import yaml
 
 from selip._version import __version__
+from selip.io.atomic import atomic_files
 from selip.io.fingerprint import sha256_file
 
 #: What reading a truncated, corrupt or foreign file as a checkpoint raises.
@@ -58,6 +60,20 @@ def add_reproducibility_record(checkpoint: dict[str, Any], run_config: str | Non
         "manifest": str(manifest) if manifest is not None else None,
         "manifest_sha256": manifest_hash,
     }
+
+
+def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> None:
+    """``torch.save`` to a temporary name in the same folder, then rename: a crash or a
+    kill mid-save never leaves a truncated file at ``path``, which keeps the previous save
+    or none. Temporaries left by a writer killed mid-save are reclaimed first (one process
+    writes a given checkpoint at a time)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    with atomic_files(target) as (tmp,):
+        torch.save(checkpoint, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from selip.io.atomic import atomic_files
-from selip.io.checkpoints import UNREADABLE_CHECKPOINT_ERRORS, CheckpointError
+from selip.io.checkpoints import (
+    UNREADABLE_CHECKPOINT_ERRORS,
+    CheckpointError,
+    save_checkpoint,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -26,12 +26,4 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any | None = None) -> None:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # One process writes a given checkpoint at a time, so temporaries of this name are
-        # left over from a writer that was killed mid-save: reclaim their space.
-        for stale in target.parent.glob(f".{target.name}.*.tmp"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
-        with atomic_files(target) as (tmp,):
-            torch.save(checkpoint, tmp)
+        save_checkpoint(checkpoint, path)

@@ -1,4 +1,6 @@
-"""AtomicCheckpointIO: a kill or a failure during a save never leaves a corrupt file."""
+"""AtomicCheckpointIO (Lightning's writer) and the save it delegates to
+(``selip.io.checkpoints.save_checkpoint``): a kill or a failure during a save never leaves a
+corrupt file."""
 
 from __future__ import annotations
 
@@ -17,18 +19,19 @@ from selip.training.checkpointing import AtomicCheckpointIO
 ROOT = Path(__file__).parents[2]
 
 # Imports, says "ready", waits for a line on stdin, then saves in a loop until it is killed,
-# printing after the first completed save. No fork:
-# forking a process that has imported torch can deadlock the child (a lock or an OpenMP
-# pool held by another thread at fork time), which hung CI once.
+# printing after the first completed save. It calls the save AtomicCheckpointIO delegates to
+# (test_the_lightning_writer_saves_through_it), so it imports no Lightning: seconds less
+# for each writer. No fork: forking a process that has imported torch can deadlock the
+# child (a lock or an OpenMP pool held by another thread at fork time), which hung CI once.
 WRITER = """
 import sys, torch
-from selip.training.checkpointing import AtomicCheckpointIO
-io, path = AtomicCheckpointIO(), sys.argv[1]
+from selip.io.checkpoints import save_checkpoint
+path = sys.argv[1]
 print("ready", flush=True)
 sys.stdin.readline()
 for i in range(10_000):
-    io.save_checkpoint({"state_dict": {"w": torch.full((1_000_000,), float(i))},
-                        "selip": {"i": i}}, path)
+    save_checkpoint({"state_dict": {"w": torch.full((1_000_000,), float(i))},
+                     "selip": {"i": i}}, path)
     if i == 0:
         print("saved", flush=True)
 """
@@ -65,6 +68,16 @@ def test_sigkill_during_saves_never_leaves_a_corrupt_last_ckpt(tmp_path):
         for writer in writers:
             writer.kill()
             writer.wait(timeout=60)
+
+
+def test_the_lightning_writer_saves_through_it(tmp_path, monkeypatch):
+    import selip.training.checkpointing as checkpointing
+
+    saved: list[tuple[dict, object]] = []
+    monkeypatch.setattr(checkpointing, "save_checkpoint",
+                        lambda checkpoint, path: saved.append((checkpoint, path)))
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, tmp_path / "last.ckpt")
+    assert saved == [({"state_dict": {}}, tmp_path / "last.ckpt")]
 
 
 def test_a_failing_save_keeps_the_previous_file_and_no_temporary(tmp_path, monkeypatch):
