@@ -302,10 +302,12 @@ def embed_figure(args: argparse.Namespace, timeout: float) -> None:
     if not found:
         print("\nselip embed: no variant left a checkpoint to embed with")
         return
+    # the smoke: the test split once (the path, not a figure); on the GPU: every volume
+    split, repeats = ("test", "1") if args.cpu_smoke else ("all", "2")
     argv = [sys.executable, str(REPO / "benchmarks" / "embed.py"), "--ckpt", str(found[0]),
             "--manifest", str(_manifest(args)), "--cache_dir", str(args.workdir / "cache"),
-            "--split", "all", "--batch_size", str(min(args.batch, 16)), "--num_workers",
-            str(args.workers), "--repeats", "2"]
+            "--split", split, "--batch_size", str(min(args.batch, 16)), "--num_workers",
+            str(args.workers), "--repeats", repeats]
     argv += ["--device", "cpu"] if args.cpu_smoke else []
     code, output = _run_child(argv, timeout)
     status = "" if code == 0 else f" ({'timed out' if code is None else f'exit {code}'})"
