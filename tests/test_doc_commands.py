@@ -57,3 +57,37 @@ def test_a_documented_command_parses(where, argv, capsys, monkeypatch):
     usage = capsys.readouterr().out
     for option in (word.split("=")[0] for word in argv if word.startswith("--")):
         assert option in usage, f"{where}: {command} has no option {option}"
+
+
+def doc_benchmark_commands() -> list[tuple[str, str, list[str]]]:
+    """(where, script name, argv) for every ``python benchmarks/<name>.py`` line in a shell
+    block, continuation lines joined, comments dropped."""
+    found = []
+    for page in PAGES:
+        for language, block in FENCE.findall(page.read_text()):
+            if language not in SHELL:
+                continue
+            for line in block.replace("\\\n", " ").splitlines():
+                match = re.search(r"python\s+benchmarks/(\w+)\.py(.*)", line)
+                if match:
+                    found.append((f"{page.relative_to(ROOT)}: {line.strip()[:70]}",
+                                  match.group(1), shlex.split(match.group(2), comments=True)))
+    return found
+
+
+BENCHMARK_COMMANDS = doc_benchmark_commands()
+
+
+@pytest.mark.parametrize(("where", "name", "argv"), BENCHMARK_COMMANDS,
+                         ids=[where for where, _, _ in BENCHMARK_COMMANDS])
+def test_a_documented_benchmark_command_takes_its_options(where, name, argv, capsys,
+                                                           monkeypatch):
+    from tests.benchmark_scripts import BENCHMARKS, load_benchmark
+
+    assert (BENCHMARKS / f"{name}.py").is_file(), f"{where}: no benchmarks/{name}.py"
+    monkeypatch.setattr("sys.argv", [f"benchmarks/{name}.py", "--help"])
+    with pytest.raises(SystemExit):
+        load_benchmark(name).main()
+    usage = capsys.readouterr().out
+    for option in (word.split("=")[0] for word in argv if word.startswith("--")):
+        assert option in usage, f"{where}: benchmarks/{name}.py has no option {option}"
