@@ -504,6 +504,10 @@ def to_markdown(table: dict[str, dict[str, tuple[float, float]]],
     for arm, name, measured, wanted, met in targets(table, runs):
         lines.append(f"| {arm} | {name} | {measured:.3f} | ≥ {wanted:.3g} | "
                      f"{'yes' if met else '**no**'} |")
+    kept = [r for r in runs if r.get("source")]
+    if kept:  # figures whose stages this record does not hold
+        lines += ["", "Runs this record holds only as first reported (no saved stages):"]
+        lines += [f"- {r['arm']} seed {r['seed']}: {r['source']}" for r in kept]
     return "\n".join(lines) + "\n" + paired_markdown(runs)
 
 

@@ -165,6 +165,11 @@ def test_paired_differences_match_seeds_and_skip_what_one_arm_lacks():
     assert "| i2t_clinical_R@5 | +0.100, -0.050 | +0.025 ± 0.106 | 1 of 2 |" in text
     assert "| i2t_median_rank | -4.000, +2.000 | -1.000 ± 4.243 | 1 of 2 |" in text  # lower wins
     assert learning.paired_markdown(runs[:1]) == ""
+    # a run kept only as first reported says so, and counts like the others
+    runs[1]["source"] = "transcribed from RESULTS.md"
+    text = learning.to_markdown(learning.summarise(runs), learning.seeds_per_arm(runs), runs)
+    assert "- CLIP seed 0: transcribed from RESULTS.md" in text
+    assert "| i2t_clinical_R@5 | +0.100, -0.050 | +0.025 ± 0.106 | 1 of 2 |" in text
 
 
 def test_resume_keeps_runs_saved_before_the_loss_was_an_option_and_refuses_another_loss(
