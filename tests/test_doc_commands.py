@@ -17,19 +17,18 @@ from tests.doc_pages import FENCE, PAGES, ROOT
 SHELL = ("bash", "console", "sh", "")
 
 
+def shell_lines() -> list[tuple[str, str]]:
+    """(where, line) for every line of every shell block, continuation lines joined."""
+    return [(f"{page.relative_to(ROOT)}: {line.strip()[:70]}", line)
+            for page in PAGES for language, block in FENCE.findall(page.read_text())
+            if language in SHELL for line in block.replace("\\\n", " ").splitlines()]
+
+
 def doc_commands() -> list[tuple[str, list[str]]]:
     """(where, argv after ``selip``) for every command line starting with ``selip`` or
-    ``.venv/bin/selip`` in a shell block, continuation lines joined, comments dropped."""
-    found = []
-    for page in PAGES:
-        for language, block in FENCE.findall(page.read_text()):
-            if language not in SHELL:
-                continue
-            for line in block.replace("\\\n", " ").splitlines():
-                if re.match(r"\s*(\.venv/bin/)?selip\s+\w", line):
-                    words = shlex.split(line, comments=True)
-                    found.append((f"{page.relative_to(ROOT)}: {line.strip()[:70]}", words[1:]))
-    return found
+    ``.venv/bin/selip`` in a shell block, comments dropped."""
+    return [(where, shlex.split(line, comments=True)[1:]) for where, line in shell_lines()
+            if re.match(r"\s*(\.venv/bin/)?selip\s+\w", line)]
 
 
 COMMANDS_IN_DOCS = doc_commands()
@@ -61,17 +60,12 @@ def test_a_documented_command_parses(where, argv, capsys, monkeypatch):
 
 def doc_benchmark_commands() -> list[tuple[str, str, list[str]]]:
     """(where, script name, argv) for every ``python benchmarks/<name>.py`` line in a shell
-    block, continuation lines joined, comments dropped."""
+    block, comments dropped."""
     found = []
-    for page in PAGES:
-        for language, block in FENCE.findall(page.read_text()):
-            if language not in SHELL:
-                continue
-            for line in block.replace("\\\n", " ").splitlines():
-                match = re.search(r"python\s+benchmarks/(\w+)\.py(.*)", line)
-                if match:
-                    found.append((f"{page.relative_to(ROOT)}: {line.strip()[:70]}",
-                                  match.group(1), shlex.split(match.group(2), comments=True)))
+    for where, line in shell_lines():
+        match = re.search(r"python\s+benchmarks/(\w+)\.py(.*)", line)
+        if match:
+            found.append((where, match.group(1), shlex.split(match.group(2), comments=True)))
     return found
 
 
