@@ -121,9 +121,12 @@ def _report_unknown_tokens(datamodule: Any, config: Any) -> None:
 
 def prepare(argv: Sequence[str]) -> int:
     """``selip prepare --config CONFIG``: validate, then fill the cache."""
-    from selip.data.prepare import cache_jobs
-    from selip.data.selip_data import SelipData
-    from selip.importer.shard import ShardError, parse_shard
+    from selip.startup import imports_without_gc
+
+    with imports_without_gc():
+        from selip.data.prepare import cache_jobs
+        from selip.data.selip_data import SelipData
+        from selip.importer.shard import ShardError, parse_shard
 
     parser = _prepare_parser()
     config = parser.parse_args(list(argv))
@@ -214,7 +217,10 @@ def export(argv: Sequence[str]) -> int:
     parser.add_argument("--ckpt", required=True, help="a selip pretraining checkpoint")
     parser.add_argument("--out", required=True, help="the folder to create (new or empty)")
     args = parser.parse_args(argv)
-    from selip.inference import InferenceError, export_model
+    from selip.startup import imports_without_gc
+
+    with imports_without_gc():
+        from selip.inference import InferenceError, export_model
 
     try:
         folder = export_model(args.ckpt, args.out)
@@ -243,10 +249,13 @@ def embed(argv: Sequence[str]) -> int:
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--device", default=None, help="cuda, cpu (default: cuda if any)")
     args = parser.parse_args(argv)
-    from selip.data.manifest import ManifestError
-    from selip.data.nifti import VolumeError
-    from selip.inference import InferenceError, load
-    from selip.inference.archive import check_embeddings_path, embed_split, save_embeddings
+    from selip.startup import imports_without_gc
+
+    with imports_without_gc():
+        from selip.data.manifest import ManifestError
+        from selip.data.nifti import VolumeError
+        from selip.inference import InferenceError, load
+        from selip.inference.archive import check_embeddings_path, embed_split, save_embeddings
 
     try:
         check_embeddings_path(args.out)  # a wrong suffix fails before the embedding, not after
@@ -276,9 +285,12 @@ def search_archive(argv: Sequence[str]) -> int:
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    from selip.data.nifti import VolumeError
-    from selip.inference import InferenceError, load
-    from selip.inference.archive import load_embeddings, search
+    from selip.startup import imports_without_gc
+
+    with imports_without_gc():
+        from selip.data.nifti import VolumeError
+        from selip.inference import InferenceError, load
+        from selip.inference.archive import load_embeddings, search
 
     try:
         model = load(args.ckpt, args.device)
@@ -326,12 +338,14 @@ def _training(args: list[str]) -> int:
     import os
     import traceback
 
+    from selip.startup import imports_without_gc
     from selip.training.launch import RANK_FAILED_EXIT_CODE, RankFailed, rank_label
     from selip.training.lightning_compat import LightningVersionError
 
     try:
-        from selip.training.last_checkpoint import Preempted
-        from selip.training.lightning_cli import run_training_cli
+        with imports_without_gc():  # torch, Lightning, transformers: most of a start
+            from selip.training.last_checkpoint import Preempted
+            from selip.training.lightning_cli import run_training_cli
     except LightningVersionError as err:
         return _fail(str(err))
     try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from selip.similarity.config import SimilarityConfig, resolve_config
-from selip.similarity.lookup import SimilarityMode, TableSizing
+from selip.similarity.sizing import SimilarityMode, TableSizing
 
 #: The flat key of each block field in releases before the block.
 FLAT_KEYS: dict[str, str] = {
