@@ -208,8 +208,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cpu_smoke:
-        # bf16 autocast runs 3D convolutions slowly on a CPU (about 15 s a step): one
-        # warm-up and one measured step still take every code path of a variant
+        # one warm-up and one measured step take every code path of a variant; the
+        # smoke's time is its processes' starts, not its steps (0.1-0.3 s each)
         args.exams, args.steps, args.warmup, args.batch, args.workers = 8, 1, 1, 4, 1
         args.variants = SMOKE_VARIANTS
     for variant in args.variants:
