@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from selip._version import __version__
+from selip.startup import imports_without_gc  # stdlib only: costs nothing at start
 
 TRAINING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -121,8 +122,6 @@ def _report_unknown_tokens(datamodule: Any, config: Any) -> None:
 
 def prepare(argv: Sequence[str]) -> int:
     """``selip prepare --config CONFIG``: validate, then fill the cache."""
-    from selip.startup import imports_without_gc
-
     with imports_without_gc():
         from selip.data.prepare import cache_jobs
         from selip.data.selip_data import SelipData
@@ -217,8 +216,6 @@ def export(argv: Sequence[str]) -> int:
     parser.add_argument("--ckpt", required=True, help="a selip pretraining checkpoint")
     parser.add_argument("--out", required=True, help="the folder to create (new or empty)")
     args = parser.parse_args(argv)
-    from selip.startup import imports_without_gc
-
     with imports_without_gc():
         from selip.inference import InferenceError, export_model
 
@@ -249,8 +246,6 @@ def embed(argv: Sequence[str]) -> int:
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--device", default=None, help="cuda, cpu (default: cuda if any)")
     args = parser.parse_args(argv)
-    from selip.startup import imports_without_gc
-
     with imports_without_gc():
         from selip.data.manifest import ManifestError
         from selip.data.nifti import VolumeError
@@ -285,8 +280,6 @@ def search_archive(argv: Sequence[str]) -> int:
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    from selip.startup import imports_without_gc
-
     with imports_without_gc():
         from selip.data.nifti import VolumeError
         from selip.inference import InferenceError, load
@@ -338,7 +331,6 @@ def _training(args: list[str]) -> int:
     import os
     import traceback
 
-    from selip.startup import imports_without_gc
     from selip.training.launch import RANK_FAILED_EXIT_CODE, RankFailed, rank_label
     from selip.training.lightning_compat import LightningVersionError
 

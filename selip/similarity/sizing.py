@@ -25,7 +25,7 @@ class TableSizing:
         block_rows: rows of S computed at a time while building the dense table.
         threads: CPU threads of the build.
         progress: show progress bars.
-        mode: ``table``, ``per_batch`` or ``auto`` (see the module's docstring).
+        mode: ``table``, ``per_batch`` or ``auto`` (see :mod:`selip.similarity.lookup`).
 
     Raises:
         ValueError: an unknown mode, or ``top_k`` with ``per_batch`` (exact needs no k).
