@@ -1,6 +1,6 @@
 """``selip embed`` against the bare image encoder: does reading keep the model busy?
 
-Issue 16, part 5. On one demo split, side by side in one run:
+On one demo split, side by side in one run:
 
 - **bare**: the model's image tower (encoder + projection) on random (B, 1, D, H, W)
   tensors already in memory, no_grad, eval — the compute-only rate;

@@ -1,6 +1,6 @@
 """How much mass the ε clamp adds to the soft targets Q, and whether renormalising matters.
 
-Issue 14, item 6. The SeLIP KL (docs/design.md §4, the authors' formula, kept by the ``paper``
+The SeLIP KL (docs/design.md §4, the authors' formula, kept by the ``paper``
 setting) is Σ_j clamp(Q_ij, ε, 1) · (log clamp(Q_ij, ε, 1) − log clamp(P_ij, ε, 1)). Every
 entry of Q below ε is raised to ε, so a row of Q sums to 1 + m with
 

@@ -13,7 +13,7 @@ memory holds its own model and optimiser only; a time budget skips what would no
     python benchmarks/gpu.py --cpu_smoke           # the same code path on a CPU, tiny
 
 It ends with ``benchmarks/embed.py`` on a checkpoint a variant left (``--embed_s``): the
-rate of ``selip embed`` beside the bare image tower's (issue 16's ≥ 90 % target).
+rate of ``selip embed`` beside the bare image tower's (its target: ≥ 90 %).
 
 Copy into benchmarks/RESULTS.md (GPU section): the ``device ...`` line, the heading line
 under it and the Markdown table at the end, with the date and the selip commit.
@@ -202,7 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min_variant_s", type=float, default=90.0,
                         help="do not start a variant with less time than this left")
     parser.add_argument("--embed_s", type=float, default=90.0,
-                        help="seconds kept at the end for issue 16's embedding figure (0: off)")
+                        help="seconds kept at the end for the selip embed figure (0: off)")
     parser.add_argument("--cpu_smoke", action="store_true")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # set in a child process
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -241,7 +241,7 @@ def main() -> None:
 
 
 def embed_figure(args: argparse.Namespace, timeout: float) -> None:
-    """Issue 16's speed figure: ``benchmarks/embed.py`` on the checkpoint the first
+    """The embedding speed figure: ``benchmarks/embed.py`` on the checkpoint the first
     variant left, over the whole cached cohort: ``selip embed``'s rate beside the bare
     image tower's at the same batch size, and cache vs ``.nii.gz`` equality."""
     found = sorted((args.workdir / "runs").rglob("last.ckpt"))

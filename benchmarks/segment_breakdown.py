@@ -1,6 +1,6 @@
 """Where the segmentation Dice of ``learning.py`` is lost: per exam, by lesion kind and size.
 
-Issue 14 asks for FLAIR lesion Dice ≥ 0.5 from scratch; ``learning.py`` measured 0.449 on
+The target is a FLAIR lesion Dice ≥ 0.5 from scratch; ``learning.py`` measured 0.449 on
 test while validation reached 0.51–0.57. This re-scores every segmentation checkpoint that
 ``learning.py`` selected on validation (``segment_<arm>_seed<n>/*/checkpoints/best-*.ckpt``)
 exam by exam on the validation and test splits, joins each exam to its structured truth

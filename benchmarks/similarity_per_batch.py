@@ -1,4 +1,4 @@
-"""Exact S per batch (``data.similarity.mode per_batch``, issue 17) against the tables.
+"""Exact S per batch (``data.similarity.mode per_batch``) against the tables.
 
 1. **Per step**: the time a loader worker spends on its batch's S rows — rebuilding the
    step's global batch (order, flips, report ids) and scoring this rank's rows against all

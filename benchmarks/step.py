@@ -23,7 +23,7 @@ lookup below 5 %.
     .venv/bin/python benchmarks/step.py --configs paper --paper-shape 32 224 224  # full shape
     .venv/bin/python benchmarks/step.py --configs demo --similarity_modes table per_batch
 
-With ``per_batch`` (issue 17) the loader workers compute each batch's S rows, so their cost
+With ``per_batch`` the loader workers compute each batch's S rows, so their cost
 is inside the data wait and the lookup is zero: the target is the same sum.
 """
 

@@ -1,6 +1,6 @@
 """Frozen probes for what the reports name — lesion side and region — on pretrained encoders.
 
-Issue 14 measured that a randomly initialised encoder already decodes the demo's diagnosis
+``learning.py`` measured that a randomly initialised encoder already decodes the demo's diagnosis
 (AUROC 0.89 with 100 % of the labels), so a diagnosis probe cannot show what pretraining
 adds. The side (left or right) and the region of a lesion are what the report texts spell
 out and what pooled features of a random encoder should carry least. This probes them with

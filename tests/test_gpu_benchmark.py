@@ -42,6 +42,6 @@ def test_cpu_smoke_runs_one_process_per_variant():
     # --trainer.benchmark true reached torch in its child, and only there
     assert {r["variant"]: r["cudnn_benchmark"] for r in results} == {
         v: "cudnn_benchmark" in v for v in smoke}
-    # and issue 16's embedding figure on a checkpoint a variant left
+    # and the selip embed figure on a checkpoint a variant left
     assert "selip embed vs the bare image tower:" in done.stdout, done.stdout[-2000:]
     assert "of bare (target >= 90 %)" in done.stdout

@@ -6,7 +6,7 @@ a smooth multiplicative bias field and Rician noise, stored as int16.
 
 Contrasts follow clinical appearance: T1 WM > GM > CSF; T2 CSF > GM > WM; FLAIR CSF
 suppressed, GM >= WM; DWI (b=1000) fairly uniform in tissue, CSF dark; ADC (in
-1e-6 mm^2/s, as scanners store it) CSF bright (~3000), tissue 700-850. Skull is dark on
+1e-6 mm^2/s, as scanners store it) CSF bright (~3000), brain tissue at 700-850. Skull is dark on
 every sequence, scalp fat bright on T1 and suppressed on the fat-saturated DWI.
 """
 

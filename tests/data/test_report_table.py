@@ -2,7 +2,7 @@
 
 A bilateral report mirrors onto the same findings in another order; that text never
 occurs, so its id is the unflipped report's (a flipped pair is then a positive of the
-identical unflipped one, and S between them is 1), docs/design.md §4 / issue 12 item 5.
+identical unflipped one, and S between them is 1), docs/design.md §4.
 """
 
 import numpy as np

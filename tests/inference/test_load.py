@@ -1,4 +1,4 @@
-"""selip.load / selip export: a trained model used without Lightning (issue 16)."""
+"""selip.load / selip export: a trained model used without Lightning."""
 
 from __future__ import annotations
 
