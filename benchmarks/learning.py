@@ -1,8 +1,8 @@
 """Does selip learn? Pretrain on a larger demo cohort, then measure against trivial baselines.
 
 SeLIP against CLIP with ``--arms SeLIP CLIP`` (and the fixed-temperature arm with
-``--arms SeLIP CLIP SeLIP-fixed-scale``). For each seed
-and arm, on one cohort of ``--exams`` demo exams (generated and cached once):
+``--arms SeLIP CLIP SeLIP-fixed-scale``). For each seed and arm, on one cohort of
+``--exams`` demo exams (generated and cached once):
 
 1. **Pretraining** (``configs/demo.yaml``, ``--pretrain_steps`` optimiser steps), then
    ``selip test`` of its last checkpoint: clinical R@5 (a retrieved report is a hit when
@@ -84,8 +84,8 @@ QUIET = ["--trainer.enable_progress_bar", "false"]
 QUICK_TOWERS = [*small_tower_options(), "--model.init_args.embed_dim", "16"]
 #: the segmentation loss of every run recorded before ``--segment_loss`` existed
 RECORDED_SEGMENT_LOSS = "batch_dice_fg_ce"
-#: the targets (means over seeds), the probe's a gain of 0.10
-#: over the random encoder, or an AUROC that leaves no room for one)
+#: the targets (means over seeds); the probe's is a gain of 0.10 over the random encoder,
+#: or an AUROC that leaves no room for one
 TARGET_DICE = 0.5
 TARGET_PROBE_GAIN = 0.10
 TARGET_PROBE_AUROC = 0.97
